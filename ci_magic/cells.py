@@ -1,0 +1,163 @@
+"""From an ask's result to notebook cells, and the seam that puts them into the notebook.
+
+:func:`cells_for` builds the nbformat cells (working code with its outputs, a collapsed record of the attempts),
+with provenance metadata. An :class:`Inserter` delivers them: the JupyterLab bridge inserts real cells below
+the ``%%ask`` cell; :class:`FallbackInserter` (any frontend: VS Code, classic, terminal) shows the outputs as the
+magic's own output and offers the code as the next cell through ``set_next_input``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import sys
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import nbformat
+from nbformat import NotebookNode
+
+from .result import AskResult
+
+METADATA_KEY = "ci_magic"
+
+
+@dataclass
+class Insertion:
+    """What one ask puts into the notebook."""
+
+    insertion_id: str
+    anchor_cell_id: str | None
+    code_cell: NotebookNode
+    record_cell: NotebookNode
+    result: AskResult
+    notes: list[str] = field(default_factory=list)
+
+
+def short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def provenance(result: AskResult, insertion_id: str) -> dict[str, Any]:
+    usage = result.usage
+    return {
+        "insertion_id": insertion_id,
+        "model": result.model,
+        "endpoint": result.endpoint,
+        "prompt_hash": short_hash(result.question),
+        "context_hash": short_hash(result.context),
+        "attempts": len(result.attempts),
+        "ok": result.ok,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "seconds": round(result.seconds, 2),
+    }
+
+
+def attempts_markdown(result: AskResult) -> str:
+    usage = result.usage
+    head = (
+        f"**ci_magic** · {result.model} @ {result.endpoint} · {len(result.attempts)} attempt(s) · "
+        f"{usage.total_tokens:,} tokens{' (estimated)' if usage.estimated else ''} · {result.seconds:.1f} s"
+    )
+    lines = [head, "", f"> {result.question.strip()}", ""]
+    for a in result.attempts:
+        status = "✅ worked" if a.ok else f"❌ {a.outcome}"
+        lines.append(f"<details><summary>Attempt {a.number}: {status}</summary>\n")
+        if a.code is not None:
+            lines.append(f"```python\n{a.code.rstrip()}\n```\n")
+        if a.execution is not None and not a.ok:
+            err = a.execution.traceback or f"{a.execution.error_name}: {a.execution.error_value}"
+            lines.append(f"```\n{err[-1500:]}\n```\n")
+        elif a.code is None:
+            lines.append("The reply contained no code.\n")
+        lines.append("</details>")
+    return "\n".join(lines)
+
+
+def cells_for(result: AskResult, anchor_cell_id: str | None = None) -> Insertion:
+    insertion_id = uuid.uuid4().hex
+    meta = provenance(result, insertion_id)
+    code = nbformat.v4.new_code_cell(source=(result.code or "").rstrip(), outputs=list(result.outputs))
+    code.metadata[METADATA_KEY] = {**meta, "role": "code"}
+    record = nbformat.v4.new_markdown_cell(source=attempts_markdown(result))
+    record.metadata[METADATA_KEY] = {**meta, "role": "record"}
+    record.metadata["jupyter"] = {"source_hidden": False}
+    return Insertion(insertion_id, anchor_cell_id, code, record, result)
+
+
+class Inserter(Protocol):
+    def insert(self, insertion: Insertion) -> bool:
+        """Deliver the cells; return False when this frontend cannot take them (the caller falls back)."""
+
+
+class FallbackInserter:
+    """Show outputs as the magic's output; offer the working code as the next cell."""
+
+    def __init__(self, shell: Any | None = None) -> None:
+        self.shell = shell
+
+    def insert(self, insertion: Insertion) -> bool:
+        from IPython.display import publish_display_data
+
+        result = insertion.result
+        for out in result.outputs:
+            kind = out.get("output_type")
+            if kind == "stream":
+                stream = sys.stderr if out.get("name") == "stderr" else sys.stdout
+                stream.write(str(out.get("text", "")))
+                stream.flush()
+            elif kind in ("display_data", "execute_result"):
+                publish_display_data(dict(out.get("data", {})), dict(out.get("metadata", {})))
+            elif kind == "error":
+                sys.stderr.write("\n".join(out.get("traceback", [])) + "\n")
+        publish_display_data(
+            {"text/plain": summary_text(result), "text/html": _summary_html(result)},
+            metadata={METADATA_KEY: provenance(result, insertion.insertion_id)},
+        )
+        if result.ok and result.code and self.shell is not None:
+            self.shell.set_next_input(result.code.rstrip(), replace=False)
+        return True
+
+
+def summary_text(result: AskResult) -> str:
+    usage = result.usage
+    verdict = "worked" if result.ok else "found no working code"
+    lines = [
+        f"ci_magic {verdict}: {len(result.attempts)} attempt(s), {usage.total_tokens:,} tokens, "
+        f"{result.seconds:.1f} s, {result.model}"
+    ]
+    for a in result.attempts:
+        lines.append(f"  attempt {a.number}: {'ok' if a.ok else a.outcome}")
+        if a.execution is not None and not a.ok:
+            lines.append(f"    {a.execution.error_name}: {a.execution.error_value}"[:300])
+    return "\n".join(lines)
+
+
+def _summary_html(result: AskResult) -> str:
+    usage = result.usage
+    verdict = "worked" if result.ok else "found no working code"
+    rows = []
+    for a in result.attempts:
+        status = "ok" if a.ok else a.outcome
+        detail = ""
+        if a.code is not None:
+            detail += f"<pre>{html.escape(a.code.rstrip())}</pre>"
+        if a.execution is not None and not a.ok:
+            err = a.execution.traceback or f"{a.execution.error_name}: {a.execution.error_value}"
+            detail += f"<pre style='color:#b00'>{html.escape(err[-1500:])}</pre>"
+        if a.code is None:
+            detail += "<p>The reply contained no code.</p>"
+        rows.append(
+            f"<details><summary>Attempt {a.number}: {status} · {a.usage.total_tokens:,} tokens · "
+            f"{a.model_seconds:.1f} s model"
+            + (f" · {a.execution.seconds:.2f} s run" if a.execution else "")
+            + f"</summary>{detail}</details>"
+        )
+    return (
+        f"<details><summary><b>ci_magic</b> {verdict} · {len(result.attempts)} attempt(s) · "
+        f"{usage.total_tokens:,} tokens · {result.seconds:.1f} s · {html.escape(result.model)}</summary>"
+        + "".join(rows)
+        + "</details>"
+    )

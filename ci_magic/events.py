@@ -1,0 +1,33 @@
+"""Progress events emitted by the loop, consumed by the magic's live view, the panel bridge and traces."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+EventKind = Literal[
+    "context",  # data: {"text": str, "tokens": int}
+    "model_start",  # data: {}
+    "token",  # data: {"text": str}  (a streamed fragment of the model's reply)
+    "model_done",  # data: {"prompt_tokens": int, "completion_tokens": int, "seconds": float}
+    "code",  # data: {"code": str}
+    "no_code",  # data: {"problem": str}
+    "exec_done",  # data: {"outcome": str, "outputs": list, "error": str | None, "seconds": float}
+    "retry",  # data: {"problem": str}
+    "done",  # data: {"ok": bool, "attempts": int, "prompt_tokens": int, "completion_tokens": int}
+]
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: EventKind
+    attempt: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+EventSink = Callable[[Event], None]
+
+
+def ignore(_event: Event) -> None:
+    """The default sink."""

@@ -1,0 +1,146 @@
+"""The Python API: ``Interpreter(...).ask(question, frames={...})`` — the same loop the magic and CLI use."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from . import prompts
+from .context import Frame, build_context
+from .events import Event, EventSink, ignore
+from .loop import run_attempts
+from .providers import Provider
+from .providers.resolve import make_provider
+from .result import AskResult
+from .sandbox import Sandbox
+from .settings import Settings
+
+#: Follow-up questions see this many earlier asks of the session.
+HISTORY_TURNS = 3
+#: Frames larger than this are not brought back automatically (only when named with ``keep``).
+AUTO_KEEP_MAX_CELLS = 5_000_000
+
+Keep = Sequence[str] | Literal["auto"] | None
+
+
+class Interpreter:
+    """A session: one model endpoint, one sandbox kernel (started on first use), a short memory of asks."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        provider: Provider | None = None,
+        user_dir: str | Path | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.settings = (settings or Settings.from_env()).with_(**overrides)
+        self._provider = provider
+        self._user_dir = user_dir
+        self._sandbox: Sandbox | None = None
+        self.history: list[prompts.Turn] = []
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            self._provider = make_provider(self.settings)
+        return self._provider
+
+    @property
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = Sandbox(self.settings.limits, self._user_dir)
+        return self._sandbox
+
+    def context(self, frames: Mapping[str, Frame] | None = None) -> str:
+        """Exactly the data description that :meth:`ask` would send."""
+        return build_context(frames or {}, self.settings.context_tokens).text
+
+    def ask(
+        self,
+        question: str,
+        frames: Mapping[str, Frame] | None = None,
+        *,
+        attempts: int | None = None,
+        keep: Keep = "auto",
+        on_event: EventSink = ignore,
+        system_extra: str | None = None,
+    ) -> AskResult:
+        started = time.monotonic()
+        frames = dict(frames or {})
+        ctx = build_context(frames, self.settings.context_tokens)
+        on_event(Event("context", 0, {"text": ctx.text, "tokens": ctx.tokens}))
+        provider = self.provider  # resolve (and fail on configuration) before starting a kernel
+        sandbox = self.sandbox
+        before = set(sandbox.values()) if keep == "auto" else set()
+        messages = prompts.initial_messages(question, ctx.text, self.history[-HISTORY_TURNS:], system_extra)
+        attempt_list = run_attempts(
+            messages,
+            provider=provider,
+            sandbox=sandbox,
+            frames=frames,
+            settings=self.settings,
+            attempts=attempts or self.settings.attempts,
+            emit=on_event,
+        )
+        result = AskResult(
+            question=question,
+            model=provider.model,
+            endpoint=provider.endpoint,
+            attempts=attempt_list,
+            context=ctx.text,
+        )
+        if result.ok:
+            final = attempt_list[-1]
+            assert final.code is not None and final.execution is not None
+            self.history.append(prompts.Turn(question, final.code, final.execution.text()[-600:]))
+            result.values = self._bring_back(keep, before, frames)
+        result.files = sandbox.written_files()
+        result.warnings = list(sandbox.warnings)
+        sandbox.warnings.clear()
+        result.seconds = time.monotonic() - started
+        usage = result.usage
+        on_event(
+            Event(
+                "done",
+                len(attempt_list),
+                {
+                    "ok": result.ok,
+                    "attempts": len(attempt_list),
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                },
+            )
+        )
+        return result
+
+    def _bring_back(self, keep: Keep, before: set[str], frames: Mapping[str, Frame]) -> dict[str, Any]:
+        if keep is None:
+            return {}
+        if keep == "auto":
+            now = self.sandbox.values()
+            names = [
+                n for n, (_, cells) in now.items() if n not in before and n not in frames and cells <= AUTO_KEEP_MAX_CELLS
+            ]
+            return self.sandbox.fetch(names) if names else {}
+        return self.sandbox.fetch(list(keep))
+
+    def interrupt(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.interrupt()
+
+    def close(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+        close = getattr(self._provider, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> Interpreter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

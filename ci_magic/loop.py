@@ -1,0 +1,97 @@
+"""generate → run → fix: the bounded repair loop. Failures of the generated code are data, not exceptions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from . import prompts
+from .context import Frame
+from .errors import Cancelled
+from .events import Event, EventSink
+from .extract import extract_code
+from .providers import Message, Provider
+from .result import Attempt, ExecutionResult
+from .sandbox import Sandbox
+from .settings import Settings
+
+
+def run_attempts(
+    messages: list[Message],
+    *,
+    provider: Provider,
+    sandbox: Sandbox,
+    frames: Mapping[str, Frame],
+    settings: Settings,
+    attempts: int,
+    emit: EventSink,
+) -> list[Attempt]:
+    """Ask, run, and feed failures back, at most ``attempts`` times. ``messages`` grows with the dialogue."""
+    done: list[Attempt] = []
+    for number in range(1, attempts + 1):
+        emit(Event("model_start", number))
+        try:
+            completion = provider.complete(messages, on_text=lambda t, n=number: emit(Event("token", n, {"text": t})))
+        except KeyboardInterrupt:
+            raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
+        emit(
+            Event(
+                "model_done",
+                number,
+                {
+                    "prompt_tokens": completion.usage.prompt_tokens,
+                    "completion_tokens": completion.usage.completion_tokens,
+                    "seconds": completion.seconds,
+                },
+            )
+        )
+        messages.append({"role": "assistant", "content": completion.text})
+        code = extract_code(completion.text)
+        if code is None:
+            problem = (
+                prompts.TRUNCATED.format(reason=f"finish_reason={completion.finish_reason}")
+                if completion.finish_reason in ("length", "truncated")
+                else prompts.NO_CODE
+            )
+            done.append(Attempt(number, completion.text, None, None, completion.usage, completion.seconds, problem))
+            emit(Event("no_code", number, {"problem": problem}))
+            messages.append({"role": "user", "content": problem})
+            continue
+        emit(Event("code", number, {"code": code}))
+        try:
+            execution = sandbox.run(code, frames)
+        except KeyboardInterrupt:
+            sandbox.interrupt()
+            raise Cancelled("The ask was cancelled while its code was running; the sandbox was interrupted.") from None
+        problem = None if execution.ok else _feedback(execution, settings)
+        done.append(Attempt(number, completion.text, code, execution, completion.usage, completion.seconds, problem))
+        emit(
+            Event(
+                "exec_done",
+                number,
+                {
+                    "outcome": execution.outcome,
+                    "outputs": execution.outputs,
+                    "error": None if execution.ok else f"{execution.error_name}: {execution.error_value}",
+                    "seconds": execution.seconds,
+                },
+            )
+        )
+        if execution.ok:
+            break
+        assert problem is not None
+        messages.append({"role": "user", "content": problem})
+        if number < attempts:
+            emit(Event("retry", number, {"problem": problem}))
+    return done
+
+
+def _feedback(execution: ExecutionResult, settings: Settings) -> str:
+    error = execution.traceback or f"{execution.error_name}: {execution.error_value}"
+    if execution.restarted:
+        error += "\nThe sandbox was restarted: variables you created are gone; the DataFrames are reloaded."
+    stdout_tail = "".join(
+        o.get("text", "") for o in execution.outputs if o.get("output_type") == "stream"
+    )[-1500:]
+    return prompts.repair_message(
+        error, stdout_tail, timed_out=execution.outcome == "timeout", timeout_s=settings.limits.timeout_s
+    )

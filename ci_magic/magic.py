@@ -1,0 +1,192 @@
+"""The IPython edge: ``%%ask`` / ``%ask``, configured with traitlets (``%config Ask.model = '...'``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, Float, Int, Unicode
+from traitlets.config import Configurable
+
+from . import prompts
+from .cells import FallbackInserter, Inserter, cells_for
+from .context import build_context, collect_frames
+from .errors import UsageError
+from .events import Event
+from .interpreter import Interpreter
+from .settings import Limits, Settings
+
+
+class Ask(Configurable):  # type: ignore[misc]
+    """Settings for %%ask. Secrets are read from the environment only, never from config."""
+
+    model = Unicode(None, allow_none=True, help="Model name (default: CI_MAGIC_MODEL, or the server's).").tag(
+        config=True
+    )
+    base_url = Unicode(None, allow_none=True, help="OpenAI-compatible base URL (default: OPENAI_BASE_URL).").tag(
+        config=True
+    )
+    attempts = Int(3, help="Attempts per ask, counting repairs.").tag(config=True)
+    timeout = Float(60.0, help="Seconds one execution may run in the sandbox.").tag(config=True)
+    request_timeout = Float(120.0, help="Seconds to wait for the model.").tag(config=True)
+    context_tokens = Int(2000, help="Token budget for the data description.").tag(config=True)
+    memory_mb = Int(4096, help="Address-space limit of the sandbox kernel, in MB.").tag(config=True)
+    network = Bool(False, help="Let sandboxed code use the network.").tag(config=True)
+
+    def settings(self, **overrides: Any) -> Settings:
+        limits = Limits(memory_mb=self.memory_mb, timeout_s=self.timeout, network=self.network)
+        base = Settings.from_env(
+            attempts=self.attempts,
+            context_tokens=self.context_tokens,
+            request_timeout_s=self.request_timeout,
+            limits=limits,
+        )
+        return base.with_(model=self.model, base_url=self.base_url).with_(**overrides)
+
+
+@magics_class
+class AskMagics(Magics):
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.config_obj = Ask(parent=shell)
+        shell.configurables.append(self.config_obj)  # makes `%config Ask.model = ...` reach it
+        self.interpreter: Interpreter | None = None
+        self.inserter: Inserter = FallbackInserter(shell)
+        self.current_cell_id: str | None = None
+
+    def _interpreter(self, settings: Settings) -> Interpreter:
+        it = self.interpreter
+        if it is None:
+            it = self.interpreter = Interpreter(settings)
+        elif it.settings != settings:
+            if it.settings.limits != settings.limits:
+                it.close()  # limits apply at kernel start; frames are resent to the new one
+                it = self.interpreter = Interpreter(settings)
+            else:
+                it.settings = settings
+                it._provider = None  # re-resolved lazily with the new endpoint/model
+        return it
+
+    @magic_arguments()
+    @argument("--frames", "-f", default=None, help="Comma-separated DataFrame names to describe (default: all).")
+    @argument("--attempts", "-n", type=int, default=None, help="Attempts, counting repairs.")
+    @argument("--model", "-m", default=None, help="Model for this ask.")
+    @argument("--keep", "-k", action="append", default=None, help="Bring this variable back (repeatable).")
+    @argument("--no-keep", action="store_true", help="Bring nothing back into this notebook.")
+    @argument("--timeout", "-t", type=float, default=None, help="Seconds one execution may run.")
+    @argument("--context-only", action="store_true", help="Show exactly what would be sent; send nothing.")
+    @argument("question", nargs="*", help="The question (or the cell body).")
+    @line_cell_magic
+    def ask(self, line: str, cell: str | None = None) -> None:
+        """Ask a question about the DataFrames in this notebook; the code runs in a sandbox kernel."""
+        # CIMagicError renders as one clear paragraph (no traceback) and marks the cell as failed, so "Run All"
+        # stops here instead of running later cells on missing results.
+        self._ask(line, cell)
+
+    def _ask(self, line: str, cell: str | None) -> None:
+        try:
+            args = parse_argstring(self.ask, line)
+        except Exception as exc:  # argparse/IPython usage errors: say what is wrong, run nothing
+            raise UsageError(f"{exc}. Usage: %%ask [--frames a,b] [--attempts N] [--model M] [--keep NAME] "
+                             "[--no-keep] [--timeout S] [--context-only], then the question.") from None
+        question = (cell if cell is not None else "").strip() or " ".join(args.question).strip()
+        if cell is not None and args.question:
+            question = (" ".join(args.question) + "\n" + question).strip()
+        names = [n.strip() for n in args.frames.split(",") if n.strip()] if args.frames else None
+        frames = collect_frames(self.shell.user_ns, names)
+        settings = self.config_obj.settings(model=args.model, attempts=args.attempts)
+        if args.timeout is not None:
+            settings = settings.with_(limits=Limits(**{**settings.limits.__dict__, "timeout_s": args.timeout}))
+        if args.context_only:
+            self._show_context(question, frames, settings)
+            return
+        if not question:
+            raise UsageError("%%ask needs a question: put it in the cell body (or after %ask on the line).")
+        interpreter = self._interpreter(settings)
+        keep: Any = None if args.no_keep else (args.keep or "auto")
+        view = LiveView(settings.attempts, self.shell)
+        result = interpreter.ask(question, frames, keep=keep, on_event=view)
+        view.close()
+        insertion = cells_for(result, self.current_cell_id)
+        self._keep(result.values, explicit=set(args.keep or ()), insertion_notes=insertion.notes)
+        for note in insertion.notes + result.warnings:
+            print(f"ci_magic: {note}", file=sys.stderr)
+        self.inserter.insert(insertion)
+
+    def _keep(self, values: dict[str, Any], explicit: set[str], insertion_notes: list[str]) -> None:
+        user_ns = self.shell.user_ns
+        brought = []
+        for name, value in values.items():
+            if name in user_ns and name not in explicit:
+                insertion_notes.append(
+                    f"{name!r} was not brought back because the notebook already has a variable of that name; "
+                    f"use --keep {name} to overwrite it."
+                )
+                continue
+            user_ns[name] = value
+            brought.append(name)
+        if brought:
+            insertion_notes.append("brought back into the notebook: " + ", ".join(brought))
+
+    def _show_context(self, question: str, frames: dict[str, Any], settings: Settings) -> None:
+        ctx = build_context(frames, settings.context_tokens)
+        messages = prompts.initial_messages(question or "(your question)", ctx.text)
+        print(f"ci_magic would send {ctx.tokens:,} tokens of data description (budget "
+              f"{settings.context_tokens:,}); nothing was sent.\n")
+        for m in messages:
+            print(f"--- {m['role']} ---\n{m['content']}\n")
+
+
+class LiveView:
+    """Progress while the model writes and the code runs: one updating line in notebooks, a few in terminals."""
+
+    def __init__(self, attempts: int, shell: Any) -> None:
+        from IPython.display import display
+
+        self.attempts = attempts
+        self.tokens = 0
+        self.total = 0
+        self.state = "starting"
+        self.attempt = 1
+        self._last = 0.0
+        # Only kernels can update a display in place; a terminal would print every update on a new line.
+        in_kernel = getattr(shell, "kernel", None) is not None
+        self._handle = (
+            display({"text/plain": "ci_magic: starting…"}, raw=True, display_id=True) if in_kernel else None
+        )
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "token":
+            self.tokens += max(1, len(event.data["text"]) // 4)
+            self.state = "model is writing"
+        elif event.kind == "model_start":
+            self.attempt, self.tokens, self.state = event.attempt, 0, "waiting for the model"
+        elif event.kind == "model_done":
+            self.total += event.data["prompt_tokens"] + event.data["completion_tokens"]
+            self.state = "model done"
+        elif event.kind == "code":
+            self.state = "running in the sandbox"
+        elif event.kind in ("retry", "no_code"):
+            self.state = "failed, asking for a fix"
+        elif event.kind == "done":
+            self.state = "done"
+        now = time.monotonic()
+        if event.kind != "token" or now - self._last > 0.25:  # throttle: streamed tokens arrive fast
+            self._last = now
+            self._update()
+
+    def _update(self) -> None:
+        text = (
+            f"ci_magic: attempt {self.attempt}/{self.attempts} · {self.state} · "
+            f"{self.tokens} tokens this reply · {self.total:,} tokens so far"
+        )
+        if self._handle is not None:
+            self._handle.update({"text/plain": text}, raw=True)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.update({"text/plain": ""}, raw=True)
+

@@ -1,0 +1,207 @@
+"""The isolated place where generated code runs: a child kernel, its working directory, and data transfer.
+
+Frames go in as Arrow IPC files (on tmpfs when there is one) and are re-sent only when they changed. Values come
+back as Arrow or tagged JSON, never pickle. The user's own files are visible read-only-by-convention as links in
+the working directory; everything the code writes stays in the working directory.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import TransferError
+from ..result import ExecutionResult
+from ..settings import Limits
+from . import childside
+from .kernel import ChildKernel
+
+CHILD_MODULE = "_ci_child"
+MAX_LINKED_FILES = 500
+
+
+def _startup_code() -> str:
+    path = Path(childside.__file__).resolve()
+    return (
+        "import sys as _s, types as _t\n"
+        f"_m = _t.ModuleType({CHILD_MODULE!r}); _m.__file__ = {str(path)!r}\n"
+        f"exec(compile(open({str(path)!r}).read(), {str(path)!r}, 'exec'), _m.__dict__)\n"
+        f"_s.modules[{CHILD_MODULE!r}] = _m\n"
+        "del _s, _t, _m\n"
+        f"import {CHILD_MODULE}\n"
+        "import pandas as pd, numpy as np\n"
+        "import matplotlib.pyplot as plt\n"
+    )
+
+
+def fingerprint(obj: pd.DataFrame | pd.Series) -> str:
+    """Content identity of a frame: changes when any value, label or dtype changes."""
+    # hash_pandas_object is vectorised; labels and dtypes are folded in since it ignores them.
+    try:
+        values = pd.util.hash_pandas_object(obj, index=True).to_numpy()
+        digest = hex(hash(values.tobytes()))
+    except TypeError:  # unhashable cells (lists, dicts): fall back to identity
+        digest = f"id{id(obj)}"
+    labels = repr(list(obj.columns)) + repr(list(obj.dtypes)) if isinstance(obj, pd.DataFrame) else repr(obj.dtype)
+    return f"{obj.shape}|{digest}|{hash(labels)}|{hash(repr(obj.index.names))}"
+
+
+def code_names(code: str) -> set[str]:
+    """Every identifier the code mentions; used to send only the frames the code can touch."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()  # the kernel will report the syntax error; nothing needs sending
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    # Frames may also be reached by name in strings, e.g. globals()["sales"].
+    names |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    return names
+
+
+class Sandbox:
+    """A session: one child kernel that outlives single asks, so follow-up questions see earlier variables."""
+
+    def __init__(self, limits: Limits | None = None, user_dir: str | Path | None = None) -> None:
+        self.limits = limits or Limits()
+        self.user_dir = Path(user_dir or os.getcwd()).resolve()
+        self.session_dir = Path(tempfile.mkdtemp(prefix="ci_magic-"))
+        shm = Path("/dev/shm")
+        xfer_root = shm if shm.is_dir() and os.access(shm, os.W_OK) else self.session_dir
+        self.xfer_dir = Path(tempfile.mkdtemp(prefix="ci_magic-xfer-", dir=xfer_root))
+        self.workdir = self.session_dir / "work"
+        self.workdir.mkdir()
+        self._link_user_files()
+        self._sent: dict[str, str] = {}  # name -> fingerprint of what the child holds
+        self.warnings: list[str] = []
+        self._kernel = ChildKernel(self.session_dir, self.workdir, self.limits, _startup_code())
+        self._kernel.start()
+
+    def _link_user_files(self) -> None:
+        try:
+            entries = sorted(p for p in self.user_dir.iterdir() if not p.name.startswith("."))
+        except OSError:
+            return
+        for entry in entries[:MAX_LINKED_FILES]:
+            target = self.workdir / entry.name
+            if not target.exists():
+                target.symlink_to(entry)
+
+    @property
+    def kernel(self) -> ChildKernel:
+        return self._kernel
+
+    # -- frames in ------------------------------------------------------------------------------------------
+
+    def send_frames(self, frames: Mapping[str, pd.DataFrame | pd.Series], force: bool = False) -> list[str]:
+        """Make the child hold these frames under these names; returns the names actually (re)sent."""
+        spec: dict[str, str] = {}
+        prints: dict[str, str] = {}
+        for name, obj in frames.items():
+            if not name.isidentifier():
+                raise TransferError(f"{name!r} is not a valid Python name, so it cannot be a variable in the sandbox.")
+            fp = fingerprint(obj)
+            if not force and self._sent.get(name) == fp:
+                continue
+            path = self.xfer_dir / f"in-{name}.arrow"
+            try:
+                stringified = childside.frame_to_arrow(obj, str(path))
+            except Exception as exc:
+                raise TransferError(
+                    f"The frame {name!r} could not be copied into the sandbox ({type(exc).__name__}: {exc}). "
+                    "Convert unusual column types (e.g. with .astype(str)) and try again."
+                ) from exc
+            if stringified:
+                self.warnings.append(
+                    f"{name}: columns {', '.join(map(repr, stringified))} hold mixed types and were sent to "
+                    "the sandbox as strings."
+                )
+            spec[name] = str(path)
+            prints[name] = fp
+        if not spec:
+            return []
+        errors = self._kernel.evaluate(f"{CHILD_MODULE}.load_frames({json.dumps(spec)}, globals())")
+        if errors:
+            detail = "; ".join(f"{k}: {v}" for k, v in errors.items())
+            raise TransferError(f"The sandbox could not load the frames it was sent ({detail}).")
+        self._sent.update(prints)
+        return list(spec)
+
+    def _restore(self) -> None:
+        """After a restart the child is empty: reload the last frames it held from their Arrow files."""
+        spec = {name: str(self.xfer_dir / f"in-{name}.arrow") for name in self._sent}
+        if spec:
+            self._kernel.evaluate(f"{CHILD_MODULE}.load_frames({json.dumps(spec)}, globals())")
+
+    # -- running --------------------------------------------------------------------------------------------
+
+    def run(self, code: str, frames: Mapping[str, pd.DataFrame | pd.Series] | None = None) -> ExecutionResult:
+        """Send the frames the code mentions, then run it. Errors from the code come back as data."""
+        if frames:
+            wanted = code_names(code)
+            self.send_frames({k: v for k, v in frames.items() if k in wanted})
+        result = self._kernel.execute(code)
+        if result.restarted:
+            self._restore()
+        return result
+
+    def values(self) -> dict[str, tuple[str, int]]:
+        """{name: (kind, cells)} of the DataFrames, Series and scalars now defined in the child."""
+        found = self._kernel.evaluate(f"{CHILD_MODULE}.list_values(globals())")
+        return {name: (kind, int(cells)) for name, (kind, cells) in found.items()}
+
+    def fetch(self, names: list[str]) -> dict[str, Any]:
+        """Copy values out of the child: frames through Arrow files, scalars through JSON. Never pickle."""
+        out_dir = self.xfer_dir
+        docs = self._kernel.evaluate(
+            f"{CHILD_MODULE}.export_values({json.dumps(names)}, globals(), {str(out_dir)!r})"
+        )
+        fetched: dict[str, Any] = {}
+        problems: list[str] = []
+        for name, doc in docs.items():
+            if "error" in doc:
+                problems.append(doc["error"])
+            elif doc["kind"] in ("frame", "series"):
+                path = Path(doc["path"])
+                if path.parent.resolve() != out_dir.resolve():
+                    problems.append(f"refused {name!r}: the sandbox named a file outside the transfer folder")
+                    continue
+                fetched[name] = childside.frame_from_arrow(str(path))
+                path.unlink(missing_ok=True)
+            else:
+                fetched[name] = childside.scalar_from_json(doc["json"])
+        if problems:
+            self.warnings.extend(problems)
+        return fetched
+
+    def written_files(self) -> list[str]:
+        """Files the code created in the working directory (not the links to the user's files)."""
+        found = []
+        for root, dirs, files in os.walk(self.workdir):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and not Path(root, d).is_symlink()]
+            for f in files:
+                p = Path(root, f)
+                if not p.is_symlink() and not f.startswith("."):
+                    found.append(str(p.relative_to(self.workdir)))
+        return sorted(found)
+
+    def interrupt(self) -> None:
+        self._kernel.interrupt()
+
+    def close(self) -> None:
+        self._kernel.shutdown()
+        shutil.rmtree(self.xfer_dir, ignore_errors=True)
+        shutil.rmtree(self.session_dir, ignore_errors=True)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

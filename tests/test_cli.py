@@ -1,0 +1,48 @@
+"""The ci-magic command, as a user runs it, against the fake model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, fenced
+
+from ci_magic.providers.fake import FakeModelServer
+
+
+def run(args: list[str], server: FakeModelServer | None, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    if server is not None:
+        env.update(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="k")
+    return subprocess.run(
+        [sys.executable, "-m", "ci_magic.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
+
+
+def test_ask_prints_code_output_and_attempts(fake: FakeModelServer, tmp_path: Path) -> None:
+    fake.add(fenced("print(df.revenue.sum() > 0)\nimport matplotlib.pyplot as plt\ndf.revenue.plot(); plt.show()"))
+    csv = ROOT / "notebooks" / "sales.csv"
+    proc = run(["ask", "--data", f"df={csv}", "--save-images", "imgs", "Total revenue?"], fake, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "print(df.revenue.sum() > 0)" in proc.stdout and "True" in proc.stdout
+    assert "succeeded after 1 attempt(s)" in proc.stdout
+    assert (tmp_path / "imgs" / "output-1.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_json_output_and_exit_1_when_exhausted(fake: FakeModelServer, tmp_path: Path) -> None:
+    fake.add(fenced("1/0"), fenced("1/0"))
+    proc = run(["ask", "--attempts", "2", "--json", "q"], fake, tmp_path)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["ok"] is False and [a["outcome"] for a in doc["attempts"]] == ["error", "error"]
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    proc = run(["ask", "--data", "df=missing.csv", "q"], None, tmp_path)
+    assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+    assert run(["ask"], None, tmp_path).returncode == 2
+    proc = run(["ask", "--data", "not an identifier=x.csv", "q"], None, tmp_path)
+    assert proc.returncode == 2 and "NAME=PATH" in proc.stderr

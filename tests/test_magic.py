@@ -1,0 +1,129 @@
+"""%%ask in a real IPython shell, against the fake model and a real sandbox kernel."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import fenced
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from ci_magic.providers.fake import FakeModelServer
+
+
+@pytest.fixture
+def shell(fake: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("CI_MAGIC_MODEL", "fake-model")
+    sh = InteractiveShell.instance()
+    sh.run_cell("%load_ext ci_magic")
+    sh.run_cell("import pandas as pd\nsales = pd.DataFrame({'month': [1, 1, 2], 'revenue': [10.0, 20.0, 30.0]})")
+    yield sh
+    sh.run_cell("%unload_ext ci_magic")
+    sh.reset(new_session=False)
+    sh.rl_next_input = None
+
+
+def fingerprint(sh: InteractiveShell, directory: Path) -> dict[str, Any]:
+    """What a user would notice changing: names, frame contents, scalar values, files."""
+    state: dict[str, Any] = {}
+    for name, value in sh.user_ns.items():
+        if name.startswith("_") or name in ("In", "Out", "exit", "quit", "get_ipython"):
+            continue
+        if isinstance(value, pd.DataFrame | pd.Series):
+            state[name] = int(pd.util.hash_pandas_object(value).sum())
+        elif isinstance(value, int | float | str):
+            state[name] = value
+        else:
+            state[name] = type(value).__name__
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir() if p.is_file()}
+    return {"ns": state, "files": files}
+
+
+def test_ask_shows_outputs_and_offers_the_code(shell: InteractiveShell, fake: FakeModelServer) -> None:
+    fake.add(fenced("avg = sales.groupby('month').revenue.mean()\nprint(avg.to_dict())"))
+    with capture_output() as cap:
+        result = shell.run_cell("%%ask\nAverage revenue by month")
+    assert result.success, cap.stderr
+    assert "{1: 15.0, 2: 30.0}" in cap.stdout
+    assert shell.rl_next_input is not None and "groupby('month')" in shell.rl_next_input
+    assert any("ci_magic worked: 1 attempt" in o.data.get("text/plain", "") for o in cap.outputs)
+    # New frames the code made are brought back, through Arrow, as real pandas objects.
+    assert shell.user_ns["avg"].to_dict() == {1: 15.0, 2: 30.0}
+
+
+def test_failing_attempts_leave_namespace_and_files_unchanged(
+    shell: InteractiveShell, fake: FakeModelServer, tmp_path: Path
+) -> None:
+    (tmp_path / "keep.csv").write_text("x\n1\n")
+    before = fingerprint(shell, tmp_path)
+    evil = "sales.drop(columns=['revenue'], inplace=True)\nimport os\nos.remove('keep.csv')\nx = 1/0"
+    fake.add(*[fenced(evil)] * 2)
+    with capture_output() as cap:
+        shell.run_cell("%%ask --attempts 2\nBreak things")
+    assert any("found no working code" in o.data.get("text/plain", "") for o in cap.outputs)
+    assert fingerprint(shell, tmp_path)["ns"] == before["ns"]
+    # The child deleted its *link* to the file, never the user's file.
+    assert (tmp_path / "keep.csv").read_text() == "x\n1\n"
+
+
+def test_context_only_sends_nothing(shell: InteractiveShell, fake: FakeModelServer) -> None:
+    shell.user_ns["secret_number"] = 42
+    with capture_output() as cap:
+        shell.run_cell("%%ask --context-only\nAnything")
+    assert fake.requests == []
+    assert "sales: DataFrame, 3 rows × 2 columns" in cap.stdout and "secret_number" not in cap.stdout
+
+
+def test_frames_option_limits_what_is_described(shell: InteractiveShell, fake: FakeModelServer) -> None:
+    shell.run_cell("other = pd.DataFrame({'z': [1]})")
+    fake.add(fenced("print(len(sales))"))
+    with capture_output():
+        shell.run_cell("%%ask --frames sales\nHow many rows?")
+    sent = fake.requests[0]["messages"][-1]["content"]
+    assert "sales: DataFrame" in sent and "other" not in sent
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("%%ask --attempts many\nq", "argument --attempts"),
+        ("%%ask --frames nosuch\nq", "no variable of that name"),
+        ("%%ask --bogus\nq", "unrecognized arguments"),
+        ("%%ask\n   ", "needs a question"),
+        ("%%ask --attempts 0\nq", "attempts must be between 1 and 20"),
+    ],
+)
+def test_bad_arguments_give_one_clear_error(
+    shell: InteractiveShell, fake: FakeModelServer, tmp_path: Path, line: str, message: str
+) -> None:
+    before = fingerprint(shell, tmp_path)
+    with capture_output() as cap:
+        result = shell.run_cell(line)
+    assert not result.success
+    assert message in cap.stdout + cap.stderr
+    assert "Traceback" not in cap.stdout + cap.stderr
+    assert fake.requests == [] and fingerprint(shell, tmp_path) == before
+
+
+def test_config_traitlet_sets_the_model(shell: InteractiveShell, fake: FakeModelServer) -> None:
+    fake.add(fenced("print(1)"))
+    with capture_output():
+        shell.run_cell("%config Ask.model = 'other-model'\n")
+        shell.run_cell("%%ask\nq")
+    assert fake.requests[0]["model"] == "other-model"
+
+
+def test_unreachable_model_is_a_clear_error(shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    with capture_output() as cap:
+        result = shell.run_cell("%%ask\nq")
+    assert not result.success and "Could not connect to the model server" in cap.stdout + cap.stderr
+    assert "Traceback" not in cap.stdout + cap.stderr

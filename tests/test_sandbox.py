@@ -1,0 +1,91 @@
+"""The child kernel as a sandbox: environment, transfer both ways, survival. Real kernels only."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ci_magic.sandbox import Sandbox
+from ci_magic.sandbox.kernel import child_environment
+from ci_magic.settings import Limits
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-123")
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-456")
+    with Sandbox(Limits(timeout_s=5), user_dir=tmp_path) as sb:
+        yield sb
+
+
+def test_child_environment_has_no_secrets(sandbox: Sandbox) -> None:
+    result = sandbox.run("import os, json\nprint(json.dumps(dict(os.environ)))")
+    env = json.loads(result.outputs[0]["text"])
+    assert not any(k.startswith("OPENAI") or "TOKEN" in k for k in env)
+    assert "sk-test-secret-123" not in result.outputs[0]["text"]
+    assert env["HOME"] == str(sandbox.workdir)
+
+
+def test_allowlist_drops_everything_unknown() -> None:
+    env = child_environment(Path("/w"), {"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "x", "LC_ALL": "C", "FOO": "1"})
+    assert env["PATH"] == "/bin" and env["LC_ALL"] == "C" and "FOO" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+
+
+def test_runs_in_its_own_workdir_with_user_files_visible(sandbox: Sandbox) -> None:
+    result = sandbox.run("import os, pandas as pd\nprint(os.getcwd())\nprint(pd.read_csv('data.csv').a.sum())")
+    assert result.outputs[0]["text"] == f"{sandbox.workdir}\n1\n"
+    assert os.getpid() != sandbox.kernel.pid
+
+
+def test_written_files_are_reported(sandbox: Sandbox) -> None:
+    sandbox.run("open('report.txt', 'w').write('hi')")
+    assert sandbox.written_files() == ["report.txt"]
+
+
+def test_awkward_frames_round_trip(sandbox: Sandbox) -> None:
+    frame = pd.DataFrame(
+        [[1, "x", 2.5], [2, None, 3.5]], columns=pd.Index([0, "dup", "dup"]), index=pd.Index(["r1", "r2"], name="rows")
+    )
+    mixed = pd.DataFrame({"m": [1, "a", 2.5, None]})
+    series = pd.Series([1.5, 2.5], name=("multi", "label"))
+    sandbox.send_frames({"frame": frame, "mixed": mixed, "series": series})
+    assert any("'m'" in w and "as strings" in w for w in sandbox.warnings)
+    back = sandbox.fetch(["frame", "mixed", "series"])
+    pd.testing.assert_frame_equal(back["frame"], frame, check_dtype=False)
+    assert back["mixed"]["m"].tolist()[:3] == ["1", "a", "2.5"]
+    pd.testing.assert_series_equal(back["series"], series)
+
+
+def test_fetch_scalars_and_refuses_objects(sandbox: Sandbox) -> None:
+    sandbox.run("n = 3\nratio = float('nan')\nname = 'x'\nclass Evil:\n    pass\nevil = Evil()")
+    got = sandbox.fetch(["n", "ratio", "name", "evil"])
+    assert got["n"] == 3 and got["name"] == "x" and got["ratio"] != got["ratio"]
+    assert "evil" not in got and any("no pickling" in w for w in sandbox.warnings)
+
+
+def test_crash_restarts_and_restores_frames(sandbox: Sandbox) -> None:
+    sandbox.send_frames({"df": pd.DataFrame({"a": [1, 2, 3]})})
+    dead = sandbox.run("import os\nos._exit(1)")
+    assert dead.outcome == "died" and dead.restarted
+    assert sandbox.run("print(df.a.sum())").outputs[0]["text"] == "6\n"
+
+
+def test_memory_limit_gives_memory_error(tmp_path: Path) -> None:
+    with Sandbox(Limits(memory_mb=1536, timeout_s=20), user_dir=tmp_path) as sb:
+        result = sb.run("x = bytearray(4 * 1024**3)")
+        assert result.outcome == "error" and result.error_name == "MemoryError"
+        assert sb.run("print('alive')").ok
+
+
+def test_huge_output_is_truncated_keeping_the_tail(tmp_path: Path) -> None:
+    with Sandbox(Limits(timeout_s=30, max_output_bytes=10_000), user_dir=tmp_path) as sb:
+        result = sb.run("for i in range(200_000): print(i)")
+    text = result.outputs[0]["text"]
+    assert text.startswith("[…") and "truncated" in text and text.endswith("199999\n")
+    assert len(text) < 11_000
