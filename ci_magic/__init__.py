@@ -62,6 +62,10 @@ def load_ipython_extension(ipython: Any) -> None:
 
     # The child kernel would exit with us anyway (it polls its parent); this also removes the session files.
     atexit.register(lambda: magics.interpreter.close() if magics.interpreter is not None else None)
+    # -- JupyterLab/Notebook 7 extension bridge (ci_magic/bridge.py): real cells and the Ask panel --
+    from .bridge import install
+
+    install(ipython, magics)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -78,7 +78,7 @@ def attempts_markdown(result: AskResult) -> str:
 
 def cells_for(result: AskResult, anchor_cell_id: str | None = None) -> Insertion:
     insertion_id = uuid.uuid4().hex
-    meta = provenance(result, insertion_id)
+    meta = {**provenance(result, insertion_id), "anchor_cell_id": anchor_cell_id}
     code = nbformat.v4.new_code_cell(source=(result.code or "").rstrip(), outputs=list(result.outputs))
     code.metadata[METADATA_KEY] = {**meta, "role": "code"}
     record = nbformat.v4.new_markdown_cell(source=attempts_markdown(result))

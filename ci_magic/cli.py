@@ -28,8 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = sub.add_parser("ask", help="Answer a question about CSV/Parquet files with generated code.")
     ask.add_argument("question")
-    ask.add_argument("--data", "-d", action="append", default=[], metavar="NAME=PATH",
-                     help="Load a table as DataFrame NAME (CSV, TSV, Parquet, JSON, Excel). Repeatable.")
+    ask.add_argument(
+        "--data",
+        "-d",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="Load a table as DataFrame NAME (CSV, TSV, Parquet, JSON, Excel). Repeatable.",
+    )
     ask.add_argument("--model", "-m", help="Model name (default: CI_MAGIC_MODEL or the server's).")
     ask.add_argument("--base-url", help="OpenAI-compatible base URL (default: OPENAI_BASE_URL).")
     ask.add_argument("--attempts", "-n", type=int, default=3)
@@ -38,6 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--save-images", metavar="DIR", help="Write image outputs as PNG files into DIR.")
     ask.add_argument("--quiet", "-q", action="store_true", help="Do not stream the model's text to stderr.")
     ask.set_defaults(func=cmd_ask)
+
+    ev = sub.add_parser(
+        "eval", help="Run DABench-format questions through the %%ask loop; write predictions."
+    )
+    ev.add_argument("questions", help="JSONL: id, question, constraints, format, file_name")
+    ev.add_argument("--tables", required=True, help="Folder holding the questions' tables.")
+    ev.add_argument("--out", required=True, help="Predictions JSONL to write.")
+    ev.add_argument("--limit", type=int, default=None, help="Only the first N questions.")
+    ev.add_argument("--attempts", "-n", type=int, default=3)
+    ev.add_argument("--model", "-m")
+    ev.add_argument("--base-url")
+    ev.add_argument("--timeout", type=float, default=60.0, help="Seconds one execution may run.")
+    ev.set_defaults(func=cmd_eval)
 
     fake = sub.add_parser("fake-server", help="Run the scripted fake model server (for demos and tests).")
     fake.add_argument("spec", help='JSON file: {"script": [...], "rules": [[regex, reply], ...]}')
@@ -76,7 +95,9 @@ def load_table(spec: str) -> tuple[str, Any]:
     try:
         return name, reader(file)
     except Exception as exc:
-        raise UsageError(f"--data {name}: could not read {path!r} as a table ({type(exc).__name__}: {exc}).") from None
+        raise UsageError(
+            f"--data {name}: could not read {path!r} as a table ({type(exc).__name__}: {exc})."
+        ) from None
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -86,7 +107,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     frames = dict(load_table(spec) for spec in args.data)
     settings = Settings.from_env(
-        model=args.model, base_url=args.base_url, attempts=args.attempts, limits=Limits(timeout_s=args.timeout)
+        model=args.model,
+        base_url=args.base_url,
+        attempts=args.attempts,
+        limits=Limits(timeout_s=args.timeout),
     )
 
     def progress(event: Event) -> None:
@@ -110,7 +134,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print("\n" + "=" * 20 + " code " + "=" * 20)
         print((result.code or "(no code)").rstrip())
         print("=" * 20 + " output " + "=" * 18)
-        text = result.attempts[-1].execution.text() if result.attempts and result.attempts[-1].execution else ""
+        text = (
+            result.attempts[-1].execution.text() if result.attempts and result.attempts[-1].execution else ""
+        )
         print(text.rstrip() or "(no output)")
         for path in images:
             print(f"[image saved to {path}]")
@@ -138,6 +164,28 @@ def _save_images(outputs: list[dict[str, Any]], directory: str | None) -> list[s
             path.write_bytes(base64.b64decode(data["image/png"]))
             saved.append(str(path))
     return saved
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import read_questions, run_eval
+    from .settings import Limits, Settings
+
+    questions = read_questions(Path(args.questions))[: args.limit]
+    tables = Path(args.tables)
+    if not tables.is_dir():
+        raise UsageError(f"--tables {args.tables!r} is not a folder.")
+    settings = Settings.from_env(
+        model=args.model,
+        base_url=args.base_url,
+        attempts=args.attempts,
+        limits=Limits(timeout_s=args.timeout),
+    )
+    solved = 0
+    with open(args.out, "w", encoding="utf-8") as out:
+        for record in run_eval(questions, tables, out, settings=settings, attempts=args.attempts):
+            solved += bool(record["ok"])
+    print(f"{solved}/{len(questions)} questions produced a well-formed answer; predictions in {args.out}")
+    return EXIT_OK
 
 
 def cmd_fake_server(args: argparse.Namespace) -> int:

@@ -103,11 +103,11 @@ def _quote(value: Any, limit: int = VALUE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _describe(name: str, obj: Frame, sample: Frame, detail: int) -> str:
+def _describe(name: str, obj: Frame, sample: Any, detail: int) -> str:
     sampled = sample is not obj
     if isinstance(obj, pd.Series):
         rows, head = len(obj), f"{name}: Series, {len(obj):,} rows"
-        columns: list[tuple[Any, pd.Series, pd.Series]] = [(obj.name, obj, sample)]  # type: ignore[list-item]
+        columns: list[tuple[Any, pd.Series, pd.Series]] = [(obj.name, obj, sample)]
     else:
         rows, head = len(obj), f"{name}: DataFrame, {obj.shape[0]:,} rows × {obj.shape[1]:,} columns"
         columns = [(col, obj.iloc[:, i], sample.iloc[:, i]) for i, col in enumerate(obj.columns)]

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from . import prompts
 from .context import Frame, build_context
 from .events import Event, EventSink, ignore
-from .loop import run_attempts
+from .loop import Check, run_attempts
 from .providers import Provider
 from .providers.resolve import make_provider
 from .result import AskResult
@@ -38,6 +38,7 @@ class Interpreter:
     ) -> None:
         self.settings = (settings or Settings.from_env()).with_(**overrides)
         self._provider = provider
+        self._owns_provider = provider is None  # a provider passed in may be shared: its owner closes it
         self._user_dir = user_dir
         self._sandbox: Sandbox | None = None
         self.history: list[prompts.Turn] = []
@@ -67,6 +68,7 @@ class Interpreter:
         keep: Keep = "auto",
         on_event: EventSink = ignore,
         system_extra: str | None = None,
+        check: Check | None = None,
     ) -> AskResult:
         started = time.monotonic()
         frames = dict(frames or {})
@@ -84,6 +86,7 @@ class Interpreter:
             settings=self.settings,
             attempts=attempts or self.settings.attempts,
             emit=on_event,
+            check=check,
         )
         result = AskResult(
             question=question,
@@ -122,10 +125,23 @@ class Interpreter:
         if keep == "auto":
             now = self.sandbox.values()
             names = [
-                n for n, (_, cells) in now.items() if n not in before and n not in frames and cells <= AUTO_KEEP_MAX_CELLS
+                n
+                for n, (_, cells) in now.items()
+                if n not in before and n not in frames and cells <= AUTO_KEEP_MAX_CELLS
             ]
             return self.sandbox.fetch(names) if names else {}
         return self.sandbox.fetch(list(keep))
+
+    def reconfigure(self, settings: Settings) -> None:
+        """New settings for later asks. Limits apply at kernel start, so a limits change restarts the sandbox."""
+        if settings.limits != self.settings.limits and self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+        close = getattr(self._provider, "close", None)
+        if self._owns_provider and callable(close):
+            close()
+            self._provider = None
+        self.settings = settings
 
     def interrupt(self) -> None:
         if self._sandbox is not None:
@@ -136,8 +152,9 @@ class Interpreter:
             self._sandbox.close()
             self._sandbox = None
         close = getattr(self._provider, "close", None)
-        if callable(close):
+        if self._owns_provider and callable(close):
             close()
+            self._provider = None
 
     def __enter__(self) -> Interpreter:
         return self

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from . import prompts
 from .context import Frame
@@ -14,6 +14,9 @@ from .result import Attempt, ExecutionResult
 from .sandbox import Sandbox
 from .settings import Settings
 
+#: Inspects a successful execution; returns why it does not answer the question, or None.
+Check = Callable[[ExecutionResult], str | None]
+
 
 def run_attempts(
     messages: list[Message],
@@ -24,13 +27,22 @@ def run_attempts(
     settings: Settings,
     attempts: int,
     emit: EventSink,
+    check: Check | None = None,
 ) -> list[Attempt]:
-    """Ask, run, and feed failures back, at most ``attempts`` times. ``messages`` grows with the dialogue."""
+    """Ask, run, and feed failures back, at most ``attempts`` times. ``messages`` grows with the dialogue.
+
+    ``check`` inspects a successful execution and may return a problem (e.g. "the answer is not in the required
+    format"); the attempt then counts as failed and the problem goes back to the model like a traceback.
+    """
     done: list[Attempt] = []
     for number in range(1, attempts + 1):
         emit(Event("model_start", number))
+
+        def stream(text: str, n: int = number) -> None:
+            emit(Event("token", n, {"text": text}))
+
         try:
-            completion = provider.complete(messages, on_text=lambda t, n=number: emit(Event("token", n, {"text": t})))
+            completion = provider.complete(messages, on_text=stream)
         except KeyboardInterrupt:
             raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
         emit(
@@ -47,23 +59,34 @@ def run_attempts(
         messages.append({"role": "assistant", "content": completion.text})
         code = extract_code(completion.text)
         if code is None:
-            problem = (
+            why = (
                 prompts.TRUNCATED.format(reason=f"finish_reason={completion.finish_reason}")
                 if completion.finish_reason in ("length", "truncated")
                 else prompts.NO_CODE
             )
-            done.append(Attempt(number, completion.text, None, None, completion.usage, completion.seconds, problem))
-            emit(Event("no_code", number, {"problem": problem}))
-            messages.append({"role": "user", "content": problem})
+            done.append(
+                Attempt(number, completion.text, None, None, completion.usage, completion.seconds, why)
+            )
+            emit(Event("no_code", number, {"problem": why}))
+            messages.append({"role": "user", "content": why})
             continue
         emit(Event("code", number, {"code": code}))
         try:
             execution = sandbox.run(code, frames)
         except KeyboardInterrupt:
             sandbox.interrupt()
-            raise Cancelled("The ask was cancelled while its code was running; the sandbox was interrupted.") from None
-        problem = None if execution.ok else _feedback(execution, settings)
-        done.append(Attempt(number, completion.text, code, execution, completion.usage, completion.seconds, problem))
+            raise Cancelled(
+                "The ask was cancelled while its code was running; the sandbox was interrupted."
+            ) from None
+        problem: str | None = None if execution.ok else _feedback(execution, settings)
+        if problem is None and check is not None:
+            complaint = check(execution)
+            if complaint:
+                problem = prompts.CHECK_FAILED.format(problem=complaint)
+                execution.outcome = "rejected"
+        done.append(
+            Attempt(number, completion.text, code, execution, completion.usage, completion.seconds, problem)
+        )
         emit(
             Event(
                 "exec_done",
@@ -89,9 +112,9 @@ def _feedback(execution: ExecutionResult, settings: Settings) -> str:
     error = execution.traceback or f"{execution.error_name}: {execution.error_value}"
     if execution.restarted:
         error += "\nThe sandbox was restarted: variables you created are gone; the DataFrames are reloaded."
-    stdout_tail = "".join(
-        o.get("text", "") for o in execution.outputs if o.get("output_type") == "stream"
-    )[-1500:]
+    stdout_tail = "".join(o.get("text", "") for o in execution.outputs if o.get("output_type") == "stream")[
+        -1500:
+    ]
     return prompts.repair_message(
         error, stdout_tail, timed_out=execution.outcome == "timeout", timeout_s=settings.limits.timeout_s
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -12,23 +13,23 @@ from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Configurable
 
 from . import prompts
-from .cells import FallbackInserter, Inserter, cells_for
+from .cells import FallbackInserter, Inserter, Insertion, cells_for
 from .context import build_context, collect_frames
 from .errors import UsageError
-from .events import Event
+from .events import Event, EventSink, ignore
 from .interpreter import Interpreter
 from .settings import Limits, Settings
 
 
-class Ask(Configurable):  # type: ignore[misc]
+class Ask(Configurable):
     """Settings for %%ask. Secrets are read from the environment only, never from config."""
 
     model = Unicode(None, allow_none=True, help="Model name (default: CI_MAGIC_MODEL, or the server's).").tag(
         config=True
     )
-    base_url = Unicode(None, allow_none=True, help="OpenAI-compatible base URL (default: OPENAI_BASE_URL).").tag(
-        config=True
-    )
+    base_url = Unicode(
+        None, allow_none=True, help="OpenAI-compatible base URL (default: OPENAI_BASE_URL)."
+    ).tag(config=True)
     attempts = Int(3, help="Attempts per ask, counting repairs.").tag(config=True)
     timeout = Float(60.0, help="Seconds one execution may run in the sandbox.").tag(config=True)
     request_timeout = Float(120.0, help="Seconds to wait for the model.").tag(config=True)
@@ -56,22 +57,24 @@ class AskMagics(Magics):
         self.interpreter: Interpreter | None = None
         self.inserter: Inserter = FallbackInserter(shell)
         self.current_cell_id: str | None = None
+        self.listeners: list[EventSink] = []  # e.g. the panel bridge, which mirrors progress to the UI
+
+    def _user_ns(self) -> dict[str, Any]:
+        assert self.shell is not None  # magics are always registered on a shell
+        ns: dict[str, Any] = self.shell.user_ns
+        return ns
 
     def _interpreter(self, settings: Settings) -> Interpreter:
-        it = self.interpreter
-        if it is None:
-            it = self.interpreter = Interpreter(settings)
-        elif it.settings != settings:
-            if it.settings.limits != settings.limits:
-                it.close()  # limits apply at kernel start; frames are resent to the new one
-                it = self.interpreter = Interpreter(settings)
-            else:
-                it.settings = settings
-                it._provider = None  # re-resolved lazily with the new endpoint/model
-        return it
+        if self.interpreter is None:
+            self.interpreter = Interpreter(settings)
+        elif self.interpreter.settings != settings:
+            self.interpreter.reconfigure(settings)
+        return self.interpreter
 
     @magic_arguments()
-    @argument("--frames", "-f", default=None, help="Comma-separated DataFrame names to describe (default: all).")
+    @argument(
+        "--frames", "-f", default=None, help="Comma-separated DataFrame names to describe (default: all)."
+    )
     @argument("--attempts", "-n", type=int, default=None, help="Attempts, counting repairs.")
     @argument("--model", "-m", default=None, help="Model for this ask.")
     @argument("--keep", "-k", action="append", default=None, help="Bring this variable back (repeatable).")
@@ -90,34 +93,82 @@ class AskMagics(Magics):
         try:
             args = parse_argstring(self.ask, line)
         except Exception as exc:  # argparse/IPython usage errors: say what is wrong, run nothing
-            raise UsageError(f"{exc}. Usage: %%ask [--frames a,b] [--attempts N] [--model M] [--keep NAME] "
-                             "[--no-keep] [--timeout S] [--context-only], then the question.") from None
+            raise UsageError(
+                f"{exc}. Usage: %%ask [--frames a,b] [--attempts N] [--model M] [--keep NAME] "
+                "[--no-keep] [--timeout S] [--context-only], then the question."
+            ) from None
         question = (cell if cell is not None else "").strip() or " ".join(args.question).strip()
         if cell is not None and args.question:
             question = (" ".join(args.question) + "\n" + question).strip()
         names = [n.strip() for n in args.frames.split(",") if n.strip()] if args.frames else None
-        frames = collect_frames(self.shell.user_ns, names)
-        settings = self.config_obj.settings(model=args.model, attempts=args.attempts)
-        if args.timeout is not None:
-            settings = settings.with_(limits=Limits(**{**settings.limits.__dict__, "timeout_s": args.timeout}))
         if args.context_only:
-            self._show_context(question, frames, settings)
+            settings = self.settings_for(model=args.model, attempts=args.attempts, timeout=args.timeout)
+            self._show_context(question, collect_frames(self._user_ns(), names), settings)
             return
-        if not question:
-            raise UsageError("%%ask needs a question: put it in the cell body (or after %ask on the line).")
-        interpreter = self._interpreter(settings)
         keep: Any = None if args.no_keep else (args.keep or "auto")
-        view = LiveView(settings.attempts, self.shell)
-        result = interpreter.ask(question, frames, keep=keep, on_event=view)
-        view.close()
-        insertion = cells_for(result, self.current_cell_id)
-        self._keep(result.values, explicit=set(args.keep or ()), insertion_notes=insertion.notes)
-        for note in insertion.notes + result.warnings:
+        view = LiveView(args.attempts or self.config_obj.attempts, self.shell)
+        try:
+            insertion = self.run_ask(
+                question,
+                frame_names=names,
+                model=args.model,
+                attempts=args.attempts,
+                timeout=args.timeout,
+                keep=keep,
+                on_event=view,
+                anchor_cell_id=self.current_cell_id,
+            )
+        finally:
+            view.close()
+        for note in insertion.notes + insertion.result.warnings:
             print(f"ci_magic: {note}", file=sys.stderr)
-        self.inserter.insert(insertion)
+        if not self.inserter.insert(insertion):
+            FallbackInserter(self.shell).insert(insertion)
+
+    def settings_for(
+        self, *, model: str | None = None, attempts: int | None = None, timeout: float | None = None
+    ) -> Settings:
+        settings = self.config_obj.settings(model=model, attempts=attempts)
+        if timeout is not None:
+            settings = settings.with_(limits=replace(settings.limits, timeout_s=timeout))
+        return settings
+
+    def run_ask(
+        self,
+        question: str,
+        *,
+        frame_names: list[str] | None = None,
+        model: str | None = None,
+        attempts: int | None = None,
+        timeout: float | None = None,
+        keep: Any = "auto",
+        on_event: EventSink = ignore,
+        anchor_cell_id: str | None = None,
+    ) -> Insertion:
+        """One ask, from any frontend (the magic, the panel bridge): returns the cells to insert.
+
+        Values the code created come back into the user's namespace; existing names are only overwritten
+        when named in ``keep``. Extra ``listeners`` (the panel) see every event too.
+        """
+        if not question.strip():
+            raise UsageError("%%ask needs a question: put it in the cell body (or after %ask on the line).")
+        frames = collect_frames(self._user_ns(), frame_names)
+        settings = self.settings_for(model=model, attempts=attempts, timeout=timeout)
+        interpreter = self._interpreter(settings)
+
+        def emit(event: Event) -> None:
+            on_event(event)
+            for listener in list(self.listeners):
+                listener(event)
+
+        result = interpreter.ask(question, frames, keep=keep, on_event=emit)
+        insertion = cells_for(result, anchor_cell_id)
+        explicit = set(keep) if isinstance(keep, list | tuple) else set()
+        self._keep(result.values, explicit=explicit, insertion_notes=insertion.notes)
+        return insertion
 
     def _keep(self, values: dict[str, Any], explicit: set[str], insertion_notes: list[str]) -> None:
-        user_ns = self.shell.user_ns
+        user_ns = self._user_ns()
         brought = []
         for name, value in values.items():
             if name in user_ns and name not in explicit:
@@ -134,8 +185,10 @@ class AskMagics(Magics):
     def _show_context(self, question: str, frames: dict[str, Any], settings: Settings) -> None:
         ctx = build_context(frames, settings.context_tokens)
         messages = prompts.initial_messages(question or "(your question)", ctx.text)
-        print(f"ci_magic would send {ctx.tokens:,} tokens of data description (budget "
-              f"{settings.context_tokens:,}); nothing was sent.\n")
+        print(
+            f"ci_magic would send {ctx.tokens:,} tokens of data description (budget "
+            f"{settings.context_tokens:,}); nothing was sent.\n"
+        )
         for m in messages:
             print(f"--- {m['role']} ---\n{m['content']}\n")
 
@@ -189,4 +242,3 @@ class LiveView:
     def close(self) -> None:
         if self._handle is not None:
             self._handle.update({"text/plain": ""}, raw=True)
-

@@ -42,6 +42,10 @@ The code failed{where}.
 Fix the code and reply with the complete corrected ```python block (it runs in the same session: variables \
 created before the error still exist). Do not repeat the same mistake."""
 
+CHECK_FAILED = """\
+The code ran, but its output does not answer the question: {problem}
+Reply with the complete corrected ```python block."""
+
 TRUNCATED = """\
 Your reply was cut off before the code block was complete ({reason}). Reply again with a shorter, complete \
 ```python block."""

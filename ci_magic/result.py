@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Outcome = Literal["ok", "error", "timeout", "died", "no_code"]
+Outcome = Literal["ok", "error", "timeout", "died", "no_code", "rejected"]
 
 
 @dataclass

@@ -23,7 +23,9 @@ def main(path: str, out: str | None = None) -> int:
     notebook = Path(path).resolve()
     nb = nbformat.read(notebook, as_version=4)
     started = time.monotonic()
-    client = NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}})
+    client = NotebookClient(
+        nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}}
+    )
     try:
         client.execute()
     finally:

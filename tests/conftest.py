@@ -27,7 +27,9 @@ def fake() -> Iterator[FakeModelServer]:
 
 @pytest.fixture
 def settings(fake: FakeModelServer) -> Settings:
-    return Settings(model="fake-model", base_url=fake.base_url, api_key="test-key", limits=Limits(timeout_s=10))
+    return Settings(
+        model="fake-model", base_url=fake.base_url, api_key="test-key", limits=Limits(timeout_s=10)
+    )
 
 
 @pytest.fixture

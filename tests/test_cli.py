@@ -18,12 +18,19 @@ def run(args: list[str], server: FakeModelServer | None, cwd: Path) -> subproces
     if server is not None:
         env.update(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="k")
     return subprocess.run(
-        [sys.executable, "-m", "ci_magic.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+        [sys.executable, "-m", "ci_magic.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
     )
 
 
 def test_ask_prints_code_output_and_attempts(fake: FakeModelServer, tmp_path: Path) -> None:
-    fake.add(fenced("print(df.revenue.sum() > 0)\nimport matplotlib.pyplot as plt\ndf.revenue.plot(); plt.show()"))
+    fake.add(
+        fenced("print(df.revenue.sum() > 0)\nimport matplotlib.pyplot as plt\ndf.revenue.plot(); plt.show()")
+    )
     csv = ROOT / "notebooks" / "sales.csv"
     proc = run(["ask", "--data", f"df={csv}", "--save-images", "imgs", "Total revenue?"], fake, tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -14,7 +14,9 @@ from ci_magic.settings import Limits
 
 
 def test_success_first_try(fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame) -> None:
-    fake.add(fenced("monthly = sales.groupby(sales.date.dt.month).revenue.mean()\nprint(monthly.round(1).head(2))"))
+    fake.add(
+        fenced("monthly = sales.groupby(sales.date.dt.month).revenue.mean()\nprint(monthly.round(1).head(2))")
+    )
     result = interpreter.ask("Average revenue by month", {"sales": sales})
     assert result.ok and len(result.attempts) == 1
     assert "date" in result.outputs[0]["text"]
@@ -25,8 +27,12 @@ def test_success_first_try(fake: FakeModelServer, interpreter: Interpreter, sale
     assert "monthly" in result.values  # new frames come back by default
 
 
-def test_error_then_fix_sends_traceback(fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame) -> None:
-    fake.add(fenced("print('partial output')\nsales['revnue'].sum()"), fenced("print(sales['revenue'].sum() > 0)"))
+def test_error_then_fix_sends_traceback(
+    fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame
+) -> None:
+    fake.add(
+        fenced("print('partial output')\nsales['revnue'].sum()"), fenced("print(sales['revenue'].sum() > 0)")
+    )
     result = interpreter.ask("Total revenue?", {"sales": sales})
     assert result.ok and [a.outcome for a in result.attempts] == ["error", "ok"]
     feedback = fake.requests[1]["messages"][-1]["content"]
@@ -54,14 +60,20 @@ def test_attempts_exhausted(fake: FakeModelServer, interpreter: Interpreter) -> 
 def test_timeout_is_interrupted_and_fed_back(fake: FakeModelServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
     fake.add(fenced("import time\nwhile True: time.sleep(0.1)"), fenced("print('fast')"))
     with Interpreter(
-        model="fake-model", base_url=fake.base_url, api_key="k", limits=Limits(timeout_s=1.5), user_dir=tmp_path
+        model="fake-model",
+        base_url=fake.base_url,
+        api_key="k",
+        limits=Limits(timeout_s=1.5),
+        user_dir=tmp_path,
     ) as it:
         result = it.ask("loop")
     assert [a.outcome for a in result.attempts] == ["timeout", "ok"]
     assert "1.5 s time limit" in fake.requests[1]["messages"][-1]["content"]
 
 
-def test_outputs_are_valid_nbformat(fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame) -> None:
+def test_outputs_are_valid_nbformat(
+    fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame
+) -> None:
     fake.add(
         fenced(
             "import matplotlib.pyplot as plt\nprint('a'); print('b')\n"
@@ -81,7 +93,9 @@ def test_outputs_are_valid_nbformat(fake: FakeModelServer, interpreter: Interpre
 def test_follow_up_sees_earlier_variables_and_question(
     fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame
 ) -> None:
-    fake.add(fenced("by_month = sales.groupby(sales.date.dt.month).revenue.sum()"), fenced("print(len(by_month))"))
+    fake.add(
+        fenced("by_month = sales.groupby(sales.date.dt.month).revenue.sum()"), fenced("print(len(by_month))")
+    )
     assert interpreter.ask("revenue by month", {"sales": sales}).ok
     second = interpreter.ask("how many months?", {"sales": sales})
     assert second.outputs[0]["text"] == "12\n"

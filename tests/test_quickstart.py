@@ -19,7 +19,9 @@ def test_quickstart_executes_with_outputs(monkeypatch: pytest.MonkeyPatch, tmp_p
         # The notebook's kernel inherits this environment, as it would a user's shell.
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-        NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(notebooks)}}).execute()
+        NotebookClient(
+            nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(notebooks)}}
+        ).execute()
         assert len(server.requests) == 3  # --context-only sent nothing
     ask_cells = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%ask\n")]
     assert len(ask_cells) == 3

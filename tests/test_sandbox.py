@@ -33,12 +33,21 @@ def test_child_environment_has_no_secrets(sandbox: Sandbox) -> None:
 
 
 def test_allowlist_drops_everything_unknown() -> None:
-    env = child_environment(Path("/w"), {"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "x", "LC_ALL": "C", "FOO": "1"})
-    assert env["PATH"] == "/bin" and env["LC_ALL"] == "C" and "FOO" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    env = child_environment(
+        Path("/w"), {"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "x", "LC_ALL": "C", "FOO": "1"}
+    )
+    assert (
+        env["PATH"] == "/bin"
+        and env["LC_ALL"] == "C"
+        and "FOO" not in env
+        and "AWS_SECRET_ACCESS_KEY" not in env
+    )
 
 
 def test_runs_in_its_own_workdir_with_user_files_visible(sandbox: Sandbox) -> None:
-    result = sandbox.run("import os, pandas as pd\nprint(os.getcwd())\nprint(pd.read_csv('data.csv').a.sum())")
+    result = sandbox.run(
+        "import os, pandas as pd\nprint(os.getcwd())\nprint(pd.read_csv('data.csv').a.sum())"
+    )
     assert result.outputs[0]["text"] == f"{sandbox.workdir}\n1\n"
     assert os.getpid() != sandbox.kernel.pid
 
@@ -50,7 +59,9 @@ def test_written_files_are_reported(sandbox: Sandbox) -> None:
 
 def test_awkward_frames_round_trip(sandbox: Sandbox) -> None:
     frame = pd.DataFrame(
-        [[1, "x", 2.5], [2, None, 3.5]], columns=pd.Index([0, "dup", "dup"]), index=pd.Index(["r1", "r2"], name="rows")
+        [[1, "x", 2.5], [2, None, 3.5]],
+        columns=pd.Index([0, "dup", "dup"]),
+        index=pd.Index(["r1", "r2"], name="rows"),
     )
     mixed = pd.DataFrame({"m": [1, "a", 2.5, None]})
     series = pd.Series([1.5, 2.5], name=("multi", "label"))

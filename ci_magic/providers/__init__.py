@@ -30,7 +30,9 @@ class Provider(Protocol):
     model: str
     endpoint: str  # host:port or a label; never contains credentials
 
-    def complete(self, messages: list[Message], on_text: Callable[[str], None] | None = None) -> Completion: ...
+    def complete(
+        self, messages: list[Message], on_text: Callable[[str], None] | None = None
+    ) -> Completion: ...
 
 
 __all__ = ["Completion", "Message", "Provider"]

@@ -105,7 +105,11 @@ class FakeModelServer:
             if self._script:
                 return self._script.pop(0)
         last_user = next(
-            (str(m.get("content", "")) for m in reversed(body.get("messages", [])) if m.get("role") == "user"),
+            (
+                str(m.get("content", ""))
+                for m in reversed(body.get("messages", []))
+                if m.get("role") == "user"
+            ),
             "",
         )
         for pattern, turn in self._rules:

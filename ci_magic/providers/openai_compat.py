@@ -71,9 +71,12 @@ class OpenAIProvider:
         usage: Usage | None = None
         finish: str | None = None
         try:
-            stream = self._client.chat.completions.create(
+            # Typed as Any: the SDK's overloads enumerate OpenAI's own models and message classes, while we
+            # speak to any compatible server with plain dicts.
+            create: Any = self._client.chat.completions.create
+            stream = create(
                 model=self.model,
-                messages=messages,  # type: ignore[arg-type]
+                messages=messages,
                 temperature=self._temperature,
                 max_tokens=self._max_tokens,
                 stream=True,
@@ -170,7 +173,9 @@ def discover_model(base_url: str | None, api_key: str, timeout_s: float = 10.0) 
     """The first model a server lists: local servers usually serve exactly one."""
     label = endpoint_label(base_url)
     try:
-        with openai.OpenAI(api_key=api_key, base_url=base_url, timeout=min(timeout_s, 10.0), max_retries=1) as c:
+        with openai.OpenAI(
+            api_key=api_key, base_url=base_url, timeout=min(timeout_s, 10.0), max_retries=1
+        ) as c:
             models = [m.id for m in c.models.list()]
     except openai.APIConnectionError:
         raise ProviderUnreachable(

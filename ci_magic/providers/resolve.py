@@ -43,7 +43,7 @@ def make_provider(settings: Settings) -> Provider:
     endpoint = local.ensure_endpoint(settings.model)
     return OpenAIProvider(
         endpoint.model,
-        api_key=PLACEHOLDER_KEY,
+        api_key=endpoint.api_key,
         base_url=endpoint.base_url,
         timeout_s=max(settings.request_timeout_s, 300.0),  # CPU inference of a long reply is slow
         temperature=settings.temperature,

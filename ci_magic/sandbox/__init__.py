@@ -50,7 +50,9 @@ def fingerprint(obj: pd.DataFrame | pd.Series) -> str:
         digest = hex(hash(values.tobytes()))
     except TypeError:  # unhashable cells (lists, dicts): fall back to identity
         digest = f"id{id(obj)}"
-    labels = repr(list(obj.columns)) + repr(list(obj.dtypes)) if isinstance(obj, pd.DataFrame) else repr(obj.dtype)
+    labels = (
+        repr(list(obj.columns)) + repr(list(obj.dtypes)) if isinstance(obj, pd.DataFrame) else repr(obj.dtype)
+    )
     return f"{obj.shape}|{digest}|{hash(labels)}|{hash(repr(obj.index.names))}"
 
 
@@ -106,7 +108,9 @@ class Sandbox:
         prints: dict[str, str] = {}
         for name, obj in frames.items():
             if not name.isidentifier():
-                raise TransferError(f"{name!r} is not a valid Python name, so it cannot be a variable in the sandbox.")
+                raise TransferError(
+                    f"{name!r} is not a valid Python name, so it cannot be a variable in the sandbox."
+                )
             fp = fingerprint(obj)
             if not force and self._sent.get(name) == fp:
                 continue

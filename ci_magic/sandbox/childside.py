@@ -78,7 +78,9 @@ def frame_to_arrow(obj: Any, path: str) -> list[str]:
         "index_names": [_encode_label(n) for n in frame.index.names],
         "stringified": [_encode_label(c) for c in stringified],
     }
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()}
+    )
     tmp = f"{path}.tmp{os.getpid()}"
     with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
@@ -94,7 +96,9 @@ def frame_from_arrow(path: str) -> Any:
     frame = table.to_pandas()
     if not meta:
         return frame
-    frame.columns = pd.Index([_decode_label(c) for c in meta["labels"]], name=_decode_label(meta["columns_name"]))
+    frame.columns = pd.Index(
+        [_decode_label(c) for c in meta["labels"]], name=_decode_label(meta["columns_name"])
+    )
     frame.index = frame.index.set_names([_decode_label(n) for n in meta["index_names"]])
     if meta["series"]:
         series = frame.iloc[:, 0]

@@ -99,7 +99,9 @@ class ChildKernel:
         try:
             km.start_kernel(env=child_environment(self.workdir), cwd=str(self.workdir))
         except Exception as exc:
-            raise SandboxError(f"The sandbox kernel could not be started: {type(exc).__name__}: {exc}") from exc
+            raise SandboxError(
+                f"The sandbox kernel could not be started: {type(exc).__name__}: {exc}"
+            ) from exc
         self._km = km
         self._connect(timeout)
 
@@ -140,7 +142,9 @@ class ChildKernel:
         try:
             self._km.restart_kernel(now=True)
         except Exception as exc:
-            raise SandboxError(f"The sandbox kernel could not be restarted: {type(exc).__name__}: {exc}") from exc
+            raise SandboxError(
+                f"The sandbox kernel could not be restarted: {type(exc).__name__}: {exc}"
+            ) from exc
         self._connect(timeout)
 
     def shutdown(self) -> None:

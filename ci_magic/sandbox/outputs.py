@@ -81,7 +81,10 @@ class OutputCollector:
             out.get("metadata", {}).pop("ci_magic_display_id", None)
             if out["output_type"] == "stream" and out["name"] in self._dropped:
                 dropped = self._dropped.pop(out["name"])
-                out["text"] = f"[… {dropped:,} characters of {out['name']} truncated; the end follows …]\n" + out["text"]
+                out["text"] = (
+                    f"[… {dropped:,} characters of {out['name']} truncated; the end follows …]\n"
+                    + out["text"]
+                )
             result.append(out)
         if self._displays_dropped:
             result.append(

@@ -1,0 +1,306 @@
+"""Kernel side of the JupyterLab/Notebook 7 extension (``labextension/``): one Comm target, ``ci_magic``.
+
+Protocol v1 is declared here once and mirrored by ``labextension/src/protocol.ts``; every message carries
+``"v": 1``. The frontend opens a comm with ``hello`` (on kernel connect, and whenever the kernel ``announce``-s
+itself after ``%load_ext``). From then on this kernel
+
+* inserts ``%%ask`` results as real cells below the ``%%ask`` cell (``insert``), instead of the fallback output;
+* forwards every progress :class:`~ci_magic.events.Event` (``event``), so the panel shows live attempts;
+* answers the panel: ``list_frames`` → ``frames``, ``context`` → ``context``, ``ask`` → ``event``… → ``result``
+  or ``error``.
+
+Frontend→kernel messages are only handled when the kernel is idle, so the kernel never waits for a reply.
+A panel ask runs inside the comm handler (the kernel is busy meanwhile, like a running cell); the frontend
+cancels it with a kernel interrupt, which the loop turns into :class:`~ci_magic.errors.Cancelled`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .cells import Insertion
+from .context import build_context, collect_frames
+from .errors import CIMagicError
+from .events import Event
+
+if TYPE_CHECKING:
+    from .magic import AskMagics
+
+PROTOCOL_VERSION = 1
+TARGET_NAME = "ci_magic"
+
+# Every message type, by sender. The TypeScript side declares the same names with their fields.
+FRONTEND_MESSAGES = {
+    "hello": "open the comm; the kernel answers `ready`",
+    "list_frames": "which DataFrames/Series exist; answered by `frames`",
+    "context": "{frames: [names]}: exactly what would be sent; answered by `context`",
+    "ask": "{ask_id, prompt, frames: [names] | null, attempts: n | null}: answered by events, then result/error",
+}
+KERNEL_MESSAGES = {
+    "announce": "kernel-opened, immediately closed comm: ci_magic was loaded, send `hello`",
+    "ready": "{version}: hello accepted",
+    "event": "{ask_id, origin, kind, attempt, data}: one progress event (see ci_magic/events.py)",
+    "insert": "{insertion_id, anchor_cell_id, cells}: put these cells below the anchor cell",
+    "frames": "{frames: [{name, kind, shape}]}",
+    "context": "{text, tokens, frames}",
+    "result": "{ask_id, ok, cells, usage, attempts, notes}",
+    "error": "{ask_id, message}: an ask or request failed (ask_id is null for requests)",
+}
+
+# Streamed model text arrives a few characters at a time; batching it keeps the iopub channel (and the
+# browser, which re-renders per message) from being flooded, while still looking live.
+TOKEN_FLUSH_S = 0.1
+
+log = logging.getLogger(__name__)
+
+
+class Comm(Protocol):
+    """The part of ``comm.base_comm.BaseComm`` the bridge uses (a test can supply its own)."""
+
+    comm_id: str
+
+    def send(self, data: dict[str, Any]) -> None: ...
+
+    def on_msg(self, callback: Callable[[dict[str, Any]], None]) -> None: ...
+
+    def on_close(self, callback: Callable[[dict[str, Any]], None]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def message(msg_type: str, /, **fields: Any) -> dict[str, Any]:
+    assert msg_type in KERNEL_MESSAGES, msg_type  # a typo here would silently desynchronise the two sides
+    return {"v": PROTOCOL_VERSION, "type": msg_type, **fields}
+
+
+def cell_dicts(insertion: Insertion) -> list[dict[str, Any]]:
+    return [dict(insertion.code_cell), dict(insertion.record_cell)]
+
+
+class CommInserter:
+    """An :class:`~ci_magic.cells.Inserter` that sends ``insert`` to every connected frontend.
+
+    Every frontend gets it because the kernel cannot know which one shows the anchor cell; frontends skip an
+    ``insertion_id`` they already hold, so two views of one notebook do not duplicate the cells.
+    """
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def insert(self, insertion: Insertion) -> bool:
+        if insertion.anchor_cell_id is None or not self.bridge.comms:
+            return False  # e.g. a console, or no frontend said hello: the magic falls back to its output
+        self.bridge.broadcast(
+            message(
+                "insert",
+                insertion_id=insertion.insertion_id,
+                anchor_cell_id=insertion.anchor_cell_id,
+                cells=cell_dicts(insertion),
+            )
+        )
+        return True
+
+
+class Bridge:
+    """The comms of the frontends that said hello, and the handlers for their requests."""
+
+    def __init__(self, shell: Any, magics: AskMagics) -> None:
+        self.shell = shell
+        self.magics = magics
+        self.comms: dict[str, Comm] = {}
+        self._panel_ask: str | None = None  # ask_id of the panel ask running now, if any
+        self._cell_ask = ""  # ask_id given to the current %%ask cell's events
+        self._tokens: list[str] = []
+        self._token_attempt = 0
+        self._flushed = 0.0
+
+    # -- connection ------------------------------------------------------------------------------------------
+
+    def on_open(self, comm: Comm, msg: dict[str, Any]) -> None:
+        """Comm target callback: a frontend opened a comm (its first message is in the open)."""
+        comm.on_msg(lambda m: self._dispatch(comm, m["content"]["data"]))
+        comm.on_close(lambda _m: self._forget(comm))
+        self._dispatch(comm, msg["content"]["data"])
+
+    def _forget(self, comm: Comm) -> None:
+        self.comms.pop(comm.comm_id, None)
+
+    def broadcast(self, data: dict[str, Any]) -> None:
+        for comm_id, comm in list(self.comms.items()):
+            try:
+                comm.send(data)
+            except Exception:  # a closed socket must not break the ask for the other frontends
+                log.warning("ci_magic: dropping frontend comm %s", comm_id, exc_info=True)
+                self.comms.pop(comm_id, None)
+
+    def close(self) -> None:
+        for comm in list(self.comms.values()):
+            comm.close()
+        self.comms.clear()
+
+    # -- events ----------------------------------------------------------------------------------------------
+
+    def forward_event(self, event: Event) -> None:
+        """A listener on ``magics.listeners``: mirrors every event of every ask to the frontends."""
+        if not self.comms:
+            return
+        if event.kind == "context" and self._panel_ask is None:
+            self._cell_ask = uuid.uuid4().hex  # every ask starts with its context event
+        if event.kind == "token":
+            if self._tokens and event.attempt != self._token_attempt:
+                self._flush_tokens()
+            self._tokens.append(str(event.data.get("text", "")))
+            self._token_attempt = event.attempt
+            if time.monotonic() - self._flushed >= TOKEN_FLUSH_S:
+                self._flush_tokens()
+            return
+        self._flush_tokens()
+        self._send_event(event.kind, event.attempt, event.data)
+
+    def _flush_tokens(self) -> None:
+        self._flushed = time.monotonic()
+        if self._tokens:
+            text, self._tokens = "".join(self._tokens), []
+            self._send_event("token", self._token_attempt, {"text": text})
+
+    def _send_event(self, kind: str, attempt: int, data: dict[str, Any]) -> None:
+        panel = self._panel_ask is not None
+        ask_id = self._panel_ask if panel else self._cell_ask
+        origin = "panel" if panel else "cell"
+        self.broadcast(message("event", ask_id=ask_id, origin=origin, kind=kind, attempt=attempt, data=data))
+
+    # -- requests --------------------------------------------------------------------------------------------
+
+    def _dispatch(self, comm: Comm, data: Any) -> None:
+        if not isinstance(data, dict) or data.get("v") != PROTOCOL_VERSION:
+            version = data.get("v") if isinstance(data, dict) else None
+            comm.send(
+                message(
+                    "error",
+                    ask_id=None,
+                    message=f"ci_magic in this kernel speaks protocol v{PROTOCOL_VERSION}, the extension "
+                    f"v{version}: install matching versions (pip install -U ci-magic) and reload the page.",
+                )
+            )
+            return
+        kind = data.get("type")
+        if kind == "hello":
+            self.comms[comm.comm_id] = comm
+            self.magics.inserter = CommInserter(self)
+            from . import __version__
+
+            comm.send(message("ready", version=__version__))
+        elif comm.comm_id not in self.comms:
+            comm.send(message("error", ask_id=None, message="say hello first"))
+        elif kind == "list_frames":
+            comm.send(message("frames", frames=self.frames()))
+        elif kind == "context":
+            self._context(comm, data)
+        elif kind == "ask":
+            self._ask(comm, data)
+        else:
+            comm.send(message("error", ask_id=None, message=f"unknown message type {kind!r}"))
+
+    def frames(self) -> list[dict[str, Any]]:
+        found = collect_frames(self.shell.user_ns)
+        return [
+            {"name": name, "kind": type(obj).__name__, "shape": list(obj.shape)}
+            for name, obj in sorted(found.items())
+        ]
+
+    def _context(self, comm: Comm, data: dict[str, Any]) -> None:
+        names = _names(data.get("frames"))
+        try:
+            frames = collect_frames(self.shell.user_ns, names)
+            ctx = build_context(frames, self.magics.settings_for().context_tokens)
+        except CIMagicError as exc:
+            comm.send(message("error", ask_id=None, message=str(exc)))
+            return
+        comm.send(message("context", text=ctx.text, tokens=ctx.tokens, frames=list(frames)))
+
+    def _ask(self, comm: Comm, data: dict[str, Any]) -> None:
+        ask_id = str(data.get("ask_id") or uuid.uuid4().hex)
+        attempts = data.get("attempts")
+        self._panel_ask = ask_id
+        try:
+            insertion = self.magics.run_ask(
+                str(data.get("prompt") or ""),
+                frame_names=_names(data.get("frames")),
+                attempts=int(attempts) if attempts is not None else None,
+                anchor_cell_id=None,  # the panel's Insert button picks the place
+            )
+        except CIMagicError as exc:  # includes Cancelled, raised by the loop on a kernel interrupt
+            comm.send(message("error", ask_id=ask_id, message=str(exc)))
+            return
+        except KeyboardInterrupt:  # an interrupt that landed outside the loop (e.g. starting the sandbox)
+            comm.send(message("error", ask_id=ask_id, message="The ask was cancelled."))
+            return
+        except Exception as exc:  # a bug: the panel must leave its loading state, the log gets the traceback
+            log.exception("ci_magic: panel ask failed")
+            comm.send(message("error", ask_id=ask_id, message=f"Internal error: {type(exc).__name__}: {exc}"))
+            return
+        finally:
+            self._flush_tokens()
+            self._panel_ask = None
+        result = insertion.result
+        usage = result.usage
+        comm.send(
+            message(
+                "result",
+                ask_id=ask_id,
+                ok=result.ok,
+                cells=cell_dicts(insertion),
+                usage={
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "total_tokens": usage.total_tokens,
+                    "estimated": usage.estimated,
+                },
+                attempts=len(result.attempts),
+                notes=insertion.notes + result.warnings,
+            )
+        )
+
+
+def _names(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    return [str(v) for v in value]
+
+
+def install(shell: Any, magics: AskMagics) -> Bridge | None:
+    """Register the comm target in an ipykernel kernel; a terminal IPython has no frontend to talk to."""
+    manager = getattr(getattr(shell, "kernel", None), "comm_manager", None)
+    if manager is None:
+        return None
+    uninstall(shell)  # %reload_ext: the old bridge's comms belong to the old magics
+    bridge = Bridge(shell, magics)
+    manager.register_target(TARGET_NAME, bridge.on_open)
+    magics.listeners.append(bridge.forward_event)
+    shell._ci_magic_bridge = bridge
+    _announce()
+    return bridge
+
+
+def uninstall(shell: Any) -> None:
+    bridge: Bridge | None = getattr(shell, "_ci_magic_bridge", None)
+    if bridge is None:
+        return
+    manager = shell.kernel.comm_manager
+    if manager.targets.get(TARGET_NAME) == bridge.on_open:
+        manager.unregister_target(TARGET_NAME, bridge.on_open)
+    if bridge.forward_event in bridge.magics.listeners:
+        bridge.magics.listeners.remove(bridge.forward_event)
+    bridge.close()
+    del shell._ci_magic_bridge
+
+
+def _announce() -> None:
+    # Frontends that connected before %load_ext had their hello refused; this tells them to try again.
+    from comm import create_comm
+
+    create_comm(target_name=TARGET_NAME, data=message("announce")).close()

@@ -1,0 +1,178 @@
+"""``ci-magic eval``: run DABench-format questions through the same loop as ``%%ask``.
+
+Each question (question + constraints + ``@name[value]`` answer format, one table) is asked in a fresh sandbox
+with the table loaded as ``df``. The answer is what the working code prints; a check turns output that lacks a
+required ``@name[...]`` into a failed attempt with that reason, so the repair loop fixes formats, not only errors.
+One question crashing or timing out is recorded and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .errors import CIMagicError, UsageError
+from .result import ExecutionResult
+
+ANSWER = re.compile(r"@(\w+)\[(.*?)\]")
+PLACEHOLDER = re.compile(r"@(\w+)\[([^\]\n]*)\]")
+
+ANSWER_RULES = """\
+This question must be answered in a fixed format. Your code must end by printing each answer on its own line as \
+@name[value], using exactly the names given in the answer format, with the value computed by the code (never \
+typed in by hand) and formatted as the format asks: round numbers with round(x, n) when it says "rounded to n \
+decimal places"; print plain Python values (convert numpy values with float()/int()/str()); write strings \
+exactly as the format lists them, without quotes. Follow the constraints exactly: the method, the parameters, \
+the random seed, how to treat missing values."""
+
+
+@dataclass(frozen=True)
+class Question:
+    id: int
+    question: str
+    constraints: str
+    format: str
+    file_name: str
+
+    @property
+    def answer_names(self) -> list[str]:
+        return list(dict.fromkeys(name for name, _ in PLACEHOLDER.findall(self.format)))
+
+    def prompt(self) -> str:
+        return (
+            f"{self.question.strip()}\n\nConstraints: {self.constraints.strip()}\n\n"
+            f"Answer format: {self.format.strip()}\n\n"
+            f"The table is the file {self.file_name!r}, already loaded as the DataFrame `df`."
+        )
+
+
+def read_questions(path: Path) -> list[Question]:
+    questions = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read the questions file {str(path)!r}: {exc.strerror}.") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            questions.append(
+                Question(
+                    int(row["id"]),
+                    str(row["question"]),
+                    str(row.get("constraints", "")),
+                    str(row.get("format", "")),
+                    str(row["file_name"]),
+                )
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(
+                f"{path}:{n}: not a DABench question line ({type(exc).__name__}: {exc})."
+            ) from None
+    return questions
+
+
+def printed(execution: ExecutionResult) -> str:
+    return "".join(str(o.get("text", "")) for o in execution.outputs if o.get("output_type") == "stream")
+
+
+def answer_check(question: Question) -> Any:
+    """A loop check: the output must carry every required @name[value], with a value that is not a placeholder."""
+    names = question.answer_names
+    placeholders = {name: value for name, value in PLACEHOLDER.findall(question.format)}
+
+    def check(execution: ExecutionResult) -> str | None:
+        found = dict(ANSWER.findall(printed(execution)))
+        missing = [n for n in names if n not in found]
+        if missing:
+            wanted = ", ".join(f"@{n}[...]" for n in missing)
+            return f"it must print {wanted} (one per line, computed values), and it did not."
+        echoed = [
+            n for n in names if found[n].strip() == placeholders.get(n, "").strip() and found[n].strip()
+        ]
+        if echoed:
+            return f"it printed the placeholder text instead of a computed value for {', '.join(echoed)}."
+        return None
+
+    return check
+
+
+def load_table(path: Path) -> Any:
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except UnicodeDecodeError:
+        return pd.read_csv(path, encoding="latin-1")
+
+
+def run_eval(
+    questions: list[Question],
+    tables: Path,
+    out: TextIO,
+    *,
+    settings: Any,
+    attempts: int,
+    progress: TextIO = sys.stderr,
+) -> Iterator[dict[str, Any]]:
+    """Ask every question; yields (and writes to ``out``) one record per question."""
+    from .interpreter import Interpreter
+    from .providers.resolve import make_provider
+
+    provider = make_provider(settings)
+    started = time.monotonic()
+    for index, q in enumerate(questions, 1):
+        t0 = time.monotonic()
+        record: dict[str, Any] = {
+            "id": q.id,
+            "response_text": "",
+            "attempts": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "seconds": 0.0,
+            "ok": False,
+        }
+        try:
+            frame = load_table(tables / q.file_name)
+            with Interpreter(settings, provider=provider, user_dir=tables) as interp:
+                result = interp.ask(
+                    q.prompt(),
+                    {"df": frame},
+                    attempts=attempts,
+                    keep=None,
+                    system_extra=ANSWER_RULES,
+                    check=answer_check(q),
+                )
+            last = next((a.execution for a in reversed(result.attempts) if a.execution is not None), None)
+            usage = result.usage
+            record.update(
+                response_text=printed(last) if last is not None else "",
+                attempts=len(result.attempts),
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                ok=result.ok,
+            )
+        except CIMagicError as exc:
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # one broken question must not end the run
+            record["error"] = f"crash: {type(exc).__name__}: {exc}"
+        record["seconds"] = round(time.monotonic() - t0, 2)
+        out.write(json.dumps(record) + "\n")
+        out.flush()
+        elapsed = time.monotonic() - started
+        eta = elapsed / index * (len(questions) - index)
+        status = "ok" if record["ok"] else ("error" if "error" in record else "no answer")
+        print(
+            f"[{index}/{len(questions)}] #{q.id}: {status}, {record['attempts']} attempt(s), "
+            f"{record['seconds']:.0f} s · elapsed {elapsed / 60:.1f} min, ~{eta / 60:.1f} min left",
+            file=progress,
+            flush=True,
+        )
+        yield record

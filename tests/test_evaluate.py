@@ -1,0 +1,75 @@
+"""ci-magic eval: DABench-format questions through the loop, against the fake model."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from conftest import fenced
+
+from ci_magic.evaluate import Question, read_questions, run_eval
+from ci_magic.providers.fake import FakeModelServer, Turn
+from ci_magic.settings import Settings
+
+
+def write_questions(tmp_path: Path) -> Path:
+    (tmp_path / "t.csv").write_text("x,y\n1,2\n3,4\n")
+    rows = [
+        {
+            "id": 1,
+            "question": "Mean of x?",
+            "constraints": "Round to 2.",
+            "format": "@mean_x[mean]",
+            "file_name": "t.csv",
+        },
+        {
+            "id": 2,
+            "question": "Sum of y?",
+            "constraints": "",
+            "format": "@sum_y[total]",
+            "file_name": "t.csv",
+        },
+        {"id": 3, "question": "Missing table", "constraints": "", "format": "@a[b]", "file_name": "nope.csv"},
+    ]
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_format_check_repairs_and_failures_are_recorded(fake: FakeModelServer, tmp_path: Path) -> None:
+    questions = read_questions(write_questions(tmp_path))
+    fake.add(
+        fenced("print(df.x.mean())"),  # right number, wrong format: the check sends it back
+        fenced("print(f'@mean_x[{round(df.x.mean(), 2)}]')"),
+        *[Turn(status=500, reply="model crashed")] * 3,  # question 2: the server fails (client retries twice)
+    )
+    out = io.StringIO()
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k")
+    records = list(run_eval(questions, tmp_path, out, settings=settings, attempts=2, progress=io.StringIO()))
+    first, second, third = records
+    assert first["ok"] and first["attempts"] == 2 and first["response_text"] == "@mean_x[2.0]\n"
+    assert "must print @mean_x[...]" in fake.requests[1]["messages"][-1]["content"]
+    assert "Answer format: @mean_x[mean]" in fake.requests[0]["messages"][-1]["content"]
+    assert not second["ok"] and "HTTP 500" in second["error"]
+    assert not third["ok"] and "nope.csv" in third["error"]
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["id"] for r in lines] == [1, 2, 3]
+    assert set(lines[0]) >= {
+        "id",
+        "response_text",
+        "attempts",
+        "prompt_tokens",
+        "completion_tokens",
+        "seconds",
+    }
+
+
+def test_placeholder_echo_is_rejected(fake: FakeModelServer, tmp_path: Path) -> None:
+    q = Question(7, "q", "", "@value[number]", "t.csv")
+    (tmp_path / "t.csv").write_text("x\n1\n")
+    fake.add(fenced("print('@value[number]')"), fenced("print('@value[1]')"))
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k")
+    (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=2, progress=io.StringIO())
+    assert record["ok"] and record["response_text"] == "@value[1]\n"
+    assert "placeholder" in fake.requests[1]["messages"][-1]["content"]
