@@ -289,7 +289,8 @@ def kernel(fake: FakeModelServer, tmp_path: Path) -> Iterator[tuple[KernelManage
         "OPENAI_API_KEY": "x",
         "CI_MAGIC_MODEL": "fake-model",
     }
-    km = KernelManager(kernel_name="python3", transport="ipc")
+    # ipc (ipykernel warns about plain TCP); an absolute path, since the kernel runs in another directory.
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel-ipc"))
     km.start_kernel(env=env, cwd=str(tmp_path))
     kc = km.blocking_client()
     kc.start_channels()

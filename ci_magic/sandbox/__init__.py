@@ -8,23 +8,30 @@ the working directory; everything the code writes stays in the working directory
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..errors import TransferError
+from ..errors import SandboxError, TransferError
 from ..result import ExecutionResult
 from ..settings import Limits
-from . import childside
+from . import childside, isolation
 from .kernel import ChildKernel
 
 CHILD_MODULE = "_ci_child"
+MAX_LEFTOVER_PROCESSES = 32
+LEFTOVER_MESSAGE = (
+    "The code left many processes running (for example by forking in a loop); the sandbox was restarted and "
+    "its variables are gone. Do not start processes."
+)
 MAX_LINKED_FILES = 500
 
 
@@ -40,6 +47,14 @@ def _startup_code() -> str:
         "import pandas as pd, numpy as np\n"
         "import matplotlib.pyplot as plt\n"
     )
+
+
+def _cgroup_dir(name: str) -> Path | None:
+    """A pids cgroup (v1) we may create, for the process limit root is otherwise exempt from."""
+    root = Path("/sys/fs/cgroup/pids")
+    if root.is_dir() and os.access(root, os.W_OK):
+        return root / name
+    return None
 
 
 def fingerprint(obj: pd.DataFrame | pd.Series) -> str:
@@ -83,8 +98,47 @@ class Sandbox:
         self._link_user_files()
         self._sent: dict[str, str] = {}  # name -> fingerprint of what the child holds
         self.warnings: list[str] = []
-        self._kernel = ChildKernel(self.session_dir, self.workdir, self.limits, _startup_code())
+        self.isolation_problem = (
+            isolation.probe(self.limits.network) if self.limits.isolation else "isolation is turned off"
+        )
+        self._cgroup = _cgroup_dir(self.session_dir.name)
+        isolate = None
+        if self.isolation_problem is None:
+            view = isolation.plan(self.user_dir, self.session_dir, self.xfer_dir)
+            isolate = {"view": view, "cgroup": str(self._cgroup) if self._cgroup else None}
+        self._kernel = ChildKernel(self.session_dir, self.workdir, self.limits, _startup_code(), isolate)
         self._kernel.start()
+
+    @property
+    def isolation_report(self) -> dict[str, Any]:
+        """What the launcher achieved (written by it at every kernel start)."""
+        try:
+            report: dict[str, Any] = json.loads(self._kernel.report_path.read_text())
+        except (OSError, ValueError):
+            report = {"isolated": False}
+        if self.isolation_problem:
+            report["reason"] = self.isolation_problem
+        return report
+
+    def isolation_warnings(self) -> list[str]:
+        """Honest one-liners about protections that are not in place on this machine."""
+        report = self.isolation_report
+        if not report.get("isolated"):
+            why = report.get("reason", "unknown reason")
+            net = "" if self.limits.network else " The network is NOT blocked."
+            return [
+                f"the sandbox runs without OS isolation ({why}): it can read your files and other processes' "
+                f"environment through /proc.{net}"
+            ]
+        notes = []
+        if report.get("problems"):
+            notes.append(
+                "the sandbox's read-only filesystem view is incomplete: "
+                + "; ".join(report["problems"])[:300]
+            )
+        if report.get("cgroup_problem") and os.geteuid() == 0:
+            notes.append(f"no process-count limit for the sandbox ({report['cgroup_problem']})")
+        return notes
 
     def _link_user_files(self) -> None:
         try:
@@ -151,10 +205,34 @@ class Sandbox:
         if frames:
             wanted = code_names(code)
             self.send_frames({k: v for k, v in frames.items() if k in wanted})
-        result = self._kernel.execute(code)
+        isolated = bool(self.isolation_report.get("isolated"))
+        probe = {"procs": f"{CHILD_MODULE}.process_count()"} if isolated else None
+        result = self._kernel.execute(code, expressions=probe)
+        if isolated and not result.restarted and self._leftover_processes():
+            self._kernel.restart()
+            result = replace(
+                result,
+                outcome="error",
+                error_name="LeftoverProcesses",
+                error_value=LEFTOVER_MESSAGE,
+                traceback=LEFTOVER_MESSAGE,
+                restarted=True,
+            )
         if result.restarted:
             self._restore()
         return result
+
+    def _leftover_processes(self) -> bool:
+        """True when the code left many processes behind (a fork bomb): only the restart clears them."""
+        # Without a PID namespace /proc shows the whole machine, so callers only ask when isolated.
+        count = self._kernel.last_expressions.get("procs")
+        if count is not None:
+            return int(count) > MAX_LEFTOVER_PROCESSES
+        try:  # the code failed, so the count did not come with the reply: ask separately
+            count = int(self._kernel.evaluate(f"{CHILD_MODULE}.process_count()", timeout=10))
+        except SandboxError:
+            return True  # too wedged to answer: treat like leftovers
+        return count > MAX_LEFTOVER_PROCESSES
 
     def values(self) -> dict[str, tuple[str, int]]:
         """{name: (kind, cells)} of the DataFrames, Series and scalars now defined in the child."""
@@ -201,6 +279,9 @@ class Sandbox:
 
     def close(self) -> None:
         self._kernel.shutdown()
+        if self._cgroup is not None:
+            with contextlib.suppress(OSError):  # still busy only if a process escaped the kill: leave it
+                self._cgroup.rmdir()
         shutil.rmtree(self.xfer_dir, ignore_errors=True)
         shutil.rmtree(self.session_dir, ignore_errors=True)
 

@@ -30,7 +30,15 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
 #: statvfs flag -> mount flag; a remount inside a user namespace must keep the "locked" flags.
-ST_TO_MS = {1: MS_RDONLY, 2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOATIME, 2048: MS_NODIRATIME, 4096: MS_RELATIME}
+ST_TO_MS = {
+    1: MS_RDONLY,
+    2: MS_NOSUID,
+    4: MS_NODEV,
+    8: MS_NOEXEC,
+    1024: MS_NOATIME,
+    2048: MS_NODIRATIME,
+    4096: MS_RELATIME,
+}
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 #: Kernel filesystems that stay as they are (remounting them read-only is refused or breaks the child).
 KEEP_MOUNTS = ("/proc", "/sys", "/dev")
@@ -59,7 +67,9 @@ def probe(network: bool) -> str | None:
         reason = "the `unshare` program (util-linux) is not installed"
     else:
         try:
-            proc = subprocess.run([*unshare_command(network), "true"], capture_output=True, text=True, timeout=10)
+            proc = subprocess.run(
+                [*unshare_command(network), "true"], capture_output=True, text=True, timeout=10
+            )
             if proc.returncode != 0:
                 reason = f"unshare failed: {proc.stderr.strip()[:200]}"
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -70,7 +80,12 @@ def probe(network: bool) -> str | None:
 
 def plan(user_dir: Path, session_dir: Path, xfer_dir: Path) -> dict[str, Any]:
     """The filesystem view, computed in the parent where sys.path is known."""
-    readable = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(sys.executable).resolve().parent.parent)}
+    readable = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        str(Path(sys.executable).resolve().parent.parent),
+    }
     readable |= {p for p in sys.path if p and os.path.isdir(p)}
     readable.add(str(Path(__file__).resolve().parents[2]))  # the ci_magic package itself (editable installs)
     readable.add(str(user_dir))
@@ -93,9 +108,14 @@ def _libc() -> Any:
     return libc
 
 
-def _mount(libc: Any, source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
-    if libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
+def _enc(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
+
+
+def _mount(
+    libc: Any, source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    if libc.mount(_enc(source), _enc(target), _enc(fstype), flags, _enc(data)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {source} -> {target}: {os.strerror(err)}")
 

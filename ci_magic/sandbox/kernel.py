@@ -55,12 +55,22 @@ def child_environment(workdir: Path, parent: dict[str, str] | None = None) -> di
 class ChildKernel:
     """One IPython kernel process with limits; start, execute, interrupt, restart, shut down."""
 
-    def __init__(self, session_dir: Path, workdir: Path, limits: Limits, startup_code: str = "") -> None:
+    def __init__(
+        self,
+        session_dir: Path,
+        workdir: Path,
+        limits: Limits,
+        startup_code: str = "",
+        isolate: dict[str, Any] | None = None,
+    ) -> None:
         self.session_dir = session_dir
+        self.isolate = isolate
+        self.report_path = session_dir / "isolation.json"
         self.workdir = workdir
         self.limits = limits
         self.startup_code = startup_code
         self._km: KernelManager | None = None
+        self.last_expressions: dict[str, Any] = {}
         self._kc: Any = None
         (workdir / ".tmp").mkdir(parents=True, exist_ok=True)
 
@@ -74,13 +84,16 @@ class ChildKernel:
             "argv": [
                 sys.executable,
                 str(HERE / "launcher.py"),
-                json.dumps(asdict(self.limits)),
+                json.dumps(
+                    {"limits": asdict(self.limits), "isolate": self.isolate, "report": str(self.report_path)}
+                ),
                 "--",
                 "-f",
                 "{connection_file}",
             ],
             "display_name": "ci_magic sandbox",
             "language": "python",
+            # SIGINT goes to the process group: unshare ignores it while waiting, the kernel gets it.
             "interrupt_mode": "signal",
         }
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
@@ -162,15 +175,35 @@ class ChildKernel:
 
     # -- running code ---------------------------------------------------------------------------------------
 
-    def execute(self, code: str, timeout: float | None = None, *, silent: bool = False) -> ExecutionResult:
-        """Run ``code``; errors, timeouts and deaths come back as data. Restarts the kernel if needed."""
+    def execute(
+        self,
+        code: str,
+        timeout: float | None = None,
+        *,
+        silent: bool = False,
+        expressions: dict[str, str] | None = None,
+    ) -> ExecutionResult:
+        """Run ``code``; errors, timeouts and deaths come back as data. Restarts the kernel if needed.
+
+        ``expressions`` (JSON-returning helper calls) are evaluated by the kernel right after a successful run and
+        land decoded in :attr:`last_expressions`, in the same round trip as the code.
+        """
         if self._kc is None:
             raise SandboxError("The sandbox kernel is not running.")
         timeout = self.limits.timeout_s if timeout is None else timeout
         started = time.monotonic()
         collector = OutputCollector(self.limits.max_output_bytes)
-        msg_id = self._kc.execute(code, silent=silent, store_history=not silent, allow_stdin=False)
+        self.last_expressions = {}
+        msg_id = self._kc.execute(
+            code,
+            silent=silent,
+            store_history=not silent,
+            allow_stdin=False,
+            user_expressions=expressions or {},
+        )
         outcome = self._drain(msg_id, collector, started + timeout)
+        if outcome == "done" and expressions:
+            self.last_expressions = self._expressions_reply(msg_id)
         if outcome == "timeout":
             self.interrupt()
             recovered = self._drain(msg_id, collector, time.monotonic() + self.limits.interrupt_grace_s)
@@ -184,6 +217,30 @@ class ChildKernel:
             return self._result("died", collector, started, restarted=True, death=code_)
         error = next((o for o in collector.outputs if o["output_type"] == "error"), None)
         return self._result("error" if error else "ok", collector, started)
+
+    def _expressions_reply(self, msg_id: str) -> dict[str, Any]:
+        # ipykernel sends the execute_reply before the idle status, so it is already waiting here.
+        try:
+            reply = self._reply(msg_id, time.monotonic() + 5.0)
+        except SandboxError:
+            return {}
+        return {
+            k: _decode(v)
+            for k, v in reply["content"].get("user_expressions", {}).items()
+            if v.get("status") == "ok"
+        }
+
+    def _reply(self, msg_id: str, deadline: float) -> dict[str, Any]:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SandboxError("The sandbox kernel did not answer a bookkeeping request in time.")
+            try:
+                reply: dict[str, Any] = self._kc.get_shell_msg(timeout=remaining)
+            except queue.Empty:
+                continue
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                return reply
 
     def _drain(self, msg_id: str, collector: OutputCollector, deadline: float) -> str:
         """Collect iopub output for ``msg_id`` until idle ('done'), the deadline ('timeout') or death."""
@@ -253,22 +310,16 @@ class ChildKernel:
         if self._kc is None:
             raise SandboxError("The sandbox kernel is not running.")
         msg_id = self._kc.execute("", silent=True, user_expressions={"r": expression})
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SandboxError("The sandbox kernel did not answer a bookkeeping request in time.")
-            try:
-                reply = self._kc.get_shell_msg(timeout=remaining)
-            except queue.Empty:
-                continue
-            if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                break
+        reply = self._reply(msg_id, time.monotonic() + timeout)
         value = reply["content"].get("user_expressions", {}).get("r", {})
         if value.get("status") != "ok":
             raise SandboxError(f"Sandbox bookkeeping failed: {value.get('ename')}: {value.get('evalue')}")
-        # text/plain is the repr of the JSON string: literal_eval only ever yields a str here.
-        text = ast.literal_eval(value["data"]["text/plain"])
-        if not isinstance(text, str):
-            raise SandboxError("Sandbox bookkeeping returned something other than JSON text.")
-        return json.loads(text)
+        return _decode(value)
+
+
+def _decode(value: dict[str, Any]) -> Any:
+    """A user_expression result whose text/plain is the repr of a JSON string (no pickling anywhere)."""
+    text = ast.literal_eval(value["data"]["text/plain"])
+    if not isinstance(text, str):
+        raise SandboxError("Sandbox bookkeeping returned something other than JSON text.")
+    return json.loads(text)

@@ -1,9 +1,12 @@
-"""Run as a script (never imported) in the child process: apply limits, then become the IPython kernel.
+"""Run as a script (never imported) in the child process: isolate, apply limits, then become the IPython kernel.
 
-Rlimits are set here, in the process that then execs ``ipykernel_launcher``, because ``preexec_fn`` is unsafe
-in the threaded parent. This file imports only the standard library so the child starts fast.
+Rlimits and namespaces are set up here, in the process that then execs ``ipykernel_launcher``, because
+``preexec_fn`` is unsafe in the threaded parent. Standard library only, so the child starts fast.
 
-    python launcher.py '<limits json>' -- -f {connection_file}
+    python launcher.py '<config json>' -- -f {connection_file}
+
+Outside the namespaces it joins a pids cgroup when one is writable, then re-executes itself through
+``unshare`` (see isolation.py); inside, it builds the filesystem view and writes a report for the parent.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import json
 import os
 import resource
 import sys
+
+import isolation  # the sibling file: this runs as a script, not a package
 
 MB = 1024 * 1024
 
@@ -23,12 +28,65 @@ def _limit(which: int, value: int) -> None:
     resource.setrlimit(which, (new, new))
 
 
+def _join_cgroup(path: str, max_pids: int) -> str | None:
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "pids.max"), "w") as fh:
+            fh.write(str(max_pids))
+        with open(os.path.join(path, "cgroup.procs"), "w") as fh:
+            fh.write(str(os.getpid()))
+    except OSError as exc:
+        return f"pids cgroup unavailable ({exc.strerror})"
+    return None
+
+
 def main(argv: list[str]) -> None:
-    limits = json.loads(argv[1])
+    inside = argv[1] == "--inside"
+    config = json.loads(argv[2] if inside else argv[1])
     rest = argv[argv.index("--") + 1 :]
-    _limit(resource.RLIMIT_AS, int(limits["memory_mb"]) * MB)
-    _limit(resource.RLIMIT_FSIZE, int(limits["max_file_mb"]) * MB)
-    _limit(resource.RLIMIT_CORE, 0)  # a segfaulting child must not litter the workdir with cores
+    limits, iso = config["limits"], config.get("isolate")
+    report: dict[str, object] = {"isolated": False}
+    if not inside:
+        # Inherited by everything below, across unshare's exec and fork.
+        _limit(resource.RLIMIT_AS, int(limits["memory_mb"]) * MB)
+        _limit(resource.RLIMIT_FSIZE, int(limits["max_file_mb"]) * MB)
+        _limit(resource.RLIMIT_CORE, 0)  # a segfaulting child must not litter the workdir with cores
+        if os.geteuid() != 0:
+            # Per-user count: what the user already runs plus our budget. (Root is exempt: the cgroup is for it.)
+            _limit(resource.RLIMIT_NPROC, len(os.listdir("/proc")) + int(limits["max_processes"]))
+    if iso and not inside:
+        problem = _join_cgroup(iso["cgroup"], int(limits["max_processes"])) if iso.get("cgroup") else None
+        if problem:
+            iso["cgroup_problem"] = problem
+        os.execvp(
+            "unshare",
+            [
+                *isolation.unshare_command(limits["network"]),
+                sys.executable,
+                __file__,
+                "--inside",
+                json.dumps(config),
+                "--",
+                *rest,
+            ],
+        )
+    if inside:
+        try:
+            report = {"isolated": True, "network": bool(limits["network"]), **isolation.apply(iso["view"])}
+        except OSError as exc:  # namespaces exist but the view failed: say so, keep going
+            report = {
+                "isolated": True,
+                "network": bool(limits["network"]),
+                "problems": [str(exc)],
+                "read_only": False,
+                "hidden": 0,
+            }
+        report["cgroup_problem"] = iso.get("cgroup_problem")
+        # Our cwd still points into the mount it had before the view was built (now read-only): re-enter it
+        # by path, which resolves through the new writable bind mount.
+        os.chdir(os.getcwd())
+    if config.get("report"):
+        isolation.write_report(config["report"], report)
     os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *rest])
 
 

@@ -1,0 +1,86 @@
+"""Strict DABench accuracy of the %%ask loop vs one-shot, on ../shared/eval/dabench-dev, with time and tokens.
+
+    python benchmarks/dabench.py [--model qwen2.5-coder-1.5b] [--limit N] [--attempts 3]
+
+Runs ``ci-magic eval`` twice in this process (repair loop with --attempts, then attempts=1), scores both with
+the shared scorer, and writes ``benchmarks/results/dabench-<model>.json`` plus a line per run on stdout. The
+questions and tables are read from ../shared (evaluation only; they are never copied into the project).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "eval"
+DEV = SHARED / "dabench-dev"
+
+
+def run(model: str | None, attempts: int, limit: int | None, out: Path) -> dict[str, object]:
+    cmd = [sys.executable, "-m", "ci_magic.cli", "eval", str(DEV / "questions.jsonl"), "--tables",
+           str(DEV / "tables"), "--out", str(out), "--attempts", str(attempts)]
+    if model:
+        cmd += ["--model", model]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    started = time.monotonic()
+    subprocess.run(cmd, check=True)
+    wall = time.monotonic() - started
+    score = subprocess.run(
+        [sys.executable, str(SHARED / "score.py"), "--pred", str(out), "--labels", str(DEV / "labels.jsonl"),
+         "--questions", str(DEV / "questions.jsonl"), "--json"],
+        check=True, capture_output=True, text=True,
+    )
+    summary = json.loads(score.stdout)
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return {
+        "attempts": attempts,
+        "questions": len(rows),
+        "strict_abq": summary["strict"]["ABQ"],
+        "answered_abq": summary["official_answered_only"]["ABQ"],
+        "mean_seconds": statistics.mean(r["seconds"] for r in rows),
+        "mean_prompt_tokens": statistics.mean(r["prompt_tokens"] for r in rows),
+        "mean_completion_tokens": statistics.mean(r["completion_tokens"] for r in rows),
+        "mean_attempts": statistics.mean(r["attempts"] for r in rows),
+        "errors": sum("error" in r for r in rows),
+        "wall_seconds": round(wall, 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default=None, help="default: the embedded default model")
+    ap.add_argument("--attempts", type=int, default=3)
+    ap.add_argument("--limit", type=int, default=None)
+    args = ap.parse_args()
+    results_dir = ROOT / "benchmarks" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    label = args.model or "qwen2.5-coder-1.5b"
+    runs = []
+    for attempts in (args.attempts, 1):
+        pred = results_dir / f"dabench-{label}-attempts{attempts}.pred.jsonl"
+        result = run(args.model, attempts, args.limit, pred)
+        runs.append(result)
+        print(
+            f"{label} attempts={attempts}: strict accuracy {result['strict_abq']:.1%} on {result['questions']} "
+            f"questions; {result['mean_seconds']:.1f} s, {result['mean_prompt_tokens']:.0f} prompt + "
+            f"{result['mean_completion_tokens']:.0f} completion tokens, {result['mean_attempts']:.2f} attempts "
+            "per question",
+            flush=True,
+        )
+    loop, one_shot = runs
+    doc = {"model": label, "dataset": "dabench-dev (57 questions)", "repair_loop": loop, "one_shot": one_shot,
+           "loop_over_one_shot": round(float(loop["strict_abq"]) - float(one_shot["strict_abq"]), 4)}
+    (results_dir / f"dabench-{label}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"repair loop minus one-shot: {doc['loop_over_one_shot']:+.1%} (strict accuracy)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,392 @@
+/**
+ * The Ask panel's state for one kernel: connection, DataFrames and the context preview, asks with their live
+ * attempts, tokens and cost, and the history. No JupyterLab imports: the wiring (index.ts) feeds it kernel
+ * messages and sends what it returns; the views (panel.tsx) render it and call its actions.
+ */
+
+import { ISignal, Signal } from '@lumino/signaling';
+
+import {
+  askRequest,
+  contextRequest,
+  EventKind,
+  IAskRequest,
+  IContextRequest,
+  IEventMessage,
+  IFrameInfo,
+  IListFrames,
+  IUsage,
+  JSONDict,
+  KernelMessage,
+  listFrames
+} from './protocol';
+
+export type ConnectionState =
+  | 'no-notebook' // nothing to ask about (e.g. the file browser is active)
+  | 'no-kernel' // the notebook has no running kernel
+  | 'connecting' // hello sent, no answer yet (the kernel may be busy)
+  | 'not-loaded' // the kernel refused the comm: `%load_ext ci_magic` has not run
+  | 'ready'
+  | 'error'; // the kernel speaks another protocol version
+
+export type AttemptPhase = 'waiting' | 'writing' | 'running' | 'ok' | 'failed' | 'no_code';
+
+export interface IAttemptView {
+  number: number;
+  phase: AttemptPhase;
+  text: string; // the model's reply so far
+  code: string | null;
+  outputs: JSONDict[];
+  error: string | null;
+  problem: string | null; // what the model was told to fix
+  promptTokens: number;
+  completionTokens: number;
+  modelSeconds: number | null;
+  execSeconds: number | null;
+}
+
+export type AskStatus = 'running' | 'cancelling' | 'ok' | 'failed' | 'cancelled' | 'error';
+
+export interface IAskView {
+  id: string;
+  origin: 'panel' | 'cell';
+  prompt: string; // empty for %%ask cells: the kernel does not send the question
+  frames: string[] | null;
+  status: AskStatus;
+  attempts: IAttemptView[];
+  contextTokens: number | null;
+  cells: JSONDict[] | null;
+  usage: IUsage | null; // the final, reported usage
+  notes: string[];
+  message: string | null;
+  startedAt: number;
+  finishedAt: number | null;
+  inserted: boolean;
+}
+
+export interface IContextPreview {
+  status: 'idle' | 'loading' | 'ready' | 'error';
+  text: string;
+  tokens: number;
+  error: string | null;
+}
+
+/** Prices per million tokens, from the extension's settings; 0 for self-hosted models. */
+export interface IPrices {
+  input: number;
+  output: number;
+}
+
+export const CHARS_PER_TOKEN = 4; // the same estimate as ci_magic/context.py
+
+let counter = 0;
+function newAskId(): string {
+  counter += 1;
+  return `panel-${Date.now().toString(36)}-${counter}`;
+}
+
+function emptyAttempt(n: number): IAttemptView {
+  return {
+    number: n,
+    phase: 'waiting',
+    text: '',
+    code: null,
+    outputs: [],
+    error: null,
+    problem: null,
+    promptTokens: 0,
+    completionTokens: 0,
+    modelSeconds: null,
+    execSeconds: null
+  };
+}
+
+/** Tokens used so far: reported counts of finished replies plus an estimate of the reply being streamed. */
+export function tokensSoFar(ask: IAskView): { prompt: number; completion: number; estimated: boolean } {
+  if (ask.usage) {
+    return {
+      prompt: ask.usage.prompt_tokens,
+      completion: ask.usage.completion_tokens,
+      estimated: ask.usage.estimated
+    };
+  }
+  let prompt = 0;
+  let completion = 0;
+  let estimated = false;
+  for (const a of ask.attempts) {
+    prompt += a.promptTokens;
+    if (a.modelSeconds === null) {
+      completion += Math.ceil(a.text.length / CHARS_PER_TOKEN);
+      estimated = estimated || a.text.length > 0;
+    } else {
+      completion += a.completionTokens;
+    }
+  }
+  return { prompt, completion, estimated };
+}
+
+export function costOf(tokens: { prompt: number; completion: number }, prices: IPrices): number {
+  return (tokens.prompt * prices.input + tokens.completion * prices.output) / 1_000_000;
+}
+
+export function isFinished(status: AskStatus): boolean {
+  return status !== 'running' && status !== 'cancelling';
+}
+
+export class CIMagicModel {
+  private _changed = new Signal<this, void>(this);
+  private _asks: IAskView[] = [];
+
+  connection: ConnectionState = 'no-kernel';
+  connectionMessage: string | null = null;
+  kernelVersion: string | null = null;
+  frames: IFrameInfo[] | null = null; // null until the kernel answered
+  selected: string[] | null = null; // null: every frame (what %%ask without --frames sends)
+  context: IContextPreview = { status: 'idle', text: '', tokens: 0, error: null };
+  notice: string | null = null; // a problem outside any ask, e.g. an insertion that found no anchor
+  prices: IPrices = { input: 0, output: 0 };
+  /** For tests and the Insert button: the clock is injectable. */
+  now: () => number = () => Date.now();
+
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** Newest first. */
+  get asks(): readonly IAskView[] {
+    return this._asks;
+  }
+
+  get running(): IAskView | null {
+    return this._asks.find(a => !isFinished(a.status)) ?? null;
+  }
+
+  setConnection(state: ConnectionState, message: string | null = null): void {
+    this.connection = state;
+    this.connectionMessage = message;
+    if (state !== 'ready') {
+      this.frames = null;
+      this.context = { status: 'idle', text: '', tokens: 0, error: null };
+      this._abandonRunning('The kernel went away before the ask finished.');
+    }
+    this._emit();
+  }
+
+  setPrices(prices: IPrices): void {
+    this.prices = prices;
+    this._emit();
+  }
+
+  setNotice(notice: string | null): void {
+    this.notice = notice;
+    this._emit();
+  }
+
+  // ---- actions that produce a message for the kernel ------------------------------------------------------
+
+  requestFrames(): IListFrames {
+    return listFrames();
+  }
+
+  requestContext(): IContextRequest {
+    this.context = { ...this.context, status: 'loading', error: null };
+    this._emit();
+    return contextRequest(this.selected);
+  }
+
+  /** Toggle one frame; returns the new context request (the preview must follow the selection). */
+  toggleFrame(name: string): IContextRequest {
+    const all = (this.frames ?? []).map(f => f.name);
+    const current = this.selected ?? all;
+    const next = current.includes(name) ? current.filter(n => n !== name) : [...current, name];
+    // Keep the notebook's order, and go back to "all" when everything is picked again.
+    const ordered = all.filter(n => next.includes(n));
+    this.selected = ordered.length === all.length ? null : ordered;
+    return this.requestContext();
+  }
+
+  selectAll(): IContextRequest {
+    this.selected = null;
+    return this.requestContext();
+  }
+
+  isSelected(name: string): boolean {
+    return this.selected === null || this.selected.includes(name);
+  }
+
+  beginAsk(prompt: string, attempts: number | null): IAskRequest {
+    const id = newAskId();
+    this._asks.unshift(this._newAsk(id, 'panel', prompt.trim(), this.selected));
+    this.notice = null;
+    this._emit();
+    return askRequest(id, prompt.trim(), this.selected, attempts);
+  }
+
+  markCancelling(): void {
+    const ask = this.running;
+    if (ask) {
+      ask.status = 'cancelling';
+      this._emit();
+    }
+  }
+
+  markInserted(id: string): void {
+    const ask = this._asks.find(a => a.id === id);
+    if (ask) {
+      ask.inserted = true;
+      this._emit();
+    }
+  }
+
+  /** The kernel went idle: a %%ask cell that failed before its `done` event will say no more. */
+  kernelIdle(): void {
+    this._abandonRunning('The cell finished without a result; its output says why.', 'cell');
+  }
+
+  // ---- messages from the kernel ---------------------------------------------------------------------------
+
+  handle(msg: KernelMessage): void {
+    switch (msg.type) {
+      case 'announce':
+        return; // handled by the connection: it answers with hello
+      case 'ready':
+        this.kernelVersion = msg.version;
+        this.setConnection('ready');
+        return;
+      case 'frames': {
+        this.frames = msg.frames;
+        const names = msg.frames.map(f => f.name);
+        if (this.selected !== null) {
+          this.selected = this.selected.filter(n => names.includes(n));
+        }
+        break;
+      }
+      case 'context':
+        this.context = { status: 'ready', text: msg.text, tokens: msg.tokens, error: null };
+        break;
+      case 'event':
+        this._event(msg);
+        break;
+      case 'result': {
+        const ask = this._asks.find(a => a.id === msg.ask_id);
+        if (!ask) {
+          return;
+        }
+        ask.status = msg.ok ? 'ok' : 'failed';
+        ask.cells = msg.cells;
+        ask.usage = msg.usage;
+        ask.notes = msg.notes;
+        ask.finishedAt = this.now();
+        break;
+      }
+      case 'error': {
+        const ask = msg.ask_id === null ? undefined : this._asks.find(a => a.id === msg.ask_id);
+        if (ask) {
+          const cancelled = ask.status === 'cancelling' || /cancelled/i.test(msg.message);
+          ask.status = cancelled ? 'cancelled' : 'error';
+          ask.message = msg.message;
+          ask.finishedAt = this.now();
+        } else if (this.context.status === 'loading') {
+          this.context = { ...this.context, status: 'error', error: msg.message };
+        } else {
+          this.notice = msg.message;
+        }
+        break;
+      }
+      case 'insert':
+        return; // the wiring inserts the cells; nothing to show here
+    }
+    this._emit();
+  }
+
+  private _event(msg: IEventMessage): void {
+    let ask = this._asks.find(a => a.id === msg.ask_id);
+    if (!ask) {
+      // A %%ask cell (or another tab's panel ask): show it too, so progress is visible in one place.
+      ask = this._newAsk(msg.ask_id, msg.origin, '', null);
+      this._asks.unshift(ask);
+    }
+    const data = msg.data;
+    const kind: EventKind = msg.kind;
+    if (kind === 'context') {
+      ask.contextTokens = Number(data.tokens ?? 0);
+      return;
+    }
+    if (kind === 'done') {
+      if (!isFinished(ask.status) && ask.origin === 'cell') {
+        ask.status = data.ok ? 'ok' : 'failed';
+        ask.finishedAt = this.now();
+      }
+      return;
+    }
+    let attempt = ask.attempts.find(a => a.number === msg.attempt);
+    if (!attempt) {
+      attempt = emptyAttempt(msg.attempt);
+      ask.attempts.push(attempt);
+    }
+    switch (kind) {
+      case 'model_start':
+        attempt.phase = 'waiting';
+        break;
+      case 'token':
+        attempt.phase = 'writing';
+        attempt.text += String(data.text ?? '');
+        break;
+      case 'model_done':
+        attempt.promptTokens = Number(data.prompt_tokens ?? 0);
+        attempt.completionTokens = Number(data.completion_tokens ?? 0);
+        attempt.modelSeconds = Number(data.seconds ?? 0);
+        break;
+      case 'code':
+        attempt.code = String(data.code ?? '');
+        attempt.phase = 'running';
+        break;
+      case 'no_code':
+        attempt.phase = 'no_code';
+        attempt.problem = String(data.problem ?? '');
+        break;
+      case 'exec_done':
+        attempt.phase = data.outcome === 'ok' ? 'ok' : 'failed';
+        attempt.outputs = Array.isArray(data.outputs) ? (data.outputs as JSONDict[]) : [];
+        attempt.error = typeof data.error === 'string' ? data.error : null;
+        attempt.execSeconds = Number(data.seconds ?? 0);
+        break;
+      case 'retry':
+        attempt.problem = String(data.problem ?? '');
+        break;
+    }
+  }
+
+  private _newAsk(id: string, origin: 'panel' | 'cell', prompt: string, frames: string[] | null): IAskView {
+    return {
+      id,
+      origin,
+      prompt,
+      frames,
+      status: 'running',
+      attempts: [],
+      contextTokens: null,
+      cells: null,
+      usage: null,
+      notes: [],
+      message: null,
+      startedAt: this.now(),
+      finishedAt: null,
+      inserted: false
+    };
+  }
+
+  private _abandonRunning(message: string, origin?: 'panel' | 'cell'): void {
+    for (const ask of this._asks) {
+      if (!isFinished(ask.status) && (origin === undefined || ask.origin === origin)) {
+        ask.status = ask.status === 'cancelling' ? 'cancelled' : 'error';
+        ask.message = message;
+        ask.finishedAt = this.now();
+      }
+    }
+  }
+
+  private _emit(): void {
+    this._changed.emit();
+  }
+}

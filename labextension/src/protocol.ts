@@ -1,0 +1,221 @@
+/**
+ * Protocol v1 between this extension and `ci_magic/bridge.py`, over a comm on the `ci_magic` target.
+ *
+ * Declared once here and once in Python (bridge.py's FRONTEND_MESSAGES / KERNEL_MESSAGES); a Python test
+ * checks that every message type named there appears here. Every message carries `v`.
+ */
+
+export const PROTOCOL_VERSION = 1;
+export const TARGET_NAME = 'ci_magic';
+
+/** A JSON object as nbformat stores it (cells, outputs, metadata). */
+export type JSONDict = { [key: string]: unknown };
+
+export interface IFrameInfo {
+  name: string;
+  kind: string; // DataFrame | Series
+  shape: number[];
+}
+
+export interface IUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  estimated: boolean;
+}
+
+export type EventKind =
+  | 'context'
+  | 'model_start'
+  | 'token'
+  | 'model_done'
+  | 'code'
+  | 'no_code'
+  | 'exec_done'
+  | 'retry'
+  | 'done';
+
+// ---- frontend → kernel -----------------------------------------------------------------------------------
+
+export interface IHello {
+  v: 1;
+  type: 'hello';
+}
+export interface IListFrames {
+  v: 1;
+  type: 'list_frames';
+}
+export interface IContextRequest {
+  v: 1;
+  type: 'context';
+  frames: string[] | null;
+}
+export interface IAskRequest {
+  v: 1;
+  type: 'ask';
+  ask_id: string;
+  prompt: string;
+  frames: string[] | null; // null: every DataFrame in the notebook
+  attempts: number | null; // null: the kernel's %config Ask.attempts
+}
+export type FrontendMessage = IHello | IListFrames | IContextRequest | IAskRequest;
+
+// ---- kernel → frontend -----------------------------------------------------------------------------------
+
+export interface IAnnounce {
+  v: 1;
+  type: 'announce';
+}
+export interface IReady {
+  v: 1;
+  type: 'ready';
+  version: string;
+}
+export interface IEventMessage {
+  v: 1;
+  type: 'event';
+  ask_id: string;
+  origin: 'panel' | 'cell';
+  kind: EventKind;
+  attempt: number;
+  data: JSONDict;
+}
+export interface IInsert {
+  v: 1;
+  type: 'insert';
+  insertion_id: string;
+  anchor_cell_id: string;
+  cells: JSONDict[];
+}
+export interface IFrames {
+  v: 1;
+  type: 'frames';
+  frames: IFrameInfo[];
+}
+export interface IContextReply {
+  v: 1;
+  type: 'context';
+  text: string;
+  tokens: number;
+  frames: string[];
+}
+export interface IResult {
+  v: 1;
+  type: 'result';
+  ask_id: string;
+  ok: boolean;
+  cells: JSONDict[];
+  usage: IUsage;
+  attempts: number;
+  notes: string[];
+}
+export interface IErrorMessage {
+  v: 1;
+  type: 'error';
+  ask_id: string | null; // null: a request (frames, context) failed, not an ask
+  message: string;
+}
+export type KernelMessage =
+  | IAnnounce
+  | IReady
+  | IEventMessage
+  | IInsert
+  | IFrames
+  | IContextReply
+  | IResult
+  | IErrorMessage;
+
+/** The fields each kernel message must have, with their JSON types: what `parseKernelMessage` checks. */
+const KERNEL_FIELDS: { [K in KernelMessage['type']]: { [field: string]: string } } = {
+  announce: {},
+  ready: { version: 'string' },
+  event: { ask_id: 'string', origin: 'string', kind: 'string', attempt: 'number', data: 'object' },
+  insert: { insertion_id: 'string', anchor_cell_id: 'string', cells: 'array' },
+  frames: { frames: 'array' },
+  context: { text: 'string', tokens: 'number', frames: 'array' },
+  result: {
+    ask_id: 'string',
+    ok: 'boolean',
+    cells: 'array',
+    usage: 'object',
+    attempts: 'number',
+    notes: 'array'
+  },
+  error: { ask_id: 'string|null', message: 'string' }
+};
+
+function jsonType(value: unknown): string {
+  if (value === null) {
+    return 'null';
+  }
+  return Array.isArray(value) ? 'array' : typeof value;
+}
+
+export class ProtocolError extends Error {}
+
+/**
+ * Validate a comm payload from the kernel. Throws ProtocolError with a message fit for the UI, so a kernel
+ * running another ci_magic version is reported instead of half-working.
+ */
+export function parseKernelMessage(data: unknown): KernelMessage {
+  if (jsonType(data) !== 'object') {
+    throw new ProtocolError(`ci_magic sent ${jsonType(data)}, not a message object`);
+  }
+  const msg = data as JSONDict;
+  if (msg.v !== PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      `The kernel's ci_magic speaks protocol v${String(msg.v)}, this extension v${PROTOCOL_VERSION}: ` +
+        'install matching versions and reload the page.'
+    );
+  }
+  const type = msg.type;
+  if (typeof type !== 'string' || !Object.prototype.hasOwnProperty.call(KERNEL_FIELDS, type)) {
+    throw new ProtocolError(`Unknown ci_magic message type ${JSON.stringify(type)}`);
+  }
+  const fields = KERNEL_FIELDS[type as KernelMessage['type']];
+  for (const [field, expected] of Object.entries(fields)) {
+    const actual = jsonType(msg[field]);
+    if (!expected.split('|').includes(actual)) {
+      throw new ProtocolError(`ci_magic '${type}' message: ${field} is ${actual}, expected ${expected}`);
+    }
+  }
+  return msg as unknown as KernelMessage;
+}
+
+export function hello(): IHello {
+  return { v: PROTOCOL_VERSION, type: 'hello' };
+}
+
+export function listFrames(): IListFrames {
+  return { v: PROTOCOL_VERSION, type: 'list_frames' };
+}
+
+export function contextRequest(frames: string[] | null): IContextRequest {
+  return { v: PROTOCOL_VERSION, type: 'context', frames };
+}
+
+export function askRequest(
+  askId: string,
+  prompt: string,
+  frames: string[] | null,
+  attempts: number | null
+): IAskRequest {
+  return { v: PROTOCOL_VERSION, type: 'ask', ask_id: askId, prompt, frames, attempts };
+}
+
+/** Provenance that `ci_magic/cells.py` writes into `metadata.ci_magic` of generated cells. */
+export interface ICellProvenance {
+  insertion_id?: string;
+  anchor_cell_id?: string | null;
+  role?: 'code' | 'record';
+}
+
+export const METADATA_KEY = 'ci_magic';
+
+export function provenanceOf(metadata: unknown): ICellProvenance | null {
+  if (jsonType(metadata) !== 'object') {
+    return null;
+  }
+  const value = (metadata as JSONDict)[METADATA_KEY];
+  return jsonType(value) === 'object' ? (value as ICellProvenance) : null;
+}

@@ -1,0 +1,136 @@
+import { describe, expect, it } from 'vitest';
+
+import { CIMagicModel, costOf, tokensSoFar } from '../src/model';
+import { IEventMessage, KernelMessage } from '../src/protocol';
+
+function ready(): CIMagicModel {
+  const model = new CIMagicModel();
+  let t = 1000;
+  model.now = () => (t += 500);
+  model.handle({ v: 1, type: 'ready', version: '0.1.0' });
+  model.handle({
+    v: 1,
+    type: 'frames',
+    frames: [
+      { name: 'sales', kind: 'DataFrame', shape: [3, 2] },
+      { name: 's', kind: 'Series', shape: [3] }
+    ]
+  });
+  return model;
+}
+
+const ev = (ask_id: string, kind: IEventMessage['kind'], attempt: number, data = {}): KernelMessage => ({
+  v: 1,
+  type: 'event',
+  ask_id,
+  origin: 'panel',
+  kind,
+  attempt,
+  data
+});
+
+describe('CIMagicModel', () => {
+  it('follows an ask through a failed attempt, a repair and the result', () => {
+    const model = ready();
+    let changes = 0;
+    model.changed.connect(() => (changes += 1));
+    const req = model.beginAsk('  Plot revenue  ', 2);
+    expect(req).toMatchObject({ type: 'ask', prompt: 'Plot revenue', frames: null, attempts: 2 });
+    const id = req.ask_id;
+    model.handle(ev(id, 'context', 0, { text: '...', tokens: 40 }));
+    model.handle(ev(id, 'model_start', 1));
+    model.handle(ev(id, 'token', 1, { text: 'Here is code: ' }));
+    model.handle(ev(id, 'token', 1, { text: '12345678' }));
+    let ask = model.asks[0];
+    expect(ask.attempts[0]).toMatchObject({ phase: 'writing', text: 'Here is code: 12345678' });
+    expect(tokensSoFar(ask)).toEqual({ prompt: 0, completion: 6, estimated: true }); // 22 chars / 4
+    model.handle(ev(id, 'model_done', 1, { prompt_tokens: 100, completion_tokens: 10, seconds: 0.5 }));
+    model.handle(ev(id, 'code', 1, { code: 'x = 1/0' }));
+    expect(model.asks[0].attempts[0].phase).toBe('running');
+    model.handle(ev(id, 'exec_done', 1, { outcome: 'error', outputs: [], error: 'ZeroDivisionError: x', seconds: 0.1 }));
+    model.handle(ev(id, 'retry', 1, { problem: 'fix it' }));
+    model.handle(ev(id, 'model_start', 2));
+    model.handle(ev(id, 'model_done', 2, { prompt_tokens: 150, completion_tokens: 12, seconds: 0.4 }));
+    model.handle(ev(id, 'code', 2, { code: 'plot()' }));
+    const png = { output_type: 'display_data', data: { 'image/png': 'iVBOR' }, metadata: {} };
+    model.handle(ev(id, 'exec_done', 2, { outcome: 'ok', outputs: [png], error: null, seconds: 0.2 }));
+    ask = model.asks[0];
+    expect(ask.attempts.map(a => [a.phase, a.error])).toEqual([
+      ['failed', 'ZeroDivisionError: x'],
+      ['ok', null]
+    ]);
+    expect(tokensSoFar(ask)).toEqual({ prompt: 250, completion: 22, estimated: false });
+    expect(model.running).toBe(ask);
+    model.handle({
+      v: 1,
+      type: 'result',
+      ask_id: id,
+      ok: true,
+      cells: [{ cell_type: 'code' }],
+      usage: { prompt_tokens: 250, completion_tokens: 22, total_tokens: 272, estimated: false },
+      attempts: 2,
+      notes: ['brought back: x']
+    });
+    expect(ask).toMatchObject({ status: 'ok', notes: ['brought back: x'], contextTokens: 40 });
+    expect(ask.finishedAt! - ask.startedAt).toBeGreaterThan(0);
+    expect(model.running).toBeNull();
+    expect(changes).toBeGreaterThan(10);
+  });
+
+  it('shows %%ask cells it did not start, and closes them when the kernel goes idle without done', () => {
+    const model = ready();
+    model.handle({ ...(ev('cell-1', 'context', 0, { tokens: 5 }) as IEventMessage), origin: 'cell' });
+    model.handle({ ...(ev('cell-1', 'done', 1, { ok: true }) as IEventMessage), origin: 'cell' });
+    expect(model.asks[0]).toMatchObject({ id: 'cell-1', origin: 'cell', status: 'ok', prompt: '' });
+    model.handle({ ...(ev('cell-2', 'model_start', 1) as IEventMessage), origin: 'cell' });
+    model.kernelIdle();
+    expect(model.asks[0]).toMatchObject({ id: 'cell-2', status: 'error' });
+    expect(model.asks.map(a => a.id)).toEqual(['cell-2', 'cell-1']);
+  });
+
+  it('turns an error after Cancel into a cancelled ask, and other errors into error', () => {
+    const model = ready();
+    const first = model.beginAsk('slow', null).ask_id;
+    model.markCancelling();
+    expect(model.running?.status).toBe('cancelling');
+    model.handle({ v: 1, type: 'error', ask_id: first, message: 'The ask was cancelled while the model was writing' });
+    expect(model.asks[0].status).toBe('cancelled');
+    const second = model.beginAsk('bad', null).ask_id;
+    model.handle({ v: 1, type: 'error', ask_id: second, message: 'Could not connect to the model server' });
+    expect(model.asks[0]).toMatchObject({ status: 'error', message: 'Could not connect to the model server' });
+    expect(model.asks.length).toBe(2);
+  });
+
+  it('keeps the frame selection and the context preview in step', () => {
+    const model = ready();
+    expect(model.isSelected('s')).toBe(true);
+    expect(model.toggleFrame('s')).toEqual({ v: 1, type: 'context', frames: ['sales'] });
+    expect(model.context.status).toBe('loading');
+    model.handle({ v: 1, type: 'context', text: 'sales: DataFrame', tokens: 12, frames: ['sales'] });
+    expect(model.context).toEqual({ status: 'ready', text: 'sales: DataFrame', tokens: 12, error: null });
+    expect(model.beginAsk('q', null).frames).toEqual(['sales']);
+    // Picking everything again means "all", so frames created later are included too.
+    expect(model.toggleFrame('s').frames).toBeNull();
+    model.toggleFrame('sales');
+    model.handle({ v: 1, type: 'frames', frames: [{ name: 's', kind: 'Series', shape: [3] }] });
+    expect(model.selected).toEqual(['s']);
+    model.requestContext();
+    model.handle({ v: 1, type: 'error', ask_id: null, message: 'no variable of that name' });
+    expect(model.context).toMatchObject({ status: 'error', error: 'no variable of that name' });
+  });
+
+  it('forgets kernel state when the connection drops, failing a running ask', () => {
+    const model = ready();
+    model.beginAsk('q', null);
+    model.setConnection('not-loaded');
+    expect(model.frames).toBeNull();
+    expect(model.asks[0].status).toBe('error');
+  });
+});
+
+describe('costOf', () => {
+  it('prices prompt and completion tokens per million', () => {
+    expect(costOf({ prompt: 1_000_000, completion: 500_000 }, { input: 2, output: 8 })).toBeCloseTo(6);
+    expect(costOf({ prompt: 10, completion: 10 }, { input: 0, output: 0 })).toBe(0);
+  });
+});

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+
+import {
+  askRequest,
+  contextRequest,
+  hello,
+  parseKernelMessage,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  provenanceOf
+} from '../src/protocol';
+
+describe('parseKernelMessage', () => {
+  it('accepts every kernel message type with its fields', () => {
+    const ok = [
+      { v: 1, type: 'announce' },
+      { v: 1, type: 'ready', version: '0.1.0' },
+      { v: 1, type: 'event', ask_id: 'a', origin: 'cell', kind: 'token', attempt: 1, data: { text: 'x' } },
+      { v: 1, type: 'insert', insertion_id: 'i', anchor_cell_id: 'c', cells: [] },
+      { v: 1, type: 'frames', frames: [{ name: 'df', kind: 'DataFrame', shape: [2, 1] }] },
+      { v: 1, type: 'context', text: 'df: ...', tokens: 3, frames: ['df'] },
+      {
+        v: 1,
+        type: 'result',
+        ask_id: 'a',
+        ok: true,
+        cells: [],
+        usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3, estimated: false },
+        attempts: 1,
+        notes: []
+      },
+      { v: 1, type: 'error', ask_id: null, message: 'no such frame' },
+      { v: 1, type: 'error', ask_id: 'a', message: 'cancelled' }
+    ];
+    for (const msg of ok) {
+      expect(parseKernelMessage(msg)).toEqual(msg);
+    }
+  });
+
+  it('reports another protocol version in words a user can act on', () => {
+    expect(() => parseKernelMessage({ v: 2, type: 'ready', version: '9' })).toThrow(
+      /speaks protocol v2, this extension v1.*install matching versions/
+    );
+  });
+
+  it.each([
+    [null, /not a message object/],
+    [[1], /not a message object/],
+    [{ v: 1, type: 'nope' }, /Unknown ci_magic message type "nope"/],
+    [{ v: 1, type: 'insert', insertion_id: 'i', anchor_cell_id: null, cells: [] }, /anchor_cell_id is null/],
+    [{ v: 1, type: 'event', ask_id: 'a', origin: 'cell', kind: 'token', attempt: '1', data: {} }, /attempt/],
+    [{ v: 1, type: 'error', message: 'x' }, /ask_id is undefined, expected string\|null/]
+  ])('rejects %j', (data, message) => {
+    expect(() => parseKernelMessage(data)).toThrow(ProtocolError);
+    expect(() => parseKernelMessage(data)).toThrow(message);
+  });
+});
+
+describe('frontend messages', () => {
+  it('carry the protocol version and the fields bridge.py reads', () => {
+    expect(hello()).toEqual({ v: PROTOCOL_VERSION, type: 'hello' });
+    expect(contextRequest(null)).toEqual({ v: 1, type: 'context', frames: null });
+    expect(askRequest('id', 'Why?', ['df'], 2)).toEqual({
+      v: 1,
+      type: 'ask',
+      ask_id: 'id',
+      prompt: 'Why?',
+      frames: ['df'],
+      attempts: 2
+    });
+  });
+});
+
+describe('provenanceOf', () => {
+  it('reads metadata.ci_magic and ignores anything else', () => {
+    expect(provenanceOf({ ci_magic: { insertion_id: 'i' } })).toEqual({ insertion_id: 'i' });
+    expect(provenanceOf({ ci_magic: 'x' })).toBeNull();
+    expect(provenanceOf(undefined)).toBeNull();
+    expect(provenanceOf({})).toBeNull();
+  });
+});

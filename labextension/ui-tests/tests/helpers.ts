@@ -1,0 +1,71 @@
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { APIRequestContext, expect, Locator, Page } from '@playwright/test';
+
+export const ARTIFACTS = path.resolve(__dirname, '../../../test-artifacts');
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+declare global {
+  interface Window {
+    // Exposed by --LabApp.expose_app_in_browser (start-lab.sh).
+    jupyterapp: { commands: { execute(id: string, args?: unknown): Promise<unknown> } };
+  }
+}
+
+export const SETUP = [
+  '%load_ext ci_magic',
+  'import pandas as pd',
+  "sales = pd.DataFrame({'region': ['north', 'south', 'north', 'west'], 'revenue': [10.0, 20.0, 30.0, 5.0]})"
+].join('\n');
+
+let cellCounter = 0;
+function cell(source: string, type: 'code' | 'markdown' = 'code'): Record<string, unknown> {
+  cellCounter += 1;
+  const base = { id: `cell-${cellCounter}`, cell_type: type, metadata: {}, source };
+  return type === 'code' ? { ...base, execution_count: null, outputs: [] } : base;
+}
+
+/** Write a notebook through the contents API, then open it and wait for its kernel. */
+export async function openNotebook(page: Page, name: string, sources: string[]): Promise<void> {
+  const content = {
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: { kernelspec: { name: 'python3', display_name: 'Python 3', language: 'python' } },
+    cells: sources.map(s => cell(s))
+  };
+  const put = await page.request.put(`/api/contents/${name}`, { data: { type: 'notebook', content } });
+  expect(put.ok()).toBeTruthy();
+  await page.goto(`/lab/tree/${name}`);
+  await expect(page.locator('.jp-NotebookPanel .jp-Cell').first()).toBeVisible();
+  await waitIdle(page);
+}
+
+export async function waitIdle(page: Page): Promise<void> {
+  await expect(
+    page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]')
+  ).toBeVisible();
+}
+
+export async function command(page: Page, id: string): Promise<void> {
+  await page.evaluate(cmd => window.jupyterapp.commands.execute(cmd), id);
+}
+
+export function cells(page: Page): Locator {
+  return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook > .jp-Cell');
+}
+
+export function panel(page: Page): Locator {
+  return page.locator('#ci-magic-panel');
+}
+
+export async function shutdownAll(request: APIRequestContext): Promise<void> {
+  const sessions = (await (await request.get('/api/sessions')).json()) as { id: string }[];
+  for (const s of sessions) {
+    await request.delete(`/api/sessions/${s.id}`);
+  }
+}
+
+export function artifact(name: string): string {
+  return path.join(ARTIFACTS, name);
+}
