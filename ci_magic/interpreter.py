@@ -14,7 +14,7 @@ from .loop import Check, run_attempts
 from .providers import Provider
 from .providers.resolve import make_provider
 from .result import AskResult
-from .sandbox import Sandbox
+from .sandbox import Sandbox, assigned_names
 from .settings import Settings
 
 #: Follow-up questions see this many earlier asks of the session.
@@ -99,7 +99,7 @@ class Interpreter:
             final = attempt_list[-1]
             assert final.code is not None and final.execution is not None
             self.history.append(prompts.Turn(question, final.code, final.execution.text()[-600:]))
-            result.values = self._bring_back(keep, before, frames)
+            result.values = self._bring_back(keep, before, frames, final.code)
         result.files = sandbox.written_files()
         result.warnings = list(sandbox.warnings)
         sandbox.warnings.clear()
@@ -119,15 +119,19 @@ class Interpreter:
         )
         return result
 
-    def _bring_back(self, keep: Keep, before: set[str], frames: Mapping[str, Frame]) -> dict[str, Any]:
+    def _bring_back(
+        self, keep: Keep, before: set[str], frames: Mapping[str, Frame], code: str
+    ) -> dict[str, Any]:
         if keep is None:
             return {}
         if keep == "auto":
+            # Only what the working code assigned: leftovers of failed attempts stay in the sandbox.
+            created = assigned_names(code)
             now = self.sandbox.values()
             names = [
                 n
                 for n, (_, cells) in now.items()
-                if n not in before and n not in frames and cells <= AUTO_KEEP_MAX_CELLS
+                if n in created and n not in before and n not in frames and cells <= AUTO_KEEP_MAX_CELLS
             ]
             return self.sandbox.fetch(names) if names else {}
         return self.sandbox.fetch(list(keep))

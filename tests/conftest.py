@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 
 from ci_magic.interpreter import Interpreter
 from ci_magic.providers.fake import FakeModelServer
@@ -41,3 +44,38 @@ def interpreter(settings: Settings, tmp_path: Path) -> Iterator[Interpreter]:
 @pytest.fixture
 def sales() -> pd.DataFrame:
     return pd.read_csv(ROOT / "notebooks" / "sales.csv", parse_dates=["date"])
+
+
+@pytest.fixture
+def shell(
+    fake: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[InteractiveShell]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("CI_MAGIC_MODEL", "fake-model")
+    sh = InteractiveShell.instance()
+    sh.run_cell("%load_ext ci_magic")
+    sh.run_cell(
+        "import pandas as pd\nsales = pd.DataFrame({'month': [1, 1, 2], 'revenue': [10.0, 20.0, 30.0]})"
+    )
+    yield sh
+    sh.run_cell("%unload_ext ci_magic")
+    sh.reset(new_session=False)
+    sh.rl_next_input = None
+
+
+def fingerprint(sh: InteractiveShell, directory: Path) -> dict[str, Any]:
+    """What a user would notice changing: names, frame contents, scalar values, files."""
+    state: dict[str, Any] = {}
+    for name, value in sh.user_ns.items():
+        if name.startswith("_") or name in ("In", "Out", "exit", "quit", "get_ipython"):
+            continue
+        if isinstance(value, pd.DataFrame | pd.Series):
+            state[name] = int(pd.util.hash_pandas_object(value).sum())
+        elif isinstance(value, int | float | str):
+            state[name] = value
+        else:
+            state[name] = type(value).__name__
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir() if p.is_file()}
+    return {"ns": state, "files": files}

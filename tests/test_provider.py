@@ -66,3 +66,22 @@ def test_model_is_discovered_from_the_server(fake: FakeModelServer) -> None:
     assert discover_model(fake.base_url, "k") == "fake-model"
     p = make_provider(Settings(base_url=fake.base_url))
     assert p.model == "fake-model" and p.endpoint.startswith("127.0.0.1:")
+
+
+def test_slow_server_times_out_without_hanging(fake: FakeModelServer) -> None:
+    from ci_magic.errors import ProviderTimeout
+
+    fake.add(*[Turn(reply="late", delay_s=3)] * 2)
+    p = OpenAIProvider("fake-model", api_key="k", base_url=fake.base_url, timeout_s=0.5, max_retries=0)
+    with pytest.raises(ProviderTimeout, match="did not answer within"):
+        p.complete(MESSAGES)
+
+
+def test_a_50_kb_reply_is_handled(fake: FakeModelServer) -> None:
+    from ci_magic.extract import extract_code
+
+    reply = "Let me explain. " * 2000 + "\n```python\nprint('ok')\n```\n" + "More words. " * 1500
+    assert len(reply) > 50_000
+    fake.add(reply)
+    completion = provider(fake).complete(MESSAGES)
+    assert completion.text == reply and extract_code(completion.text) == "print('ok')\n"

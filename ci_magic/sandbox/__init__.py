@@ -83,6 +83,15 @@ def code_names(code: str) -> set[str]:
     return names
 
 
+def assigned_names(code: str) -> set[str]:
+    """Names the code binds (assignments, for-targets, with-as, imports excluded): what it "created"."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
 class Sandbox:
     """A session: one child kernel that outlives single asks, so follow-up questions see earlier variables."""
 

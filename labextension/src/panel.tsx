@@ -89,7 +89,7 @@ function PanelBody(props: { model: CIMagicModel; actions: IPanelActions }): JSX.
             Run <code>%load_ext ci_magic</code> in this notebook, or:
           </p>
           <button className="jp-mod-styled jp-mod-accept" onClick={() => actions.loadExtension()}>
-            Load ci_magic in the kernel
+            Load ci_magic
           </button>
         </Empty>
       );

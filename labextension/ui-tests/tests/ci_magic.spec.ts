@@ -1,6 +1,6 @@
 import { expect, test } from '@playwright/test';
 
-import { artifact, cells, command, openNotebook, panel, SETUP, shutdownAll, waitIdle } from './helpers';
+import { artifact, cells, command, openNotebook, panel, runAll, SETUP, shutdownAll, waitIdle } from './helpers';
 
 test.afterEach(async ({ request }) => {
   await shutdownAll(request);
@@ -8,7 +8,7 @@ test.afterEach(async ({ request }) => {
 
 test('a %%ask cell gets its code and chart as real cells below it, replaced on re-run', async ({ page }) => {
   await openNotebook(page, 'cell-ask.ipynb', [SETUP, '%%ask\nPlot revenue by region']);
-  await command(page, 'notebook:run-all-cells');
+  await runAll(page);
   await expect(cells(page)).toHaveCount(4);
   const code = cells(page).nth(2);
   await expect(code).toHaveClass(/jp-CodeCell/);
@@ -31,8 +31,7 @@ test('a %%ask cell gets its code and chart as real cells below it, replaced on r
 
 test('the panel shows attempts, code, chart and tokens, and inserts the answer', async ({ page }) => {
   await openNotebook(page, 'panel-ask.ipynb', [SETUP, '# the answer goes below this cell']);
-  await command(page, 'notebook:run-all-cells');
-  await waitIdle(page);
+  await runAll(page);
   await command(page, 'ci-magic:open-panel');
   const p = panel(page);
   await expect(p.getByTestId('ci-frames')).toContainText('sales');
@@ -65,8 +64,7 @@ test('the panel shows attempts, code, chart and tokens, and inserts the answer',
 
 test('Cancel stops a slow ask and the kernel stays usable', async ({ page }) => {
   await openNotebook(page, 'cancel.ipynb', [SETUP]);
-  await command(page, 'notebook:run-all-cells');
-  await waitIdle(page);
+  await runAll(page);
   await command(page, 'ci-magic:open-panel');
   const p = panel(page);
   await expect(p.getByTestId('ci-frames')).toContainText('sales');

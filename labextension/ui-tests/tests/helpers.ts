@@ -36,8 +36,17 @@ export async function openNotebook(page: Page, name: string, sources: string[]):
   };
   const put = await page.request.put(`/api/contents/${name}`, { data: { type: 'notebook', content } });
   expect(put.ok()).toBeTruthy();
-  await page.goto(`/lab/tree/${name}`);
-  await expect(page.locator('.jp-NotebookPanel .jp-Cell').first()).toBeVisible();
+  await page.goto(`/lab/tree/${name}?reset`); // ?reset: no tabs restored from the previous test
+  await expect(cells(page).first()).toBeVisible();
+  await waitIdle(page);
+  // Commands act on the current notebook: focus it first.
+  await cells(page).first().locator('.jp-InputPrompt').click();
+}
+
+/** Run every cell and wait until the kernel has finished them. */
+export async function runAll(page: Page): Promise<void> {
+  await command(page, 'notebook:run-all-cells');
+  await expect(cells(page).first().locator('.jp-InputPrompt')).not.toHaveText(/\[\s*\]/);
   await waitIdle(page);
 }
 
@@ -52,7 +61,7 @@ export async function command(page: Page, id: string): Promise<void> {
 }
 
 export function cells(page: Page): Locator {
-  return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook > .jp-Cell');
+  return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell');
 }
 
 export function panel(page: Page): Locator {
