@@ -58,6 +58,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
     ipython.events.register("pre_run_cell", remember_cell)
     ipython._ci_magic = (magics, remember_cell)
+    magics.warm_up()
     import atexit
 
     # The child kernel would exit with us anyway (it polls its parent); this also removes the session files.

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +45,7 @@ class Interpreter:
         self._owns_provider = provider is None  # a provider passed in may be shared: its owner closes it
         self._user_dir = user_dir
         self._sandbox: Sandbox | None = None
+        self._starting: Future[Sandbox] | None = None
         self.history: list[prompts.Turn] = []
 
     @property
@@ -49,11 +54,44 @@ class Interpreter:
             self._provider = make_provider(self.settings)
         return self._provider
 
+    def prestart(self) -> None:
+        """Start the sandbox kernel in the background, so the first ask does not wait for it (warm pool of one)."""
+        if self._sandbox is None and self._starting is None:
+            self._starting = Future()
+            starting = self._starting
+            limits, user_dir = self.settings.limits, self._user_dir
+
+            def start() -> None:
+                try:
+                    starting.set_result(Sandbox(limits, user_dir))
+                except BaseException as exc:  # handed to whoever takes the sandbox
+                    starting.set_exception(exc)
+                finally:
+                    # jupyter_client ran its coroutines on an event loop it made for this thread; the thread
+                    # ends here, so close the loop instead of leaking its sockets.
+                    with contextlib.suppress(RuntimeError):
+                        asyncio.get_event_loop_policy().get_event_loop().close()
+
+            threading.Thread(target=start, name="ci_magic-prestart", daemon=True).start()
+
     @property
     def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self._sandbox = Sandbox(self.settings.limits, self._user_dir)
+            starting, self._starting = self._starting, None
+            if starting is not None:
+                self._sandbox = starting.result()
+            else:
+                self._sandbox = Sandbox(self.settings.limits, self._user_dir)
         return self._sandbox
+
+    def _drop_sandbox(self) -> None:
+        starting, self._starting = self._starting, None
+        if starting is not None:
+            with contextlib.suppress(Exception):  # a failed prestart has nothing to close
+                starting.result().close()
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
 
     def context(self, frames: Mapping[str, Frame] | None = None) -> str:
         """Exactly the data description that :meth:`ask` would send."""
@@ -138,9 +176,8 @@ class Interpreter:
 
     def reconfigure(self, settings: Settings) -> None:
         """New settings for later asks. Limits apply at kernel start, so a limits change restarts the sandbox."""
-        if settings.limits != self.settings.limits and self._sandbox is not None:
-            self._sandbox.close()
-            self._sandbox = None
+        if settings.limits != self.settings.limits:
+            self._drop_sandbox()
         close = getattr(self._provider, "close", None)
         if self._owns_provider and callable(close):
             close()
@@ -152,9 +189,7 @@ class Interpreter:
             self._sandbox.interrupt()
 
     def close(self) -> None:
-        if self._sandbox is not None:
-            self._sandbox.close()
-            self._sandbox = None
+        self._drop_sandbox()
         close = getattr(self._provider, "close", None)
         if self._owns_provider and callable(close):
             close()

@@ -15,7 +15,7 @@ from traitlets.config import Configurable
 from . import prompts
 from .cells import FallbackInserter, Inserter, Insertion, cells_for
 from .context import build_context, collect_frames
-from .errors import UsageError
+from .errors import CIMagicError, UsageError
 from .events import Event, EventSink, ignore
 from .interpreter import Interpreter
 from .settings import Limits, Settings
@@ -36,6 +36,9 @@ class Ask(Configurable):
     context_tokens = Int(2000, help="Token budget for the data description.").tag(config=True)
     memory_mb = Int(4096, help="Address-space limit of the sandbox kernel, in MB.").tag(config=True)
     network = Bool(False, help="Let sandboxed code use the network.").tag(config=True)
+    prestart = Bool(
+        True, help="Start the sandbox kernel when the extension loads (first ask is faster)."
+    ).tag(config=True)
 
     def settings(self, **overrides: Any) -> Settings:
         limits = Limits(memory_mb=self.memory_mb, timeout_s=self.timeout, network=self.network)
@@ -63,6 +66,15 @@ class AskMagics(Magics):
         assert self.shell is not None  # magics are always registered on a shell
         ns: dict[str, Any] = self.shell.user_ns
         return ns
+
+    def warm_up(self) -> None:
+        """Start this notebook's sandbox in the background (never shared with another notebook)."""
+        if self.config_obj.prestart and self.interpreter is None:
+            try:
+                self.interpreter = Interpreter(self.settings_for())
+            except CIMagicError:
+                return  # bad settings are reported by the first ask, with its own message
+            self.interpreter.prestart()
 
     def _interpreter(self, settings: Settings) -> Interpreter:
         if self.interpreter is None:

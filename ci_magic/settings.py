@@ -30,7 +30,9 @@ class Limits:
     max_processes: int = 256  # RLIMIT_NPROC (per user, so generous)
     max_file_mb: int = 1024  # RLIMIT_FSIZE
     network: bool = False  # allow the child to reach the network
-    isolation: bool = True  # namespaces + read-only filesystem view where the OS allows (see sandbox/isolation.py)
+    isolation: bool = (
+        True  # namespaces + read-only filesystem view where the OS allows (see sandbox/isolation.py)
+    )
 
     def __post_init__(self) -> None:
         if self.memory_mb < 1024:

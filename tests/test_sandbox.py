@@ -100,3 +100,24 @@ def test_huge_output_is_truncated_keeping_the_tail(tmp_path: Path) -> None:
     text = result.outputs[0]["text"]
     assert text.startswith("[…") and "truncated" in text and text.endswith("199999\n")
     assert len(text) < 11_000
+
+
+def test_in_place_edits_are_resent_unchanged_frames_are_not(sandbox: Sandbox) -> None:
+    frame = pd.DataFrame({"a": range(1000), "b": ["x"] * 1000})
+    assert sandbox.send_frames({"f": frame}) == ["f"]
+    assert sandbox.send_frames({"f": frame}) == []  # same object, same content: nothing moves
+    frame.loc[500, "a"] = -1  # an in-place edit deep inside the frame
+    assert sandbox.send_frames({"f": frame}) == ["f"]
+    assert sandbox.run("print(int(f.a.min()))").outputs[0]["text"] == "-1\n"
+    frame.columns = ["a", "c"]
+    assert sandbox.send_frames({"f": frame}) == ["f"]
+
+
+def test_prestarted_sandbox_is_taken_by_the_first_ask(tmp_path: Path) -> None:
+    from ci_magic.interpreter import Interpreter
+
+    with Interpreter(base_url="http://127.0.0.1:9/v1", user_dir=tmp_path) as interp:
+        interp.prestart()
+        sandbox = interp.sandbox  # waits for the background start
+        assert sandbox.run("print('warm')").outputs[0]["text"] == "warm\n"
+        assert interp.sandbox is sandbox

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +57,29 @@ def _cgroup_dir(name: str) -> Path | None:
     return None
 
 
-def fingerprint(obj: pd.DataFrame | pd.Series) -> str:
-    """Content identity of a frame: changes when any value, label or dtype changes."""
-    # hash_pandas_object is vectorised; labels and dtypes are folded in since it ignores them.
-    try:
-        values = pd.util.hash_pandas_object(obj, index=True).to_numpy()
-        digest = hex(hash(values.tobytes()))
-    except TypeError:  # unhashable cells (lists, dicts): fall back to identity
-        digest = f"id{id(obj)}"
-    labels = (
-        repr(list(obj.columns)) + repr(list(obj.dtypes)) if isinstance(obj, pd.DataFrame) else repr(obj.dtype)
-    )
-    return f"{obj.shape}|{digest}|{hash(labels)}|{hash(repr(obj.index.names))}"
+#: pandas >= 3 always copies on write: an in-place edit of a frame whose buffers we also reference gives the
+#: frame new arrays. So "same arrays as when sent" means "same content", checked in microseconds.
+COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+
+
+@dataclass
+class _Sent:
+    snapshot: pd.DataFrame | pd.Series  # shallow copy: keeps the arrays (and their ids) alive, triggers CoW
+    version: tuple[Any, ...]
+
+
+def version(obj: pd.DataFrame | pd.Series) -> tuple[Any, ...]:
+    """Content version of a frame: changes whenever a value, label, dtype or the index changes."""
+    labels = tuple(map(repr, obj.columns)) if isinstance(obj, pd.DataFrame) else (repr(obj.name),)
+    dtypes = tuple(map(str, obj.dtypes)) if isinstance(obj, pd.DataFrame) else (str(obj.dtype),)
+    if COPY_ON_WRITE:
+        content: Any = tuple(id(a) for a in obj._mgr.arrays)
+    else:  # without copy-on-write only a full hash notices in-place edits
+        try:
+            content = hash(pd.util.hash_pandas_object(obj, index=True).to_numpy().tobytes())
+        except TypeError:  # unhashable cells (lists, dicts): always resend
+            content = object()
+    return (type(obj).__name__, obj.shape, labels, dtypes, id(obj.index), content)
 
 
 def code_names(code: str) -> set[str]:
@@ -105,7 +116,7 @@ class Sandbox:
         self.workdir = self.session_dir / "work"
         self.workdir.mkdir()
         self._link_user_files()
-        self._sent: dict[str, str] = {}  # name -> fingerprint of what the child holds
+        self._sent: dict[str, _Sent] = {}  # name -> what the child holds
         self.warnings: list[str] = []
         self.isolation_problem = (
             isolation.probe(self.limits.network) if self.limits.isolation else "isolation is turned off"
@@ -168,14 +179,14 @@ class Sandbox:
     def send_frames(self, frames: Mapping[str, pd.DataFrame | pd.Series], force: bool = False) -> list[str]:
         """Make the child hold these frames under these names; returns the names actually (re)sent."""
         spec: dict[str, str] = {}
-        prints: dict[str, str] = {}
+        sent: dict[str, _Sent] = {}
         for name, obj in frames.items():
             if not name.isidentifier():
                 raise TransferError(
                     f"{name!r} is not a valid Python name, so it cannot be a variable in the sandbox."
                 )
-            fp = fingerprint(obj)
-            if not force and self._sent.get(name) == fp:
+            held = self._sent.get(name)
+            if not force and held is not None and version(obj) == held.version:
                 continue
             path = self.xfer_dir / f"in-{name}.arrow"
             try:
@@ -191,14 +202,15 @@ class Sandbox:
                     "the sandbox as strings."
                 )
             spec[name] = str(path)
-            prints[name] = fp
+            snapshot = obj.copy(deep=False)
+            sent[name] = _Sent(snapshot, version(obj))
         if not spec:
             return []
         errors = self._kernel.evaluate(f"{CHILD_MODULE}.load_frames({json.dumps(spec)}, globals())")
         if errors:
             detail = "; ".join(f"{k}: {v}" for k, v in errors.items())
             raise TransferError(f"The sandbox could not load the frames it was sent ({detail}).")
-        self._sent.update(prints)
+        self._sent.update(sent)
         return list(spec)
 
     def _restore(self) -> None:

@@ -351,9 +351,11 @@ function AttemptView(props: { attempt: IAttemptView }): JSX.Element {
       {a.code !== null && <pre className="jp-CIMagic-code" data-testid="ci-code">{a.code}</pre>}
       {a.error && <pre className="jp-CIMagic-error">{a.error}</pre>}
       {a.problem && a.phase !== 'ok' && <p className="jp-CIMagic-hint">Sent back to the model to fix.</p>}
-      {a.outputs.map((o, i) => (
-        <Output key={i} output={o} />
-      ))}
+      {a.outputs
+        .filter(o => !(a.error && o.output_type === 'error')) // already shown above, as one line
+        .map((o, i) => (
+          <Output key={i} output={o} />
+        ))}
     </div>
   );
 }

@@ -1,6 +1,17 @@
 import { expect, test } from '@playwright/test';
 
-import { artifact, cells, command, openNotebook, panel, runAll, SETUP, shutdownAll, waitIdle } from './helpers';
+import {
+  artifact,
+  cells,
+  command,
+  openNotebook,
+  panel,
+  runAll,
+  runCell,
+  SETUP,
+  shutdownAll,
+  waitIdle
+} from './helpers';
 
 test.afterEach(async ({ request }) => {
   await shutdownAll(request);
@@ -8,7 +19,9 @@ test.afterEach(async ({ request }) => {
 
 test('a %%ask cell gets its code and chart as real cells below it, replaced on re-run', async ({ page }) => {
   await openNotebook(page, 'cell-ask.ipynb', [SETUP, '%%ask\nPlot revenue by region']);
-  await runAll(page);
+  // Cell by cell: the extension's hello reaches the kernel once `%load_ext` has finished (see README).
+  await runCell(page, 0);
+  await runCell(page, 1);
   await expect(cells(page)).toHaveCount(4);
   const code = cells(page).nth(2);
   await expect(code).toHaveClass(/jp-CodeCell/);
@@ -22,9 +35,7 @@ test('a %%ask cell gets its code and chart as real cells below it, replaced on r
   await page.screenshot({ path: artifact('cell-ask-inserted.png'), fullPage: true });
 
   // Running the %%ask cell again replaces its generated cells instead of piling up.
-  await cells(page).nth(1).click();
-  await command(page, 'notebook:run-cell');
-  await waitIdle(page);
+  await runCell(page, 1);
   await expect(cells(page).nth(2).locator('.jp-OutputArea-output img')).toBeVisible();
   await expect(cells(page)).toHaveCount(4);
 });
@@ -52,6 +63,8 @@ test('the panel shows attempts, code, chart and tokens, and inserts the answer',
   const tokens = Number((await view.getByTestId('ci-tokens').innerText()).replace(/[^0-9]/g, ''));
   expect(tokens).toBeGreaterThan(50);
   await p.screenshot({ path: artifact('panel-after-ask.png') });
+  await attempts.nth(1).getByTestId('ci-image').scrollIntoViewIfNeeded();
+  await p.screenshot({ path: artifact('panel-after-ask-chart.png') });
 
   await cells(page).nth(1).click(); // the active cell: the answer goes below it
   await view.getByTestId('ci-insert').click();

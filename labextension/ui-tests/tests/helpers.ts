@@ -9,7 +9,10 @@ fs.mkdirSync(ARTIFACTS, { recursive: true });
 declare global {
   interface Window {
     // Exposed by --LabApp.expose_app_in_browser (start-lab.sh).
-    jupyterapp: { commands: { execute(id: string, args?: unknown): Promise<unknown> } };
+    jupyterapp: {
+      commands: { execute(id: string, args?: unknown): Promise<unknown> };
+      shell: { currentWidget: any };
+    };
   }
 }
 
@@ -38,9 +41,23 @@ export async function openNotebook(page: Page, name: string, sources: string[]):
   expect(put.ok()).toBeTruthy();
   await page.goto(`/lab/tree/${name}?reset`); // ?reset: no tabs restored from the previous test
   await expect(cells(page).first()).toBeVisible();
+  // The status indicator says "idle" before a kernel exists; wait for the kernel itself.
+  await page.evaluate(async () => {
+    const ctx = window.jupyterapp.shell.currentWidget.sessionContext;
+    await ctx.ready;
+    await ctx.session.kernel.info;
+  });
   await waitIdle(page);
   // Commands act on the current notebook: focus it first.
   await cells(page).first().locator('.jp-InputPrompt').click();
+}
+
+/** Run one cell (0-based) and wait until the kernel is idle again. */
+export async function runCell(page: Page, index: number): Promise<void> {
+  await cells(page).nth(index).locator('.jp-InputPrompt').click();
+  await command(page, 'notebook:run-cell');
+  await expect(cells(page).nth(index).locator('.jp-InputPrompt')).not.toHaveText(/\[[\s*]*\]/);
+  await waitIdle(page);
 }
 
 /** Run every cell and wait until the kernel has finished them. */
