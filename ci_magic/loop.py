@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import pandas as pd
+
 from . import prompts
 from .context import Frame
 from .errors import Cancelled
@@ -13,6 +15,9 @@ from .providers import Message, Provider
 from .result import Attempt, ExecutionResult
 from .sandbox import Sandbox
 from .settings import Settings
+
+#: Sampling temperature for repair attempts (the first attempt uses the configured one, 0 by default).
+RETRY_TEMPERATURE = 0.4
 
 #: Inspects a successful execution; returns why it does not answer the question, or None.
 Check = Callable[[ExecutionResult], str | None]
@@ -41,8 +46,10 @@ def run_attempts(
         def stream(text: str, n: int = number) -> None:
             emit(Event("token", n, {"text": text}))
 
+        # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
+        temperature = None if number == 1 else max(settings.temperature, RETRY_TEMPERATURE)
         try:
-            completion = provider.complete(messages, on_text=stream)
+            completion = provider.complete(messages, on_text=stream, temperature=temperature)
         except KeyboardInterrupt:
             raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
         emit(
@@ -78,7 +85,9 @@ def run_attempts(
             raise Cancelled(
                 "The ask was cancelled while its code was running; the sandbox was interrupted."
             ) from None
-        problem: str | None = None if execution.ok else _feedback(execution, settings)
+        problem: str | None = None if execution.ok else _feedback(execution, settings, frames)
+        if problem is not None and any(a.code == code for a in done):
+            problem = prompts.SAME_CODE + "\n\n" + problem
         if problem is None and check is not None:
             complaint = check(execution)
             if complaint:
@@ -108,8 +117,17 @@ def run_attempts(
     return done
 
 
-def _feedback(execution: ExecutionResult, settings: Settings) -> str:
+def _feedback(execution: ExecutionResult, settings: Settings, frames: Mapping[str, Frame]) -> str:
     error = execution.traceback or f"{execution.error_name}: {execution.error_value}"
+    if execution.error_name in ("KeyError", "AttributeError") and frames:
+        # The usual cause is a misspelt or guessed column name: put the real ones next to the error.
+        listing = "\n".join(
+            f"{name}: {list(obj.columns)[:80]!r}"
+            for name, obj in frames.items()
+            if isinstance(obj, pd.DataFrame)
+        )
+        if listing:
+            error += f"\nThe columns are exactly:\n{listing}"
     if execution.restarted:
         error += "\nThe sandbox was restarted: variables you created are gone; the DataFrames are reloaded."
     stdout_tail = "".join(o.get("text", "") for o in execution.outputs if o.get("output_type") == "stream")[

@@ -42,6 +42,8 @@ The code failed{where}.
 Fix the code and reply with the complete corrected ```python block (it runs in the same session: variables \
 created before the error still exist). Do not repeat the same mistake."""
 
+SAME_CODE = "Your reply repeats code that already failed. It will fail again: change the approach."
+
 CHECK_FAILED = """\
 The code ran, but its output does not answer the question: {problem}
 Reply with the complete corrected ```python block."""

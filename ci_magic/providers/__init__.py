@@ -31,7 +31,10 @@ class Provider(Protocol):
     endpoint: str  # host:port or a label; never contains credentials
 
     def complete(
-        self, messages: list[Message], on_text: Callable[[str], None] | None = None
+        self,
+        messages: list[Message],
+        on_text: Callable[[str], None] | None = None,
+        temperature: float | None = None,
     ) -> Completion: ...
 
 

