@@ -44,11 +44,16 @@ class Question:
     def answer_names(self) -> list[str]:
         return list(dict.fromkeys(name for name, _ in PLACEHOLDER.findall(self.format)))
 
+    def answer_lines(self) -> str:
+        """The print statements the code must end with: small models follow a template better than a rule."""
+        return "\n".join(f'print(f"@{name}[{{{name}}}]")' for name in self.answer_names)
+
     def prompt(self) -> str:
         return (
             f"{self.question.strip()}\n\nConstraints: {self.constraints.strip()}\n\n"
             f"Answer format: {self.format.strip()}\n\n"
-            f"The table is the file {self.file_name!r}, already loaded as the DataFrame `df`."
+            f"The table is the file {self.file_name!r}, already loaded as the DataFrame `df`.\n\n"
+            f"Store each answer in a variable of that name and end the code with exactly:\n{self.answer_lines()}"
         )
 
 
@@ -92,8 +97,11 @@ def answer_check(question: Question) -> Any:
         found = dict(ANSWER.findall(printed(execution)))
         missing = [n for n in names if n not in found]
         if missing:
-            wanted = ", ".join(f"@{n}[...]" for n in missing)
-            return f"it must print {wanted} (one per line, computed values), and it did not."
+            lines = "\n".join(f'print(f"@{n}[{{{n}}}]")' for n in missing)
+            return (
+                f"it never printed {', '.join(f'@{n}[...]' for n in missing)}. Assign each answer to a variable "
+                f"of that name and end the code with:\n{lines}"
+            )
         echoed = [
             n for n in names if found[n].strip() == placeholders.get(n, "").strip() and found[n].strip()
         ]

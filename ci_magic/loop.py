@@ -86,13 +86,13 @@ def run_attempts(
                 "The ask was cancelled while its code was running; the sandbox was interrupted."
             ) from None
         problem: str | None = None if execution.ok else _feedback(execution, settings, frames)
-        if problem is not None and any(a.code == code for a in done):
-            problem = prompts.SAME_CODE + "\n\n" + problem
         if problem is None and check is not None:
             complaint = check(execution)
             if complaint:
                 problem = prompts.CHECK_FAILED.format(problem=complaint)
                 execution.outcome = "rejected"
+        if problem is not None and any(a.code == code for a in done):
+            problem = prompts.SAME_CODE + "\n\n" + problem
         done.append(
             Attempt(number, completion.text, code, execution, completion.usage, completion.seconds, problem)
         )

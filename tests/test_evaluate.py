@@ -49,7 +49,7 @@ def test_format_check_repairs_and_failures_are_recorded(fake: FakeModelServer, t
     records = list(run_eval(questions, tmp_path, out, settings=settings, attempts=2, progress=io.StringIO()))
     first, second, third = records
     assert first["ok"] and first["attempts"] == 2 and first["response_text"] == "@mean_x[2.0]\n"
-    assert "must print @mean_x[...]" in fake.requests[1]["messages"][-1]["content"]
+    assert "never printed @mean_x[...]" in fake.requests[1]["messages"][-1]["content"]
     assert "Answer format: @mean_x[mean]" in fake.requests[0]["messages"][-1]["content"]
     assert not second["ok"] and "HTTP 500" in second["error"]
     assert not third["ok"] and "nope.csv" in third["error"]
