@@ -74,6 +74,9 @@ def unload_ipython_extension(ipython: Any) -> None:
     if state is None:
         return
     magics, hook = state
+    from .bridge import uninstall
+
+    uninstall(ipython)
     ipython.events.unregister("pre_run_cell", hook)
     if magics.config_obj in ipython.configurables:
         ipython.configurables.remove(magics.config_obj)
