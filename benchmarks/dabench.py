@@ -23,8 +23,19 @@ DEV = SHARED / "dabench-dev"
 
 
 def run(model: str | None, attempts: int, limit: int | None, out: Path) -> dict[str, object]:
-    cmd = [sys.executable, "-m", "ci_magic.cli", "eval", str(DEV / "questions.jsonl"), "--tables",
-           str(DEV / "tables"), "--out", str(out), "--attempts", str(attempts)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ci_magic.cli",
+        "eval",
+        str(DEV / "questions.jsonl"),
+        "--tables",
+        str(DEV / "tables"),
+        "--out",
+        str(out),
+        "--attempts",
+        str(attempts),
+    ]
     if model:
         cmd += ["--model", model]
     if limit:
@@ -33,9 +44,20 @@ def run(model: str | None, attempts: int, limit: int | None, out: Path) -> dict[
     subprocess.run(cmd, check=True)
     wall = time.monotonic() - started
     score = subprocess.run(
-        [sys.executable, str(SHARED / "score.py"), "--pred", str(out), "--labels", str(DEV / "labels.jsonl"),
-         "--questions", str(DEV / "questions.jsonl"), "--json"],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            str(SHARED / "score.py"),
+            "--pred",
+            str(out),
+            "--labels",
+            str(DEV / "labels.jsonl"),
+            "--questions",
+            str(DEV / "questions.jsonl"),
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     summary = json.loads(score.stdout)
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
@@ -75,8 +97,13 @@ def main() -> int:
             flush=True,
         )
     loop, one_shot = runs
-    doc = {"model": label, "dataset": "dabench-dev (57 questions)", "repair_loop": loop, "one_shot": one_shot,
-           "loop_over_one_shot": round(float(loop["strict_abq"]) - float(one_shot["strict_abq"]), 4)}
+    doc = {
+        "model": label,
+        "dataset": "dabench-dev (57 questions)",
+        "repair_loop": loop,
+        "one_shot": one_shot,
+        "loop_over_one_shot": round(float(loop["strict_abq"]) - float(one_shot["strict_abq"]), 4),
+    }
     (results_dir / f"dabench-{label}.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"repair loop minus one-shot: {doc['loop_over_one_shot']:+.1%} (strict accuracy)")
     return 0

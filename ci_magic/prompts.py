@@ -39,8 +39,7 @@ The code failed{where}.
 
 {error}
 {stdout}
-Fix the code and reply with the complete corrected ```python block (it runs in the same session: variables \
-created before the error still exist). Do not repeat the same mistake."""
+Fix the code and reply with the complete corrected ```python block. Do not repeat the same mistake."""
 
 SAME_CODE = "Your reply repeats code that already failed. It will fail again: change the approach."
 

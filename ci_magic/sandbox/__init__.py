@@ -301,8 +301,9 @@ class Sandbox:
     def close(self) -> None:
         self._kernel.shutdown()
         if self._cgroup is not None:
-            with contextlib.suppress(OSError):  # still busy only if a process escaped the kill: leave it
-                self._cgroup.rmdir()
+            for group in self._cgroup.parent.glob(f"{self._cgroup.name}-*"):
+                with contextlib.suppress(OSError):  # busy only while killed processes are being reaped
+                    group.rmdir()
         shutil.rmtree(self.xfer_dir, ignore_errors=True)
         shutil.rmtree(self.session_dir, ignore_errors=True)
 

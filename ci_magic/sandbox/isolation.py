@@ -6,7 +6,8 @@ by ``launcher.py`` inside the new namespaces (standard library only). The plan:
 - ``unshare --pid --fork --mount-proc``: the child gets its own /proc, so it cannot read the environment of its
   parent (which holds the API key) or of the model server, nor signal them.
 - ``--net`` unless the network is allowed: only a loopback interface that is down.
-- ``--user --map-root-user`` when not root, so the above works unprivileged.
+- ``--user --map-root-user`` always: unprivileged users need it for the above, and for root it drops every
+  real capability.
 - In the new mount namespace: everything in the home directory, /tmp, /var/tmp and /dev/shm is covered (empty
   read-only tmpfs over directories, /dev/null over files) except the paths the child needs: Python and its
   packages and the user's working folder (read-only) and the session folder (read-write). Every other mount is
@@ -41,15 +42,16 @@ ST_TO_MS = {
 }
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 #: Kernel filesystems that stay as they are (remounting them read-only is refused or breaks the child).
-KEEP_MOUNTS = ("/proc", "/sys", "/dev")
+KEEP_MOUNTS = ("/proc", "/dev")
 
 
 def unshare_command(network: bool) -> list[str]:
     cmd = ["unshare", "--fork", "--pid", "--mount-proc", "--kill-child"]
     if not network:
         cmd.append("--net")
-    if os.geteuid() != 0:
-        cmd += ["--user", "--map-root-user"]
+    # Always a user namespace, even for root: "root" inside then holds no capability over the host, so it can
+    # neither remount the read-only view writable nor leave its cgroup.
+    cmd += ["--user", "--map-root-user"]
     return cmd
 
 

@@ -93,8 +93,9 @@ class ChildKernel:
             ],
             "display_name": "ci_magic sandbox",
             "language": "python",
-            # SIGINT goes to the process group: unshare ignores it while waiting, the kernel gets it.
-            "interrupt_mode": "signal",
+            # Isolated kernels live in their own session behind unshare: ipykernel's control thread delivers
+            # the SIGINT itself. Code stuck in C that ignores it is handled by the restart after the grace period.
+            "interrupt_mode": "message" if self.isolate else "signal",
         }
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
         return spec_root

@@ -55,7 +55,9 @@ def main(argv: list[str]) -> None:
             # Per-user count: what the user already runs plus our budget. (Root is exempt: the cgroup is for it.)
             _limit(resource.RLIMIT_NPROC, len(os.listdir("/proc")) + int(limits["max_processes"]))
     if iso and not inside:
-        problem = _join_cgroup(iso["cgroup"], int(limits["max_processes"])) if iso.get("cgroup") else None
+        # A fresh cgroup per kernel start: after a fork bomb the previous one may still hold dying processes.
+        cgroup = f"{iso['cgroup']}-{os.getpid()}" if iso.get("cgroup") else None
+        problem = _join_cgroup(cgroup, int(limits["max_processes"])) if cgroup else None
         if problem:
             iso["cgroup_problem"] = problem
         os.execvp(
@@ -82,6 +84,9 @@ def main(argv: list[str]) -> None:
                 "hidden": 0,
             }
         report["cgroup_problem"] = iso.get("cgroup_problem")
+        # A process group of our own: kill(0, ...) from the code must not reach unshare, which would take the
+        # whole sandbox down. Interrupts therefore arrive as messages (interrupt_mode "message").
+        os.setsid()
         # Our cwd still points into the mount it had before the view was built (now read-only): re-enter it
         # by path, which resolves through the new writable bind mount.
         os.chdir(os.getcwd())
