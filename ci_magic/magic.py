@@ -132,8 +132,10 @@ class AskMagics(Magics):
             )
         finally:
             view.close()
-        for note in insertion.notes + insertion.result.warnings:
-            print(f"ci_magic: {note}", file=sys.stderr)
+        for note in insertion.notes:  # information (what came back, what was not overwritten)
+            print(f"ci_magic: {note}")
+        for warning in insertion.result.warnings:  # something about the data the user should look at
+            print(f"ci_magic: {warning}", file=sys.stderr)
         if not self.inserter.insert(insertion):
             FallbackInserter(self.shell).insert(insertion)
 

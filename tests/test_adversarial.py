@@ -113,7 +113,7 @@ def test_awkward_frames_and_name_collisions(
         assert shell.run_cell("%%ask\nlook").success
     assert "['1', 'a', '2.5'" in cap.stdout and "0 (1, 3000)" in cap.stdout
     assert "sent to the sandbox as strings" in cap.stderr
-    assert "'result' was not brought back" in cap.stderr
+    assert "'result' was not brought back" in cap.stdout
     assert shell.user_ns["result"] == 5
     assert fingerprint(shell, tmp_path) == before
     assert len(fake.requests[0]["messages"][-1]["content"]) < 2000 * 4 + 2000  # the context stayed in budget

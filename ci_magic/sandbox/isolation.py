@@ -167,7 +167,8 @@ def apply(view: dict[str, Any]) -> dict[str, Any]:
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do here propagates back to the host
     keep = [p for p in view["read_only"] + view["read_write"] if os.path.isdir(p)]
     for hidden in view["hide"]:
-        _hide_except(libc, hidden, keep, report)
+        if not any(_under(hidden, k) for k in keep):  # e.g. the user works in their home folder itself
+            _hide_except(libc, hidden, keep, report)
     # Writable places become mount points of their own, so the read-only pass below skips them.
     writable = [p for p in view["read_write"] if os.path.isdir(p)]
     for path in writable:
