@@ -40,6 +40,7 @@ def run_attempts(
     format"); the attempt then counts as failed and the problem goes back to the model like a traceback.
     """
     done: list[Attempt] = []
+    opening = [dict(m) for m in messages]  # the system prompt and the question, as first sent
     for number in range(1, attempts + 1):
         emit(Event("model_start", number))
 
@@ -112,9 +113,47 @@ def run_attempts(
             break
         assert problem is not None
         messages.append({"role": "user", "content": problem})
+        if _stuck(done):
+            # Small models copy their own failed code while it stays in the dialogue: start over from the
+            # question, with what went wrong as notes, so the next attempt is written afresh.
+            messages[:] = _fresh_start(opening, done, frames)
         if number < attempts:
             emit(Event("retry", number, {"problem": problem}))
     return done
+
+
+def _failure(attempt: Attempt) -> str:
+    execution = attempt.execution
+    if execution is None:
+        return "the reply contained no Python code block"
+    if execution.outcome == "rejected":
+        prefix = prompts.CHECK_FAILED.split("{problem}")[0]
+        line = next((ln for ln in (attempt.problem or "").splitlines() if ln.startswith(prefix)), prefix)
+        return "the output did not answer: " + line[len(prefix) :][:300]
+    return f"{execution.error_name}: {execution.error_value}"[:300]
+
+
+def _stuck(done: list[Attempt]) -> bool:
+    """The last attempt repeats an earlier one's code or its exact failure."""
+    if len(done) < 2:
+        return False
+    last, earlier = done[-1], done[:-1]
+    return any(a.code == last.code or _failure(a) == _failure(last) for a in earlier)
+
+
+def _fresh_start(opening: list[Message], done: list[Attempt], frames: Mapping[str, Frame]) -> list[Message]:
+    notes = list(dict.fromkeys(_failure(a) for a in done))
+    if any(
+        a.execution is not None and a.execution.error_name in ("KeyError", "AttributeError") for a in done
+    ):
+        notes += [
+            f"the columns of {n} are exactly {list(o.columns)[:80]!r}"
+            for n, o in frames.items()
+            if isinstance(o, pd.DataFrame)
+        ]
+    fresh = [dict(m) for m in opening]
+    fresh[-1]["content"] += prompts.EARLIER_FAILURES.format(notes="\n".join(f"- {n}" for n in notes))
+    return fresh
 
 
 def _feedback(execution: ExecutionResult, settings: Settings, frames: Mapping[str, Frame]) -> str:

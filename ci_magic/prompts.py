@@ -41,6 +41,11 @@ The code failed{where}.
 {stdout}
 Fix the code and reply with the complete corrected ```python block. Do not repeat the same mistake."""
 
+EARLIER_FAILURES = """
+
+Earlier attempts at this question failed. Write new code that avoids these problems:
+{notes}"""
+
 SAME_CODE = "Your reply repeats code that already failed. It will fail again: change the approach."
 
 CHECK_FAILED = """\

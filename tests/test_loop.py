@@ -120,3 +120,20 @@ def test_server_errors_are_clear(fake: FakeModelServer, interpreter: Interpreter
     fake.add(*[Turn(status=status, reply="boom")] * 3)
     with pytest.raises(ProviderResponseError, match=f"HTTP {status}"):
         interpreter.ask("anything")
+
+
+def test_a_repeated_failure_restarts_the_dialogue_with_notes(
+    fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame
+) -> None:
+    broken = fenced("print(sales['year'].max())")
+    fake.add(broken, broken, fenced("print(sales['date'].dt.year.max())"))
+    result = interpreter.ask("Latest year?", {"sales": sales}, attempts=3)
+    assert result.ok and len(result.attempts) == 3
+    third = fake.requests[2]["messages"]
+    # Fresh start: system + question only (the failed code is not in the dialogue any more) ...
+    assert [m["role"] for m in third] == ["system", "user"]
+    assert "print(sales['year']" not in third[-1]["content"]
+    # ... with what went wrong, and the real column names, as notes.
+    assert "Earlier attempts at this question failed" in third[-1]["content"]
+    assert "KeyError: 'year'" in third[-1]["content"] and "'revenue'" in third[-1]["content"]
+    assert fake.requests[1]["messages"][-1]["role"] == "user" and len(fake.requests[1]["messages"]) == 4
