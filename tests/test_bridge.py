@@ -70,25 +70,6 @@ class RecordingComm:
 
 
 @pytest.fixture
-def shell(
-    fake: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[InteractiveShell]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    monkeypatch.setenv("CI_MAGIC_MODEL", "fake-model")
-    sh = InteractiveShell.instance()
-    sh.run_cell("%load_ext ci_magic")
-    sh.run_cell(
-        "import pandas as pd\nsales = pd.DataFrame({'month': [1, 1, 2], 'revenue': [10.0, 20.0, 30.0]})"
-    )
-    yield sh
-    sh.run_cell("%unload_ext ci_magic")
-    sh.reset(new_session=False)
-    sh.rl_next_input = None
-
-
-@pytest.fixture
 def bridge(shell: InteractiveShell) -> Bridge:
     magics = shell._ci_magic[0]  # type: ignore[attr-defined]
     b = Bridge(shell, magics)
