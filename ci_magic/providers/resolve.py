@@ -72,9 +72,8 @@ class LocalProvider:
                 endpoint.model,
                 api_key=endpoint.api_key,
                 base_url=endpoint.base_url,
-                timeout_s=max(
-                    self._settings.request_timeout_s, 300.0
-                ),  # CPU inference of a long reply is slow
+                # CPU inference of a long reply is slow: never give up before five minutes.
+                timeout_s=max(self._settings.request_timeout_s, 300.0),
                 temperature=self._settings.temperature,
                 max_tokens=self._settings.max_tokens,
             )
