@@ -46,6 +46,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ci_magic' has no attribute {name!r}")
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    # Jupyter's hook for `jupyter-builder develop .` (editable installs); wheels ship it as shared data.
+    return [{"src": "labextension", "dest": "ci-magic-labextension"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     from .magic import AskMagics
 

@@ -216,7 +216,9 @@ class Bridge:
         names = _names(data.get("frames"))
         try:
             frames = collect_frames(self.shell.user_ns, names)
-            ctx = build_context(frames, self.magics.settings_for().context_tokens)
+            settings = self.magics.settings_for()
+            # The preview must be exactly what an ask would send, privacy level included.
+            ctx = build_context(frames, settings.context_tokens, settings.context_detail)
         except CIMagicError as exc:
             comm.send(message("error", ask_id=None, message=str(exc)))
             return

@@ -114,7 +114,17 @@ class FallbackInserter:
                 sys.stderr.write("\n".join(out.get("traceback", [])) + "\n")
         publish_display_data(
             {"text/plain": summary_text(result), "text/html": _summary_html(result)},
-            metadata={METADATA_KEY: provenance(result, insertion.insertion_id)},
+            # The code travels with the outputs: a headless run (nbclient) drops set_next_input, and
+            # `ci-magic export` rebuilds the code cell from here (or from the next cell, matched by code_hash).
+            metadata={
+                METADATA_KEY: {
+                    **provenance(result, insertion.insertion_id),
+                    "role": "fallback",
+                    "anchor_cell_id": insertion.anchor_cell_id,
+                    "code": result.code.rstrip() if result.ok and result.code else None,
+                    "code_hash": short_hash(result.code.rstrip()) if result.ok and result.code else None,
+                }
+            },
         )
         if result.ok and result.code and self.shell is not None:
             self.shell.set_next_input(result.code.rstrip(), replace=False)

@@ -43,7 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="Print the whole result as JSON.")
     ask.add_argument("--save-images", metavar="DIR", help="Write image outputs as PNG files into DIR.")
     ask.add_argument("--quiet", "-q", action="store_true", help="Do not stream the model's text to stderr.")
+    ask.add_argument("--budget", help="Stop at this many tokens (5000) or dollars ($0.05, 0.05usd).")
     ask.set_defaults(func=cmd_ask)
+
+    export = sub.add_parser(
+        "export", help="A notebook built with %%ask → a plain notebook that re-runs anywhere."
+    )
+    export.add_argument("notebook")
+    export.add_argument("-o", "--out", required=True, help="The .ipynb to write.")
+    export.set_defaults(func=cmd_export)
+
+    verify = sub.add_parser("verify", help="Re-execute an export in a fresh kernel and compare its outputs.")
+    verify.add_argument("notebook")
+    verify.add_argument("--timeout", type=float, default=600.0, help="Seconds one cell may run.")
+    verify.add_argument("--kernel", default=None, help="Kernel name (default: the notebook's).")
+    verify.set_defaults(func=cmd_verify)
 
     ev = sub.add_parser(
         "eval", help="Run DABench-format questions through the %%ask loop; write predictions."
@@ -124,7 +138,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(f"\n── attempt {event.attempt} failed: {event.data['error'][:300]}", file=sys.stderr)
 
     with Interpreter(settings, user_dir=Path.cwd()) as interpreter:
-        result = interpreter.ask(args.question, frames, keep=None, on_event=progress)
+        budget = None
+        if args.budget:
+            from .cost import make_budget
+
+            provider = interpreter.provider
+            budget = make_budget(args.budget, provider.model, provider.endpoint, None)
+        result = interpreter.ask(args.question, frames, keep=None, on_event=progress, budget=budget)
     images = _save_images(result.outputs, args.save_images)
     if args.json:
         doc = result.to_json()
@@ -185,6 +205,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for record in run_eval(questions, tables, out, settings=settings, attempts=args.attempts):
             solved += bool(record["ok"])
     print(f"{solved}/{len(questions)} questions produced a well-formed answer; predictions in {args.out}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_file
+
+    exported = export_file(args.notebook, args.out)
+    print(f"exported {len(exported.cells)} cells to {args.out}; check it with: ci-magic verify {args.out}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    mismatches, notes = verify(args.notebook, timeout=args.timeout, kernel_name=args.kernel)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    for mismatch in mismatches:
+        print(f"MISMATCH {mismatch}")
+    if mismatches:
+        print(f"{len(mismatches)} mismatch(es): {args.notebook} does not reproduce its recorded outputs.")
+        return EXIT_FAILED
+    print(f"ok: {args.notebook} reproduces its recorded outputs.")
     return EXIT_OK
 
 

@@ -24,6 +24,10 @@ CHARS_PER_TOKEN = 4
 
 Frame = pd.DataFrame | pd.Series
 
+#: The privacy setting (``Ask.context_detail``) → the detail levels build_context may use, most detailed first.
+#: "stats" keeps ranges, null and distinct counts but never shows an example value; "schema" only names and types.
+DETAIL_LEVELS: dict[str, tuple[int, ...]] = {"samples": (2, 1, 0), "stats": (1, 0), "schema": (0,)}
+
 
 @dataclass(frozen=True)
 class Context:
@@ -59,16 +63,21 @@ def collect_frames(namespace: Mapping[str, Any], names: Sequence[str] | None = N
     return found
 
 
-def build_context(frames: Mapping[str, Frame], budget_tokens: int = 2000) -> Context:
-    """Describe ``frames`` within ``budget_tokens``, dropping detail before dropping columns."""
+def build_context(frames: Mapping[str, Frame], budget_tokens: int = 2000, level: str = "samples") -> Context:
+    """Describe ``frames`` within ``budget_tokens``, dropping detail before dropping columns.
+
+    ``level`` ("samples" / "stats" / "schema", see :data:`DETAIL_LEVELS`) caps what may be shown at all."""
     if not frames:
         text = "No DataFrames are loaded. Files in the working directory may be read directly."
         return Context(text, dict(frames), estimate_tokens(text), 2)
     budget_chars = budget_tokens * CHARS_PER_TOKEN
     samples = {name: _sample(obj) for name, obj in frames.items()}
     text = ""
-    for detail in (2, 1, 0):
-        text = "\n\n".join(_describe(name, obj, samples[name], detail) for name, obj in frames.items())
+    examples = level == "samples"
+    for detail in DETAIL_LEVELS[level]:
+        text = "\n\n".join(
+            _describe(name, obj, samples[name], detail, examples) for name, obj in frames.items()
+        )
         if len(text) <= budget_chars:
             return Context(text, dict(frames), estimate_tokens(text), detail)
     # Still too long at schema level: give each frame an equal share of columns.
@@ -103,7 +112,7 @@ def _quote(value: Any, limit: int = VALUE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _describe(name: str, obj: Frame, sample: Any, detail: int) -> str:
+def _describe(name: str, obj: Frame, sample: Any, detail: int, examples: bool = True) -> str:
     sampled = sample is not obj
     if isinstance(obj, pd.Series):
         rows, head = len(obj), f"{name}: Series, {len(obj):,} rows"
@@ -119,11 +128,13 @@ def _describe(name: str, obj: Frame, sample: Any, detail: int) -> str:
     if rows == 0:
         lines.append("  (no rows)")
     for col, full, part in columns:
-        lines.append("  " + _describe_column(col, full, part, detail, sampled))
+        lines.append("  " + _describe_column(col, full, part, detail, sampled, examples))
     return "\n".join(lines)
 
 
-def _describe_column(col: Any, full: pd.Series, part: pd.Series, detail: int, sampled: bool) -> str:
+def _describe_column(
+    col: Any, full: pd.Series, part: pd.Series, detail: int, sampled: bool, examples: bool = True
+) -> str:
     bits = [f"{_quote(col, NAME_CHARS)}: {full.dtype}"]
     if detail >= 1 or not sampled:
         nulls = int(part.isna().sum())
@@ -151,9 +162,9 @@ def _describe_column(col: Any, full: pd.Series, part: pd.Series, detail: int, sa
             bits.append(f"{'~' if sampled else ''}{unique:,} distinct")
         except TypeError:  # unhashable cells (lists, dicts)
             pass
-    examples = _examples(values, 3 if detail >= 2 else 1)
-    if examples:
-        bits.append("e.g. " + ", ".join(examples))
+    shown = _examples(values, 3 if detail >= 2 else 1) if examples else []
+    if shown:
+        bits.append("e.g. " + ", ".join(shown))
     return ", ".join(bits)
 
 

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import prompts
+from .cache import CachedProvider, ReplyCache
 from .context import Frame, build_context
 from .events import Event, EventSink, ignore
-from .loop import Check, run_attempts
+from .loop import BudgetCheck, Check, run_attempts
 from .providers import Provider
 from .providers.resolve import make_provider
 from .result import AskResult
 from .sandbox import Sandbox, assigned_names
 from .settings import Settings
+from .trace import AskTrace
 
 #: Follow-up questions see this many earlier asks of the session.
 HISTORY_TURNS = 3
@@ -47,6 +49,8 @@ class Interpreter:
         self._sandbox: Sandbox | None = None
         self._starting: Future[Sandbox] | None = None
         self.history: list[prompts.Turn] = []
+        self.prices: dict[str, Any] = {}  # per-model price overrides for traces (ci_magic.cost)
+        self.last_trace: AskTrace | None = None  # the latest ask's trace; the magic adds its insertion span
 
     @property
     def provider(self) -> Provider:
@@ -95,7 +99,7 @@ class Interpreter:
 
     def context(self, frames: Mapping[str, Frame] | None = None) -> str:
         """Exactly the data description that :meth:`ask` would send."""
-        return build_context(frames or {}, self.settings.context_tokens).text
+        return build_context(frames or {}, self.settings.context_tokens, self.settings.context_detail).text
 
     def ask(
         self,
@@ -107,12 +111,58 @@ class Interpreter:
         on_event: EventSink = ignore,
         system_extra: str | None = None,
         check: Check | None = None,
+        budget: BudgetCheck | None = None,
+        fresh: bool = False,
+    ) -> AskResult:
+        """One ask. ``budget`` may stop it (BudgetExceeded); ``fresh`` bypasses the replay cache's lookup.
+
+        Every ask is traced (ci_magic/trace.py), whether it succeeds, fails or raises."""
+        trace = AskTrace(question, self.settings, self.prices)
+        self.last_trace = trace
+        try:
+            result = self._ask(
+                question,
+                frames,
+                attempts,
+                keep,
+                trace.sink(on_event),
+                system_extra,
+                check,
+                budget,
+                fresh,
+                trace,
+            )
+        except BaseException as exc:
+            trace.finish(None, exc)
+            raise
+        trace.finish(result)
+        return result
+
+    def _ask(
+        self,
+        question: str,
+        frames: Mapping[str, Frame] | None,
+        attempts: int | None,
+        keep: Keep,
+        on_event: EventSink,
+        system_extra: str | None,
+        check: Check | None,
+        budget: BudgetCheck | None,
+        fresh: bool,
+        trace: AskTrace,
     ) -> AskResult:
         started = time.monotonic()
         frames = dict(frames or {})
-        ctx = build_context(frames, self.settings.context_tokens)
+        ctx = build_context(frames, self.settings.context_tokens, self.settings.context_detail)
         on_event(Event("context", 0, {"text": ctx.text, "tokens": ctx.tokens}))
         provider = self.provider  # resolve (and fail on configuration) before starting a kernel
+        if self.settings.reply_cache:
+            cache = ReplyCache(max_mb=self.settings.cache_max_mb)
+            s = self.settings
+            provider = CachedProvider(
+                provider, cache, temperature=s.temperature, max_tokens=s.max_tokens, fresh=fresh
+            )
+        provider = trace.provider(provider)
         sandbox = self.sandbox
         before = set(sandbox.values()) if keep == "auto" else set()
         messages = prompts.initial_messages(question, ctx.text, self.history[-HISTORY_TURNS:], system_extra)
@@ -125,6 +175,7 @@ class Interpreter:
             attempts=attempts or self.settings.attempts,
             emit=on_event,
             check=check,
+            budget=budget,
         )
         result = AskResult(
             question=question,
@@ -136,7 +187,9 @@ class Interpreter:
         if result.ok:
             final = attempt_list[-1]
             assert final.code is not None and final.execution is not None
-            self.history.append(prompts.Turn(question, final.code, final.execution.text()[-600:]))
+            # Earlier outputs show data values: follow-ups carry them only when the privacy setting allows.
+            excerpt = final.execution.text()[-600:] if self.settings.context_detail == "samples" else ""
+            self.history.append(prompts.Turn(question, final.code, excerpt))
             result.values = self._bring_back(keep, before, frames, final.code)
         result.files = sandbox.written_files()
         result.warnings = list(sandbox.warnings)

@@ -12,7 +12,7 @@ from .errors import Cancelled
 from .events import Event, EventSink
 from .extract import extract_code
 from .providers import Message, Provider
-from .result import Attempt, ExecutionResult
+from .result import Attempt, ExecutionResult, Usage
 from .sandbox import Sandbox
 from .settings import Settings
 
@@ -21,6 +21,10 @@ RETRY_TEMPERATURE = 0.4
 
 #: Inspects a successful execution; returns why it does not answer the question, or None.
 Check = Callable[[ExecutionResult], str | None]
+
+#: Called with (tokens spent by this ask so far, the messages about to be sent) before each model request, and
+#: with ``None`` as messages after it; raises BudgetExceeded to stop the ask (see ci_magic.cost.Budget).
+BudgetCheck = Callable[[Usage, list[Message] | None], None]
 
 
 def run_attempts(
@@ -33,6 +37,7 @@ def run_attempts(
     attempts: int,
     emit: EventSink,
     check: Check | None = None,
+    budget: BudgetCheck | None = None,
 ) -> list[Attempt]:
     """Ask, run, and feed failures back, at most ``attempts`` times. ``messages`` grows with the dialogue.
 
@@ -49,6 +54,9 @@ def run_attempts(
 
         # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
         temperature = None if number == 1 else max(settings.temperature, RETRY_TEMPERATURE)
+        spent = sum((a.usage for a in done), Usage())
+        if budget is not None:
+            budget(spent, messages)
         try:
             completion = provider.complete(messages, on_text=stream, temperature=temperature)
         except KeyboardInterrupt:
@@ -64,6 +72,8 @@ def run_attempts(
                 },
             )
         )
+        if budget is not None:
+            budget(spent + completion.usage, None)
         messages.append({"role": "assistant", "content": completion.text})
         code = extract_code(completion.text)
         if code is None:
@@ -172,6 +182,8 @@ def _feedback(execution: ExecutionResult, settings: Settings, frames: Mapping[st
     stdout_tail = "".join(o.get("text", "") for o in execution.outputs if o.get("output_type") == "stream")[
         -1500:
     ]
+    if settings.context_detail != "samples":
+        stdout_tail = ""  # printed output shows data values, which this privacy setting keeps from the model
     return prompts.repair_message(
         error, stdout_tail, timed_out=execution.outcome == "timeout", timeout_s=settings.limits.timeout_s
     )

@@ -7,9 +7,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Float, Int, Unicode
+from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 from traitlets.config import Configurable
 
 from . import prompts
@@ -18,6 +18,7 @@ from .context import build_context, collect_frames
 from .errors import CIMagicError, UsageError
 from .events import Event, EventSink, ignore
 from .interpreter import Interpreter
+from .result import AskResult
 from .settings import Limits, Settings
 
 
@@ -39,6 +40,17 @@ class Ask(Configurable):
     prestart = Bool(
         True, help="Start the sandbox kernel when the extension loads (first ask is faster)."
     ).tag(config=True)
+    context_detail = Enum(
+        ["schema", "stats", "samples"],
+        "samples",
+        help="What the data description sent to the model (and traces) may contain: names and types only, "
+        "plus statistics, or plus example values.",
+    ).tag(config=True)
+    cache = Bool(True, help="Replay identical model conversations from disk (see --fresh).").tag(config=True)
+    cache_max_mb = Float(200.0, help="Size bound of the reply cache, in MB.").tag(config=True)
+    prices = Dict(
+        help='USD per 1M tokens per model, e.g. {"gpt-4o-mini": [0.15, 0.6]}; merged over ci_magic.cost defaults.'
+    ).tag(config=True)
 
     def settings(self, **overrides: Any) -> Settings:
         limits = Limits(memory_mb=self.memory_mb, timeout_s=self.timeout, network=self.network)
@@ -47,6 +59,9 @@ class Ask(Configurable):
             context_tokens=self.context_tokens,
             request_timeout_s=self.request_timeout,
             limits=limits,
+            context_detail=self.context_detail,
+            reply_cache=self.cache,
+            cache_max_mb=self.cache_max_mb,
         )
         return base.with_(model=self.model, base_url=self.base_url).with_(**overrides)
 
@@ -61,6 +76,8 @@ class AskMagics(Magics):
         self.inserter: Inserter = FallbackInserter(shell)
         self.current_cell_id: str | None = None
         self.listeners: list[EventSink] = []  # e.g. the panel bridge, which mirrors progress to the UI
+        # Every finished ask of this session, for %ask_history and %ask_export (the live-session export).
+        self.history: list[tuple[str, AskResult, Insertion]] = []
 
     def _user_ns(self) -> dict[str, Any]:
         assert self.shell is not None  # magics are always registered on a shell
@@ -93,7 +110,10 @@ class AskMagics(Magics):
     @argument("--no-keep", action="store_true", help="Bring nothing back into this notebook.")
     @argument("--timeout", "-t", type=float, default=None, help="Seconds one execution may run.")
     @argument("--context-only", action="store_true", help="Show exactly what would be sent; send nothing.")
+    @argument("--budget", "-b", default=None, help="Stop at this many tokens (5000) or dollars ($0.05).")
+    @argument("--fresh", action="store_true", help="Ask the model even if the reply cache has an answer.")
     @argument("question", nargs="*", help="The question (or the cell body).")
+    @no_var_expand  # "$0.05" must reach --budget as written, not as IPython's $-variable expansion
     @line_cell_magic
     def ask(self, line: str, cell: str | None = None) -> None:
         """Ask a question about the DataFrames in this notebook; the code runs in a sandbox kernel."""
@@ -107,7 +127,7 @@ class AskMagics(Magics):
         except Exception as exc:  # argparse/IPython usage errors: say what is wrong, run nothing
             raise UsageError(
                 f"{exc}. Usage: %%ask [--frames a,b] [--attempts N] [--model M] [--keep NAME] "
-                "[--no-keep] [--timeout S] [--context-only], then the question."
+                "[--no-keep] [--timeout S] [--context-only] [--budget N|$X] [--fresh], then the question."
             ) from None
         question = (cell if cell is not None else "").strip() or " ".join(args.question).strip()
         if cell is not None and args.question:
@@ -129,6 +149,8 @@ class AskMagics(Magics):
                 keep=keep,
                 on_event=view,
                 anchor_cell_id=self.current_cell_id,
+                budget=args.budget,
+                fresh=args.fresh,
             )
         finally:
             view.close()
@@ -136,8 +158,13 @@ class AskMagics(Magics):
             print(f"ci_magic: {note}")
         for warning in insertion.result.warnings:  # something about the data the user should look at
             print(f"ci_magic: {warning}", file=sys.stderr)
+        frontend = type(self.inserter).__name__
         if not self.inserter.insert(insertion):
             FallbackInserter(self.shell).insert(insertion)
+            frontend = "FallbackInserter"
+        trace = self.interpreter.last_trace if self.interpreter is not None else None
+        if trace is not None:
+            trace.insertion(insertion.insertion_id, insertion.anchor_cell_id, frontend)
 
     def settings_for(
         self, *, model: str | None = None, attempts: int | None = None, timeout: float | None = None
@@ -158,6 +185,8 @@ class AskMagics(Magics):
         keep: Any = "auto",
         on_event: EventSink = ignore,
         anchor_cell_id: str | None = None,
+        budget: str | None = None,
+        fresh: bool = False,
     ) -> Insertion:
         """One ask, from any frontend (the magic, the panel bridge): returns the cells to insert.
 
@@ -175,11 +204,33 @@ class AskMagics(Magics):
             for listener in list(self.listeners):
                 listener(event)
 
-        result = interpreter.ask(question, frames, keep=keep, on_event=emit)
+        interpreter.prices = dict(self.config_obj.prices)
+        limit = None
+        if budget is not None:
+            from .cost import make_budget
+
+            provider = interpreter.provider
+            limit = make_budget(budget, provider.model, provider.endpoint, interpreter.prices)
+        result = interpreter.ask(question, frames, keep=keep, on_event=emit, budget=limit, fresh=fresh)
         insertion = cells_for(result, anchor_cell_id)
+        self.history.append((question, result, insertion))
         explicit = set(keep) if isinstance(keep, list | tuple) else set()
         self._keep(result.values, explicit=explicit, insertion_notes=insertion.notes)
         return insertion
+
+    @line_magic
+    def ask_history(self, line: str = "") -> None:
+        """This session's asks: tokens, cost, attempts and time (prices: %config Ask.prices)."""
+        from .cost import history_table
+
+        print(history_table([r for _, r, _ in self.history], self.config_obj.prices))
+
+    @line_magic
+    def ask_export(self, line: str = "") -> None:
+        """%ask_export OUT.ipynb [--notebook SAVED.ipynb]: a plain, re-runnable notebook of this session."""
+        from .export import export_session
+
+        export_session(self, line)
 
     def _keep(self, values: dict[str, Any], explicit: set[str], insertion_notes: list[str]) -> None:
         user_ns = self._user_ns()
@@ -197,7 +248,7 @@ class AskMagics(Magics):
             insertion_notes.append("brought back into the notebook: " + ", ".join(brought))
 
     def _show_context(self, question: str, frames: dict[str, Any], settings: Settings) -> None:
-        ctx = build_context(frames, settings.context_tokens)
+        ctx = build_context(frames, settings.context_tokens, settings.context_detail)
         messages = prompts.initial_messages(question or "(your question)", ctx.text)
         print(
             f"ci_magic would send {ctx.tokens:,} tokens of data description (budget "

@@ -57,6 +57,10 @@ class Settings:
     temperature: float = 0.0
     max_tokens: int = 2048
     limits: Limits = field(default_factory=Limits)
+    # What the data description may contain: "schema" | "stats" | "samples" (see context.DETAIL_LEVELS).
+    context_detail: str = "samples"
+    reply_cache: bool = False  # replay identical conversations from disk (ci_magic/cache.py)
+    cache_max_mb: float = 200.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.attempts <= 20:
@@ -65,6 +69,10 @@ class Settings:
             raise UsageError(f"the context budget must be at least 100 tokens, got {self.context_tokens}.")
         if self.max_tokens < 16:
             raise UsageError(f"max_tokens must be at least 16, got {self.max_tokens}.")
+        if self.context_detail not in ("schema", "stats", "samples"):
+            raise UsageError(
+                f'context_detail must be "schema", "stats" or "samples", got {self.context_detail!r}.'
+            )
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed; ``None`` values are ignored so callers can pass options through."""

@@ -22,6 +22,16 @@ def fenced(code: str, prose: str = "Here is the code:") -> str:
     return f"{prose}\n```python\n{code.strip()}\n```"
 
 
+@pytest.fixture(autouse=True)
+def private_cache_and_traces(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replies and traces that tests write stay out of the user's ~/.cache."""
+    root = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("CI_MAGIC_TRACE_DIR", str(root / "traces"))
+    monkeypatch.setenv("CI_MAGIC_REPLY_CACHE_DIR", str(root / "replies"))
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeModelServer]:
     with FakeModelServer() as server:

@@ -28,7 +28,10 @@ CASES = {
         "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(1)\nraise RuntimeError('survived')",
         "survived|died",
     ),
-    "C code ignoring interrupts": ("import re\nre.match(r'(a*)*b', 'a' * 40)", "did not respond to an interrupt"),
+    "C code ignoring interrupts": (
+        "import re\nre.match(r'(a*)*b', 'a' * 40)",
+        "did not respond to an interrupt",
+    ),
     "fork bomb": (
         "import os\nwhile True:\n    os.fork()",
         "|".join(["processes", "died", "Resource", "BlockingIOError", "time limit"]),

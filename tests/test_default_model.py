@@ -53,7 +53,9 @@ def test_no_key_resolves_to_the_embedded_model(no_key: Settings) -> None:
 def test_ask_end_to_end_on_the_embedded_model(no_key: Settings, tmp_path: Path) -> None:
     frame = pd.DataFrame({"city": ["Oslo", "Rome", "Lima"], "population": [709_000, 2_873_000, 10_092_000]})
     with Interpreter(no_key, user_dir=tmp_path) as interp:
-        result = interp.ask("How many rows does the DataFrame cities have? Print the number.", {"cities": frame})
+        result = interp.ask(
+            "How many rows does the DataFrame cities have? Print the number.", {"cities": frame}
+        )
     assert result.ok, [a.problem for a in result.attempts]
     assert "3" in result.attempts[-1].execution.text()  # type: ignore[union-attr]
     assert result.model == SMALL

@@ -121,3 +121,28 @@ def test_prestarted_sandbox_is_taken_by_the_first_ask(tmp_path: Path) -> None:
         sandbox = interp.sandbox  # waits for the background start
         assert sandbox.run("print('warm')").outputs[0]["text"] == "warm\n"
         assert interp.sandbox is sandbox
+
+
+def test_sandbox_dies_with_the_kernel_that_started_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    # A stand-in for the user's kernel: starts a sandbox, then dies without any cleanup.
+    code = (
+        "import os\nfrom ci_magic.sandbox import Sandbox\n"
+        f"sb = Sandbox(user_dir={str(tmp_path)!r})\nprint(sb.kernel.pid, flush=True)\nos._exit(0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    pid = int(proc.stdout.strip().splitlines()[-1])
+
+    def running() -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running(), "the orphaned sandbox kept running"

@@ -40,6 +40,45 @@ def _join_cgroup(path: str, max_pids: int) -> str | None:
     return None
 
 
+def _ppid_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _watch_parent() -> None:
+    """Fork a small watcher that kills the sandbox when the kernel that started it dies.
+
+    Inside its PID namespace the sandbox cannot notice its parent's death (ipykernel's orphan check looks for
+    ppid 1, and there the kernel *is* 1), and unshare outlives its parent. The watcher checks once a second
+    whether this process (soon unshare) still has its original parent; it dies with us via PDEATHSIG.
+    """
+    sandbox, parent = os.getpid(), os.getppid()
+    if os.fork() != 0:
+        return
+    try:
+        import ctypes
+        import signal
+        import time
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlive the sandbox
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # do not hold the kernel's output pipes open
+            os.dup2(devnull, fd)
+        while True:
+            time.sleep(1.0)
+            current = _ppid_of(sandbox)
+            if current is None:
+                break
+            if current != parent:
+                os.kill(sandbox, signal.SIGKILL)
+                break
+    finally:
+        os._exit(0)
+
+
 def main(argv: list[str]) -> None:
     inside = argv[1] == "--inside"
     config = json.loads(argv[2] if inside else argv[1])
@@ -60,6 +99,7 @@ def main(argv: list[str]) -> None:
         problem = _join_cgroup(cgroup, int(limits["max_processes"])) if cgroup else None
         if problem:
             iso["cgroup_problem"] = problem
+        _watch_parent()
         os.execvp(
             "unshare",
             [

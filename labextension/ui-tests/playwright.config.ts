@@ -3,10 +3,14 @@ import * as path from 'path';
 import { defineConfig } from '@playwright/test';
 
 const LAB_PORT = Number(process.env.CI_LAB_PORT ?? 8899);
+const NB_PORT = Number(process.env.CI_NB_PORT ?? 8898);
 const FAKE_PORT = Number(process.env.CI_FAKE_PORT ?? 8765);
 const REPO = path.resolve(__dirname, '../..');
 const PYTHON = path.join(process.env.VENV ?? path.join(REPO, '.venv'), 'bin', 'python');
 export const ARTIFACTS = path.join(REPO, 'test-artifacts');
+const NOTEBOOK7_SPECS = /notebook7\.spec\.ts$/;
+// SIGTERM, not Playwright's default SIGKILL: start-lab.sh's trap then stops Jupyter and removes its temp dirs.
+const STOP_JUPYTER = { signal: 'SIGTERM' as const, timeout: 10_000 };
 
 export default defineConfig({
   testDir: './tests',
@@ -17,7 +21,6 @@ export default defineConfig({
   retries: 0,
   reporter: [['list']],
   use: {
-    baseURL: `http://127.0.0.1:${LAB_PORT}`,
     viewport: { width: 1400, height: 900 },
     screenshot: 'only-on-failure',
     trace: 'retain-on-failure',
@@ -26,6 +29,11 @@ export default defineConfig({
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking']
     }
   },
+  // One server per frontend: `jupyter lab` and `jupyter notebook` (Notebook 7), as users start them.
+  projects: [
+    { name: 'jupyterlab', testIgnore: NOTEBOOK7_SPECS, use: { baseURL: `http://127.0.0.1:${LAB_PORT}` } },
+    { name: 'notebook7', testMatch: NOTEBOOK7_SPECS, use: { baseURL: `http://127.0.0.1:${NB_PORT}` } }
+  ],
   webServer: [
     {
       command: `${PYTHON} -m ci_magic.cli fake-server ${path.join(__dirname, 'fake_model.json')} --port ${FAKE_PORT}`,
@@ -37,8 +45,17 @@ export default defineConfig({
     {
       command: `${path.join(__dirname, 'start-lab.sh')}`,
       url: `http://127.0.0.1:${LAB_PORT}/lab`,
-      env: { CI_LAB_PORT: String(LAB_PORT), CI_FAKE_PORT: String(FAKE_PORT) },
+      env: { CI_JUPYTER_APP: 'lab', CI_LAB_PORT: String(LAB_PORT), CI_FAKE_PORT: String(FAKE_PORT) },
       reuseExistingServer: false,
+      gracefulShutdown: STOP_JUPYTER,
+      timeout: 90_000
+    },
+    {
+      command: `${path.join(__dirname, 'start-lab.sh')}`,
+      url: `http://127.0.0.1:${NB_PORT}/tree`,
+      env: { CI_JUPYTER_APP: 'notebook', CI_LAB_PORT: String(NB_PORT), CI_FAKE_PORT: String(FAKE_PORT) },
+      reuseExistingServer: false,
+      gracefulShutdown: STOP_JUPYTER,
       timeout: 90_000
     }
   ]

@@ -8,9 +8,12 @@ fs.mkdirSync(ARTIFACTS, { recursive: true });
 
 declare global {
   interface Window {
-    // Exposed by --LabApp.expose_app_in_browser (start-lab.sh).
+    // Exposed by --LabApp/--JupyterNotebookApp.expose_app_in_browser (start-lab.sh).
     jupyterapp: {
-      commands: { execute(id: string, args?: unknown): Promise<unknown> };
+      name: string;
+      hasPlugin(id: string): boolean;
+      isPluginActivated(id: string): boolean;
+      commands: { execute(id: string, args?: unknown): Promise<unknown>; hasCommand(id: string): boolean };
       shell: { currentWidget: any };
     };
   }
@@ -29,8 +32,16 @@ function cell(source: string, type: 'code' | 'markdown' = 'code'): Record<string
   return type === 'code' ? { ...base, execution_count: null, outputs: [] } : base;
 }
 
-/** Write a notebook through the contents API, then open it and wait for its kernel. */
-export async function openNotebook(page: Page, name: string, sources: string[]): Promise<void> {
+/**
+ * Write a notebook through the contents API, then open it and wait for its kernel. `app`: JupyterLab
+ * (`/lab/tree/<name>`) or Notebook 7 (`/notebooks/<name>`); the page must be served by that frontend.
+ */
+export async function openNotebook(
+  page: Page,
+  name: string,
+  sources: string[],
+  app: 'lab' | 'notebook' = 'lab'
+): Promise<void> {
   const content = {
     nbformat: 4,
     nbformat_minor: 5,
@@ -39,7 +50,8 @@ export async function openNotebook(page: Page, name: string, sources: string[]):
   };
   const put = await page.request.put(`/api/contents/${name}`, { data: { type: 'notebook', content } });
   expect(put.ok()).toBeTruthy();
-  await page.goto(`/lab/tree/${name}?reset`); // ?reset: no tabs restored from the previous test
+  // ?reset: no tabs restored from the previous test (Notebook 7 shows one document per page anyway).
+  await page.goto(app === 'lab' ? `/lab/tree/${name}?reset` : `/notebooks/${name}`);
   await expect(cells(page).first()).toBeVisible();
   // The status indicator says "idle" before a kernel exists; wait for the kernel itself.
   await page.evaluate(async () => {

@@ -1,0 +1,190 @@
+"""The replay cache: the same conversation with the same model and settings gets the same reply from disk.
+
+"Run All" on a finished notebook then reproduces the same code without querying the model (the code still runs,
+so outputs are recomputed). It is a :class:`~ci_magic.providers.Provider` wrapper, so a cached reply streams
+through the same path (``on_text``) as a live one and the loop cannot tell the difference.
+
+The key is a sha256 over the model, the endpoint label, the effective temperature, ``max_tokens`` and every
+message of the conversation so far — which carries the system prompt, the question, the data description
+(hence its hash) and, for repairs, the earlier replies and errors. Memory addresses are blanked first, so a
+traceback that differs only by ``0x7f…`` still hits. Entries live under ``$CI_MAGIC_CACHE_DIR/replies``
+(default ``~/.cache/ci_magic/replies``; ``CI_MAGIC_REPLY_CACHE_DIR`` overrides just this folder), one JSON file
+each; the folder is kept under a size bound by deleting the least recently used entries (by mtime, which a hit
+refreshes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .providers import Completion, Message, Provider
+from .result import Usage
+
+DEFAULT_MAX_MB = 200
+#: Bump when the entry format or key recipe changes: old entries are then simply never hit.
+KEY_VERSION = 1
+#: A cached reply is replayed in pieces of about this many characters (the live view and panel animate).
+REPLAY_CHUNK = 64
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+
+
+def default_dir() -> Path:
+    explicit = os.environ.get("CI_MAGIC_REPLY_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("CI_MAGIC_CACHE_DIR") or "~/.cache/ci_magic"
+    return Path(base).expanduser() / "replies"
+
+
+def cache_key(model: str, endpoint: str, temperature: float, max_tokens: int, messages: list[Message]) -> str:
+    payload = {
+        "v": KEY_VERSION,
+        "model": model,
+        "endpoint": endpoint,
+        "temperature": round(float(temperature), 4),
+        "max_tokens": max_tokens,
+        "messages": [
+            {"role": m.get("role", ""), "content": _ADDRESS.sub("0x…", m.get("content", ""))}
+            for m in messages
+        ],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class ReplyCache:
+    """Replies on disk, one JSON file per key, bounded to ``max_mb`` (least recently used go first)."""
+
+    def __init__(self, directory: str | Path | None = None, max_mb: float = DEFAULT_MAX_MB) -> None:
+        self.directory = Path(directory) if directory is not None else default_dir()
+        self.max_bytes = int(max_mb * 1024 * 1024)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self._path(key)
+        try:
+            entry: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # missing, or half-written by a crashed process: a miss, never an error
+        with contextlib.suppress(OSError):
+            os.utime(path)  # a hit makes the entry recently used
+        return entry
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write then rename: a reader never sees a partial file, and concurrent writers of one key agree.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(entry, f, ensure_ascii=False)
+            os.replace(tmp, path)
+        except OSError:
+            return  # a read-only or full disk must not fail the ask; the reply is simply not cached
+        self.prune()
+
+    def entries(self) -> list[Path]:
+        return [p for p in self.directory.glob("??/*.json") if p.is_file()]
+
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self.entries())
+
+    def prune(self) -> None:
+        """Delete the least recently used entries until the folder is within its bound."""
+        stats: list[tuple[float, int, Path]] = []
+        for p in self.entries():
+            with contextlib.suppress(OSError):
+                st = p.stat()
+                stats.append((st.st_mtime, st.st_size, p))
+        total = sum(size for _, size, _ in stats)
+        for _, size, p in sorted(stats, key=lambda s: s[0]):
+            if total <= self.max_bytes:
+                break
+            with contextlib.suppress(OSError):
+                p.unlink()
+                total -= size
+
+
+class CachedProvider:
+    """A provider that answers from :class:`ReplyCache` when it can and records what the inner one says.
+
+    ``fresh=True`` skips the lookup (the model is asked again) but still stores the new reply, so the next
+    "Run All" replays the fresh answer. ``last_hit`` tells a tracer whether the last call was served from disk.
+    A cache hit costs nothing, so its usage is zero tokens (the original counts are kept in the entry).
+    """
+
+    def __init__(
+        self,
+        inner: Provider,
+        cache: ReplyCache,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 2048,
+        fresh: bool = False,
+    ) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.model = inner.model
+        self.endpoint = inner.endpoint
+        self._temperature = temperature
+        self._max_tokens = max_tokens
+        self.fresh = fresh
+        self.last_hit = False
+        self.hits = 0
+
+    def complete(
+        self,
+        messages: list[Message],
+        on_text: Callable[[str], None] | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        effective = self._temperature if temperature is None else temperature
+        key = cache_key(self.model, self.endpoint, effective, self._max_tokens, messages)
+        entry = None if self.fresh else self.cache.get(key)
+        if entry is not None and isinstance(entry.get("text"), str):
+            started = time.monotonic()
+            self.last_hit = True
+            self.hits += 1
+            text: str = entry["text"]
+            if on_text is not None:
+                for i in range(0, len(text), REPLAY_CHUNK):
+                    on_text(text[i : i + REPLAY_CHUNK])
+            return Completion(
+                text=text,
+                usage=Usage(0, 0),
+                seconds=time.monotonic() - started,
+                finish_reason=entry.get("finish_reason"),
+            )
+        self.last_hit = False
+        completion = self.inner.complete(messages, on_text, temperature)
+        # A stream cut off by the network is a transient failure, not the model's answer: never replay it.
+        if completion.finish_reason != "truncated":
+            self.cache.put(
+                key,
+                {
+                    "text": completion.text,
+                    "finish_reason": completion.finish_reason,
+                    "model": self.model,
+                    "prompt_tokens": completion.usage.prompt_tokens,
+                    "completion_tokens": completion.usage.completion_tokens,
+                    "seconds": round(completion.seconds, 3),
+                    "created": time.time(),
+                },
+            )
+        return completion
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()

@@ -1,0 +1,353 @@
+"""Traces: every ask leaves a JSONL record of its steps, and OpenTelemetry spans when the SDK is installed.
+
+One line per finished span, appended to ``<trace dir>/YYYY-MM-DD.jsonl`` (one file per UTC day, so a folder of
+traces is easy to prune; a ``session`` id tells notebooks apart). The trace dir is ``CI_MAGIC_TRACE_DIR``, else
+``$CI_MAGIC_CACHE_DIR/traces`` (default ``~/.cache/ci_magic/traces``); ``CI_MAGIC_TRACE_DIR=off`` writes none.
+
+Spans of one ask share an ``ask_id``: ``ask`` (the root: question, model, tokens, cost, outcome), ``context``
+(the data description built), ``model_call`` (messages sent, reply, tokens, whether the replay cache answered),
+``execution`` (outcome, error, outputs summarised), and ``insertion`` (written later by the magic).
+
+Privacy follows ``context_detail``: the messages recorded are exactly those sent, which are already built at
+that level; execution outputs are recorded as an excerpt only with ``"samples"`` (otherwise kinds and sizes).
+No credential is ever recorded: settings are not dumped, only the model name and the endpoint's host:port.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .cost import cost_usd, format_cost, price_for, price_table
+from .events import Event, EventSink
+from .providers import Completion, Message, Provider
+from .result import AskResult, Usage
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: One id per Python process (a notebook's kernel): groups the asks of a session inside a day's file.
+SESSION_ID = uuid.uuid4().hex[:12]
+OUTPUT_EXCERPT = 500
+
+_write_lock = threading.Lock()
+
+
+def trace_dir() -> Path | None:
+    explicit = os.environ.get("CI_MAGIC_TRACE_DIR")
+    if explicit is not None and explicit.strip().lower() in ("off", "none", "0", "false"):
+        return None
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("CI_MAGIC_CACHE_DIR") or "~/.cache/ci_magic"
+    return Path(base).expanduser() / "traces"
+
+
+def _now_iso(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+
+
+def write_span(record: dict[str, Any], directory: Path | None) -> None:
+    if directory is None:
+        return
+    line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+    path = directory / f"{datetime.now(UTC).date().isoformat()}.jsonl"
+    try:
+        with _write_lock:
+            directory.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line)
+    except OSError as exc:  # tracing must never fail an ask
+        log.warning("ci_magic: could not write the trace to %s: %s", path, exc)
+
+
+# -- OpenTelemetry (optional) ----------------------------------------------------------------------------------
+
+_otel_provider: Any = None  # set by use_tracer_provider (tests, apps) or built from OTEL_* env vars
+_otel_from_env: Any = None
+
+
+def use_tracer_provider(provider: Any) -> None:
+    """Send ci_magic's spans to this OpenTelemetry ``TracerProvider`` (None: back to the automatic choice)."""
+    global _otel_provider
+    _otel_provider = provider
+
+
+def _otel_tracer() -> Any:
+    """A tracer, or None when OpenTelemetry is not installed or nothing is configured to receive spans."""
+    global _otel_from_env
+    try:
+        from opentelemetry import trace as otel_trace
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:
+        return None
+    provider = _otel_provider
+    if provider is None:
+        current = otel_trace.get_tracer_provider()
+        if isinstance(current, TracerProvider):
+            provider = current  # the application configured OpenTelemetry itself
+        elif os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        ):
+            if _otel_from_env is None:
+                _otel_from_env = _provider_from_env()
+            provider = _otel_from_env or None
+    return provider.get_tracer("ci_magic") if provider is not None else None
+
+
+def _provider_from_env() -> Any:
+    """An SDK provider exporting over OTLP; the exporter reads the standard OTEL_EXPORTER_OTLP_* variables
+    (endpoint, headers, protocol, timeout) and the resource reads OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+    )
+    try:
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError:
+        log.warning(
+            "ci_magic: OTEL_EXPORTER_OTLP_ENDPOINT is set but no OTLP exporter is installed "
+            "(pip install opentelemetry-exporter-otlp); spans go to the JSONL trace only."
+        )
+        return False
+    provider = TracerProvider(resource=Resource.create({"service.name": "ci_magic"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return provider
+
+
+def _otel_value(value: Any) -> Any:
+    if isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+# -- one ask -----------------------------------------------------------------------------------------------
+
+
+class AskTrace:
+    """Collects the spans of one ask from its events and its provider calls."""
+
+    def __init__(
+        self,
+        question: str,
+        settings: Settings,
+        prices: dict[str, Any] | None = None,
+        directory: Path | Callable[[], Path | None] | None = trace_dir,
+    ) -> None:
+        self.ask_id = uuid.uuid4().hex
+        self.question = question
+        self.detail = settings.context_detail
+        self.prices = price_table(prices)
+        self.directory = directory() if callable(directory) else directory
+        self.started_wall = time.time()
+        self._started = time.monotonic()
+        self._attempt = 0
+        self._exec_started: tuple[float, float] | None = None
+        self.cached_calls = 0
+        self.spans: list[dict[str, Any]] = []  # kept in memory too: %ask_history and tests read them
+        self._otel = _otel_tracer()
+        self._otel_root: Any = None
+        self._otel_ctx: Any = None
+        if self._otel is not None:
+            from opentelemetry import trace as otel_trace
+
+            self._otel_root = self._otel.start_span(
+                "ci_magic.ask",
+                start_time=int(self.started_wall * 1e9),
+                attributes={"ci_magic.ask_id": self.ask_id},
+            )
+            self._otel_ctx = otel_trace.set_span_in_context(self._otel_root)
+
+    # -- recording ---------------------------------------------------------------------------------------------
+
+    def span(self, name: str, start_wall: float, duration_s: float, **attributes: Any) -> dict[str, Any]:
+        record = {
+            "session": SESSION_ID,
+            "ask_id": self.ask_id,
+            "name": name,
+            "start": _now_iso(start_wall),
+            "duration_s": round(max(0.0, duration_s), 4),
+            "attributes": attributes,
+        }
+        self.spans.append(record)
+        write_span(record, self.directory)
+        if self._otel is not None and name != "ask":
+            otel_span = self._otel.start_span(
+                f"ci_magic.{name}",
+                context=self._otel_ctx,
+                start_time=int(start_wall * 1e9),
+                attributes={f"ci_magic.{k}": _otel_value(v) for k, v in attributes.items() if v is not None},
+            )
+            otel_span.end(end_time=int((start_wall + max(0.0, duration_s)) * 1e9))
+        return record
+
+    def sink(self, downstream: EventSink) -> EventSink:
+        """An event sink that records context and executions, then passes every event on."""
+
+        def on_event(event: Event) -> None:
+            try:
+                self._on_event(event)
+            finally:
+                downstream(event)
+
+        return on_event
+
+    def _on_event(self, event: Event) -> None:
+        now_wall, now = time.time(), time.monotonic()
+        if event.kind == "context":
+            self.span(
+                "context",
+                self.started_wall,
+                now - self._started,
+                tokens=event.data.get("tokens"),
+                context_detail=self.detail,
+                text=event.data.get("text"),
+            )
+        elif event.kind == "model_start":
+            self._attempt = event.attempt
+        elif event.kind == "code":
+            self._exec_started = (now_wall, now)
+        elif event.kind == "exec_done":
+            wall, mono = self._exec_started or (now_wall, now)
+            self._exec_started = None
+            self.span(
+                "execution",
+                wall,
+                now - mono,
+                attempt=event.attempt,
+                outcome=event.data.get("outcome"),
+                error=event.data.get("error"),
+                seconds=event.data.get("seconds"),
+                outputs=self._summarise(event.data.get("outputs") or []),
+            )
+
+    def _summarise(self, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        summary: list[dict[str, Any]] = []
+        for out in outputs:
+            kind = out.get("output_type")
+            item: dict[str, Any] = {"type": kind}
+            if kind == "stream":
+                text = str(out.get("text", ""))
+                item.update(name=out.get("name"), chars=len(text))
+            elif kind in ("display_data", "execute_result"):
+                data = out.get("data", {})
+                item["mime"] = sorted(data)
+                text = str(data.get("text/plain", ""))
+                item["chars"] = sum(len(str(v)) for v in data.values())
+            elif kind == "error":
+                text = f"{out.get('ename')}: {out.get('evalue')}"
+                item["ename"] = out.get("ename")
+            else:
+                text = ""
+            if self.detail == "samples" and text:
+                item["excerpt"] = text[:OUTPUT_EXCERPT]  # outputs show data values: only at "samples"
+            summary.append(item)
+        return summary
+
+    def provider(self, inner: Provider) -> Provider:
+        return _TracingProvider(inner, self)
+
+    def model_call(
+        self,
+        messages: list[Message],
+        start_wall: float,
+        duration: float,
+        completion: Completion | None,
+        error: BaseException | None,
+        cached: bool,
+        temperature: float | None,
+    ) -> None:
+        if cached:
+            self.cached_calls += 1
+        usage = completion.usage if completion is not None else Usage()
+        self.span(
+            "model_call",
+            start_wall,
+            duration,
+            attempt=self._attempt,
+            messages=[{"role": m.get("role"), "content": m.get("content")} for m in messages],
+            reply=completion.text if completion is not None else None,
+            finish_reason=completion.finish_reason if completion is not None else None,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            estimated=usage.estimated,
+            cached=cached,
+            temperature=temperature,
+            error=f"{type(error).__name__}: {error}" if error is not None else None,
+        )
+
+    def finish(self, result: AskResult | None, error: BaseException | None = None) -> None:
+        duration = time.monotonic() - self._started
+        attrs: dict[str, Any] = {"question": self.question, "context_detail": self.detail}
+        if result is not None:
+            usage = result.usage
+            price = price_for(result.model, result.endpoint, self.prices)
+            attrs.update(
+                model=result.model,
+                endpoint=result.endpoint,
+                ok=result.ok,
+                attempts=len(result.attempts),
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                estimated=usage.estimated,
+                cost_usd=cost_usd(usage, price),
+                cost=format_cost(cost_usd(usage, price)),
+                cached_calls=self.cached_calls,
+            )
+        if error is not None:
+            attrs["error"] = f"{type(error).__name__}: {error}"
+        self.span("ask", self.started_wall, duration, **attrs)
+        if self._otel_root is not None:
+            for k, v in attrs.items():
+                if v is not None:
+                    self._otel_root.set_attribute(f"ci_magic.{k}", _otel_value(v))
+            self._otel_root.end(end_time=int((self.started_wall + duration) * 1e9))
+
+    def insertion(self, insertion_id: str, anchor_cell_id: str | None, frontend: str) -> None:
+        self.span(
+            "insertion",
+            time.time(),
+            0.0,
+            insertion_id=insertion_id,
+            anchor_cell_id=anchor_cell_id,
+            frontend=frontend,
+        )
+
+
+class _TracingProvider:
+    def __init__(self, inner: Provider, trace: AskTrace) -> None:
+        self.inner = inner
+        self.trace = trace
+        self.model = inner.model
+        self.endpoint = inner.endpoint
+
+    def complete(
+        self,
+        messages: list[Message],
+        on_text: Callable[[str], None] | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
+        sent = [dict(m) for m in messages]  # the loop appends to its list afterwards
+        wall, started = time.time(), time.monotonic()
+        try:
+            completion = self.inner.complete(messages, on_text, temperature)
+        except BaseException as exc:
+            self.trace.model_call(sent, wall, time.monotonic() - started, None, exc, False, temperature)
+            raise
+        cached = bool(getattr(self.inner, "last_hit", False))
+        self.trace.model_call(sent, wall, time.monotonic() - started, completion, None, cached, temperature)
+        return completion

@@ -1,0 +1,198 @@
+"""``ci-magic verify EXPORT.ipynb``: re-execute an export headless in a fresh kernel and compare outputs.
+
+The notebook runs with nbclient in its own folder (so relative data paths resolve), every cell even after an
+error. Then, cell by cell, the new outputs must equal the recorded ones after normalisation:
+
+- text (streams, ``text/plain``, ``text/html``, ``text/markdown``, JSON, error name and value) exactly, except:
+  memory addresses (``0x7f…``, 6+ hex digits) → ``0x…``; IPython's per-process cell file names
+  (``/tmp/ipykernel_123/456.py``) → ``<cell>``; wall-clock timestamps *with fractional seconds*
+  (``2024-05-01 12:00:03.123456``, the shape of ``datetime.now()``; whole-second timestamps such as data dates
+  are compared exactly) → ``<timestamp>``; durations (``1.23 s``, ``15 ms``, ``Wall time: …``) → ``<duration>``;
+- images (``image/png``) by pixel size only, read from the PNG header: renderers differ in anti-aliasing
+  between library versions, the size tells the same chart was drawn; other image types by presence;
+- consecutive stream outputs of one name are merged, and ``execute_result``/``display_data`` are the same kind
+  (the sandbox showed its last expression as a display).
+
+Cells whose outputs were not recorded (a session export without a saved notebook) are run but not compared.
+The data files listed in the environment cell are checked against their sha256 first. Package versions that
+differ from the recorded ones are reported as notes, not failures.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import importlib.metadata
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .errors import UsageError
+from .export import EXPORT_KEY, sha256_file
+
+TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")
+_NORMALISE = [
+    (re.compile(r"0x[0-9a-fA-F]{6,}"), "0x…"),
+    (re.compile(r"/tmp/ipykernel_\d+/\d+\.py"), "<cell>"),
+    (re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}\.\d+(?:[+-]\d{2}:?\d{2}|Z)?"), "<timestamp>"),
+    (re.compile(r"(?:Wall time|CPU times):[^\n]*"), "<duration>"),
+    (re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|ms|µs|us|ns|sec|seconds)\b"), "<duration>"),
+]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    cell: int  # index in the exported notebook
+    kind: str  # "outputs", "stream", "text/plain", "image/png", "error", "data-file", ...
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"cell {self.cell}" if self.cell >= 0 else "data"
+        return f"{where}: {self.kind}: {self.detail}"
+
+
+def normalise_text(text: str) -> str:
+    for pattern, replacement in _NORMALISE:
+        text = pattern.sub(replacement, text)
+    return text.rstrip()
+
+
+def png_size(b64: str) -> tuple[int, int] | None:
+    """(width, height) from a base64 PNG's IHDR chunk, which always follows the 8-byte signature."""
+    try:
+        head = base64.b64decode(b64[:64] + "=" * (-len(b64[:64]) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return int(width), int(height)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return "".join(str(v) for v in value)
+    return value if isinstance(value, str) else repr(value)
+
+
+def comparable(outputs: list[Any]) -> list[tuple[Any, ...]]:
+    """Outputs as normalised tuples; equal tuples mean "the same output" under the documented tolerance."""
+    items: list[tuple[Any, ...]] = []
+    for out in outputs:
+        kind = out.get("output_type")
+        if kind == "stream":
+            text = _text(out.get("text", ""))
+            if items and items[-1][0] == "stream" and items[-1][1] == out.get("name"):
+                items[-1] = ("stream", out.get("name"), items[-1][2] + text)
+            else:
+                items.append(("stream", out.get("name"), text))
+        elif kind in ("display_data", "execute_result"):
+            data = out.get("data", {})
+            parts: list[tuple[str, Any]] = []
+            for mime in sorted(data):
+                if mime == "image/png":
+                    parts.append((mime, png_size(_text(data[mime]))))
+                elif mime in TEXT_MIMES or mime.startswith("text/"):
+                    parts.append((mime, normalise_text(_text(data[mime]))))
+                else:
+                    parts.append((mime, None))
+            items.append(("display", tuple(parts)))
+        elif kind == "error":
+            items.append(("error", out.get("ename"), normalise_text(_text(out.get("evalue", "")))))
+    return [("stream", i[1], normalise_text(i[2])) if i[0] == "stream" else i for i in items]
+
+
+def _describe(item: tuple[Any, ...] | None) -> str:
+    text = repr(item)
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+def compare_cell(index: int, recorded: list[Any], fresh: list[Any]) -> list[Mismatch]:
+    want, got = comparable(recorded), comparable(fresh)
+    found: list[Mismatch] = []
+    for k in range(max(len(want), len(got))):
+        a = want[k] if k < len(want) else None
+        b = got[k] if k < len(got) else None
+        if a == b:
+            continue
+        if a is None or b is None:
+            found.append(Mismatch(index, "outputs", f"recorded {_describe(a)}, got {_describe(b)}"))
+        elif a[0] != b[0]:
+            found.append(Mismatch(index, "outputs", f"recorded a {a[0]} output, got a {b[0]} output"))
+        elif a[0] == "display":
+            da, db = dict(a[1]), dict(b[1])
+            for mime in sorted(set(da) | set(db)):
+                if da.get(mime) != db.get(mime):
+                    what = "pixel size" if mime == "image/png" else "content"
+                    found.append(
+                        Mismatch(
+                            index, mime, f"{what}: recorded {da.get(mime)!r:.120}, got {db.get(mime)!r:.120}"
+                        )
+                    )
+        else:
+            found.append(Mismatch(index, a[0], f"recorded {_describe(a)}, got {_describe(b)}"))
+    return found
+
+
+def check_data_files(nb: Any, folder: Path) -> tuple[list[Mismatch], list[str]]:
+    """Data-file mismatches and environment notes, from the export's environment cell."""
+    mismatches: list[Mismatch] = []
+    notes: list[str] = []
+    env_cell = next(
+        (c for c in nb.cells if c.metadata.get(EXPORT_KEY, {}).get("kind") == "environment"), None
+    )
+    if env_cell is None:
+        return [Mismatch(-1, "environment", "no environment cell: is this a ci_magic export?")], notes
+    meta = env_cell.metadata[EXPORT_KEY]
+    for name, sha in meta.get("data_files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            mismatches.append(Mismatch(-1, "data-file", f"{name} is missing"))
+        elif sha256_file(path) != sha:
+            mismatches.append(
+                Mismatch(-1, "data-file", f"{name} differs from the recorded sha256 {sha[:16]}…")
+            )
+    for package, version in meta.get("environment", {}).get("packages", {}).items():
+        try:
+            now = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            now = "not installed"
+        if now != version:
+            notes.append(f"{package}: recorded {version}, this environment has {now}")
+    return mismatches, notes
+
+
+def verify(
+    path: str | Path, timeout: float = 600.0, kernel_name: str | None = None
+) -> tuple[list[Mismatch], list[str]]:
+    from nbclient import NotebookClient
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"no such notebook: {str(path)!r}.")
+    recorded = nbformat.read(file, as_version=4)
+    folder = file.resolve().parent
+    mismatches, notes = check_data_files(recorded, folder)
+    fresh = copy.deepcopy(recorded)
+    for cell in fresh.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+    name = kernel_name or recorded.metadata.get("kernelspec", {}).get("name") or "python3"
+    client = NotebookClient(
+        fresh,
+        timeout=timeout,
+        kernel_name=name,
+        allow_errors=True,
+        resources={"metadata": {"path": str(folder)}},
+    )
+    client.execute()
+    for index, (want, got) in enumerate(zip(recorded.cells, fresh.cells, strict=True)):
+        if want.cell_type != "code" or not want.metadata.get(EXPORT_KEY, {}).get("outputs_recorded", True):
+            continue
+        mismatches += compare_cell(index, list(want.outputs), list(got.outputs))
+    return mismatches, notes
