@@ -126,19 +126,26 @@ class Sandbox:
         if self.isolation_problem is None:
             view = isolation.plan(self.user_dir, self.session_dir, self.xfer_dir)
             isolate = {"view": view, "cgroup": str(self._cgroup) if self._cgroup else None}
+        self._report: tuple[int | None, dict[str, Any]] | None = None
         self._kernel = ChildKernel(self.session_dir, self.workdir, self.limits, _startup_code(), isolate)
         self._kernel.start()
 
     @property
     def isolation_report(self) -> dict[str, Any]:
-        """What the launcher achieved (written by it at every kernel start)."""
+        """What the launcher achieved (written by it at every kernel start; re-read only when rewritten)."""
         try:
-            report: dict[str, Any] = json.loads(self._kernel.report_path.read_text())
-        except (OSError, ValueError):
-            report = {"isolated": False}
-        if self.isolation_problem:
-            report["reason"] = self.isolation_problem
-        return report
+            stamp = self._kernel.report_path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if self._report is None or stamp != self._report[0]:
+            try:
+                report: dict[str, Any] = json.loads(self._kernel.report_path.read_text())
+            except (OSError, ValueError):
+                report = {"isolated": False}
+            if self.isolation_problem:
+                report["reason"] = self.isolation_problem
+            self._report = (stamp, report)
+        return dict(self._report[1])
 
     def isolation_warnings(self) -> list[str]:
         """Honest one-liners about protections that are not in place on this machine."""
