@@ -94,6 +94,77 @@ def code_names(code: str) -> set[str]:
     return names
 
 
+#: Names through which Python code can start processes, or reach anything by name (and so hide it).
+SPAWNERS = frozenset(
+    {
+        "fork",
+        "forkpty",
+        "system",
+        "popen",
+        "Popen",
+        "spawn",
+        "spawnv",
+        "spawnl",
+        "posix_spawn",
+        "execv",
+        "execve",
+        "execl",
+        "execvp",
+        "subprocess",
+        "multiprocessing",
+        "Process",
+        "Pool",
+        "ProcessPoolExecutor",
+        "joblib",
+        "pty",
+        "ctypes",
+        "cffi",
+        "exec",
+        "eval",
+        "compile",
+        "__import__",
+        "import_module",
+        "importlib",
+        "getattr",
+        "os",
+        "run",
+        "call",
+        "check_call",
+        "check_output",
+        "n_jobs",
+        "Parallel",
+        "signal",
+    }
+)
+
+
+def may_spawn(code: str) -> bool:
+    """Whether the code mentions anything that can create a process (unparseable code counts as yes)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return True
+    for node in ast.walk(tree):
+        name = (
+            node.id
+            if isinstance(node, ast.Name)
+            else node.attr
+            if isinstance(node, ast.Attribute)
+            else node.arg
+            if isinstance(node, ast.keyword) and node.arg
+            else None
+        )
+        if name in SPAWNERS:
+            return True
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [a.name for a in node.names] + (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            )
+            if any(m.split(".")[0] in SPAWNERS for m in modules):
+                return True
+    return False
+
+
 def assigned_names(code: str) -> set[str]:
     """Names the code binds (assignments, for-targets, with-as, imports excluded): what it "created"."""
     try:
@@ -233,10 +304,11 @@ class Sandbox:
         if frames:
             wanted = code_names(code)
             self.send_frames({k: v for k, v in frames.items() if k in wanted})
-        isolated = bool(self.isolation_report.get("isolated"))
-        probe = {"procs": f"{CHILD_MODULE}.process_count()"} if isolated else None
+        # Counting leftover processes costs a little per run: only when the code can start processes at all.
+        watch = bool(self.isolation_report.get("isolated")) and may_spawn(code)
+        probe = {"procs": f"{CHILD_MODULE}.process_count()"} if watch else None
         result = self._kernel.execute(code, expressions=probe)
-        if isolated and not result.restarted and self._leftover_processes():
+        if watch and not result.restarted and self._leftover_processes():
             self._kernel.restart()
             result = replace(
                 result,
