@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from .errors import ContextError
+from .result import CHARS_PER_TOKEN
 
 EXACT_ROWS = 100_000
 SAMPLE_ROWS = 2_000
 VALUE_CHARS = 40
 NAME_CHARS = 80
-CHARS_PER_TOKEN = 4
 
 Frame = pd.DataFrame | pd.Series
 

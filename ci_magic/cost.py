@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import BudgetExceeded, UsageError
 from .providers import Message
-from .result import AskResult, Usage
+from .result import CHARS_PER_TOKEN, AskResult, Usage
 
 #: USD per 1M (prompt, completion) tokens. An editable default, not a source of truth: check your provider.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
@@ -30,7 +30,6 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 }
 
 #: Characters per token when estimating a request that has not been sent yet (same rule as the providers).
-CHARS_PER_TOKEN = 4
 
 Price = tuple[float, float]
 PriceTable = Mapping[str, Sequence[float]]

@@ -18,7 +18,7 @@ from .context import build_context, collect_frames
 from .errors import CIMagicError, UsageError
 from .events import Event, EventSink, ignore
 from .interpreter import Interpreter
-from .result import AskResult
+from .result import AskResult, estimate_tokens
 from .settings import Limits, Settings
 
 
@@ -278,7 +278,7 @@ class LiveView:
 
     def __call__(self, event: Event) -> None:
         if event.kind == "token":
-            self.tokens += max(1, len(event.data["text"]) // 4)
+            self.tokens += estimate_tokens(event.data["text"])
             self.state = "model is writing"
         elif event.kind == "model_start":
             self.attempt, self.tokens, self.state = event.attempt, 0, "waiting for the model"

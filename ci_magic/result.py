@@ -5,6 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+#: Where a server reports no usage we count characters; four per token is the usual rule for English and code.
+CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """At least one token for any non-empty text."""
+    return max(1, len(text) // CHARS_PER_TOKEN) if text else 0
+
+
 Outcome = Literal["ok", "error", "timeout", "died", "no_code", "rejected"]
 
 

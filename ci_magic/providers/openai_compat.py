@@ -18,11 +18,8 @@ from ..errors import (
     ProviderTimeout,
     ProviderUnreachable,
 )
-from ..result import Usage
+from ..result import CHARS_PER_TOKEN, Usage, estimate_tokens
 from . import Completion, Message
-
-#: Servers that do not report usage get a character-based estimate (about four characters per token).
-CHARS_PER_TOKEN = 4
 
 
 def endpoint_label(base_url: str | None) -> str:
@@ -32,10 +29,6 @@ def endpoint_label(base_url: str | None) -> str:
     parts = urlsplit(base_url)
     host = parts.hostname or base_url
     return f"{host}:{parts.port}" if parts.port else host
-
-
-def estimate_tokens(text: str) -> int:
-    return max(1, len(text) // CHARS_PER_TOKEN) if text else 0
 
 
 class OpenAIProvider:
