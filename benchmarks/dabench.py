@@ -1,8 +1,9 @@
 """Strict DABench accuracy of the %%ask loop vs one-shot, on ../shared/eval/dabench-dev, with time and tokens.
 
-    python benchmarks/dabench.py [--model qwen2.5-coder-1.5b] [--limit N] [--attempts 3]
+    python benchmarks/dabench.py [--model qwen2.5-coder-1.5b] [--limit N] [--attempts 3] [--samples 5]
 
-Runs ``ci-magic eval`` twice in this process (repair loop with --attempts, then attempts=1), scores both with
+Runs ``ci-magic eval`` for each configuration — the full loop (repair attempts + voting among --samples
+independent answers), the repair loop alone (samples=1), and one-shot (attempts=1, samples=1) — scores each with
 the shared scorer, and writes ``benchmarks/results/dabench-<model>.json`` plus a line per run on stdout. The
 questions and tables are read from ../shared (evaluation only; they are never copied into the project).
 """
@@ -22,7 +23,7 @@ SHARED = ROOT.parent / "shared" / "eval"
 DEV = SHARED / "dabench-dev"
 
 
-def run(model: str | None, attempts: int, limit: int | None, out: Path) -> dict[str, object]:
+def run(model: str | None, attempts: int, samples: int, limit: int | None, out: Path) -> dict[str, object]:
     cmd = [
         sys.executable,
         "-m",
@@ -35,6 +36,8 @@ def run(model: str | None, attempts: int, limit: int | None, out: Path) -> dict[
         str(out),
         "--attempts",
         str(attempts),
+        "--samples",
+        str(samples),
     ]
     if model:
         cmd += ["--model", model]
@@ -63,6 +66,7 @@ def run(model: str | None, attempts: int, limit: int | None, out: Path) -> dict[
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     return {
         "attempts": attempts,
+        "samples": samples,
         "questions": len(rows),
         "strict_abq": summary["strict"]["ABQ"],
         "answered_abq": summary["official_answered_only"]["ABQ"],
@@ -70,6 +74,7 @@ def run(model: str | None, attempts: int, limit: int | None, out: Path) -> dict[
         "mean_prompt_tokens": statistics.mean(r["prompt_tokens"] for r in rows),
         "mean_completion_tokens": statistics.mean(r["completion_tokens"] for r in rows),
         "mean_attempts": statistics.mean(r["attempts"] for r in rows),
+        "mean_samples": statistics.mean(r.get("samples", 1) for r in rows),
         "errors": sum("error" in r for r in rows),
         "wall_seconds": round(wall, 1),
     }
@@ -79,9 +84,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=None, help="default: the embedded default model")
     ap.add_argument("--attempts", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=5, help="independent answers voted on by the full loop")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument(
-        "--only", choices=["loop", "one-shot"], help="run one of the two; the other is kept from the file"
+        "--only",
+        choices=["loop", "repair-only", "one-shot"],
+        action="append",
+        help="run only these configurations (repeatable); the others are kept from the file",
     )
     ap.add_argument("--commit", default="", help="recorded with the figures")
     args = ap.parse_args()
@@ -91,18 +100,23 @@ def main() -> int:
     path = results_dir / f"dabench-{label}.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     doc.update(model=label, dataset="dabench-dev (57 questions)")
-    for key, attempts in (("repair_loop", args.attempts), ("one_shot", 1)):
-        if args.only and key != args.only.replace("-", "_").replace("loop", "repair_loop"):
+    configs = {
+        "loop": ("repair_loop", args.attempts, args.samples),
+        "repair-only": ("repair_only", args.attempts, 1),
+        "one-shot": ("one_shot", 1, 1),
+    }
+    for name, (key, attempts, samples) in configs.items():
+        if args.only and name not in args.only:
             continue
-        pred = results_dir / f"dabench-{label}-attempts{attempts}.pred.jsonl"
-        result = run(args.model, attempts, args.limit, pred)
+        pred = results_dir / f"dabench-{label}-{name}.pred.jsonl"
+        result = run(args.model, attempts, samples, args.limit, pred)
         result["commit"] = args.commit
         doc[key] = result
         print(
-            f"{label} attempts={attempts}: strict accuracy {result['strict_abq']:.1%} on {result['questions']} "
-            f"questions; {result['mean_seconds']:.1f} s, {result['mean_prompt_tokens']:.0f} prompt + "
-            f"{result['mean_completion_tokens']:.0f} completion tokens, {result['mean_attempts']:.2f} attempts "
-            "per question",
+            f"{label} {name} (attempts={attempts}, samples={samples}): strict accuracy "
+            f"{result['strict_abq']:.1%} on {result['questions']} questions; {result['mean_seconds']:.1f} s, "
+            f"{result['mean_prompt_tokens']:.0f} prompt + {result['mean_completion_tokens']:.0f} completion "
+            f"tokens, {result['mean_attempts']:.2f} attempts and {result['mean_samples']:.2f} samples per question",
             flush=True,
         )
     if "repair_loop" in doc and "one_shot" in doc:

@@ -46,8 +46,15 @@ def default_dir() -> Path:
     return Path(base).expanduser() / "replies"
 
 
-def cache_key(model: str, endpoint: str, temperature: float, max_tokens: int, messages: list[Message]) -> str:
-    payload = {
+def cache_key(
+    model: str,
+    endpoint: str,
+    temperature: float,
+    max_tokens: int,
+    messages: list[Message],
+    seed: int | None = None,
+) -> str:
+    payload: dict[str, Any] = {
         "v": KEY_VERSION,
         "model": model,
         "endpoint": endpoint,
@@ -58,6 +65,8 @@ def cache_key(model: str, endpoint: str, temperature: float, max_tokens: int, me
             for m in messages
         ],
     }
+    if seed is not None:  # only when given, so replies cached before seeds existed keep their keys
+        payload["seed"] = seed
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -148,9 +157,10 @@ class CachedProvider:
         messages: list[Message],
         on_text: Callable[[str], None] | None = None,
         temperature: float | None = None,
+        seed: int | None = None,
     ) -> Completion:
         effective = self._temperature if temperature is None else temperature
-        key = cache_key(self.model, self.endpoint, effective, self._max_tokens, messages)
+        key = cache_key(self.model, self.endpoint, effective, self._max_tokens, messages, seed)
         entry = None if self.fresh else self.cache.get(key)
         if entry is not None and isinstance(entry.get("text"), str):
             started = time.monotonic()
@@ -167,7 +177,7 @@ class CachedProvider:
                 finish_reason=entry.get("finish_reason"),
             )
         self.last_hit = False
-        completion = self.inner.complete(messages, on_text, temperature)
+        completion = self.inner.complete(messages, on_text, temperature, seed)
         # A stream cut off by the network is a transient failure, not the model's answer: never replay it.
         if completion.finish_reason != "truncated":
             self.cache.put(

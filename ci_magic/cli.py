@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--model", "-m", help="Model name (default: CI_MAGIC_MODEL or the server's).")
     ask.add_argument("--base-url", help="OpenAI-compatible base URL (default: OPENAI_BASE_URL).")
     ask.add_argument("--attempts", "-n", type=int, default=3)
+    ask.add_argument("--samples", "-s", type=int, default=1, help="Independent answers to vote among.")
     ask.add_argument("--timeout", type=float, default=60.0, help="Seconds one execution may run.")
     ask.add_argument("--json", action="store_true", help="Print the whole result as JSON.")
     ask.add_argument("--save-images", metavar="DIR", help="Write image outputs as PNG files into DIR.")
@@ -67,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="Predictions JSONL to write.")
     ev.add_argument("--limit", type=int, default=None, help="Only the first N questions.")
     ev.add_argument("--attempts", "-n", type=int, default=3)
+    ev.add_argument(
+        "--samples",
+        "-s",
+        type=int,
+        default=1,
+        help="Independent answers per question; the @answers most of them agree on are kept.",
+    )
     ev.add_argument("--model", "-m")
     ev.add_argument("--base-url")
     ev.add_argument("--timeout", type=float, default=60.0, help="Seconds one execution may run.")
@@ -124,6 +132,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         model=args.model,
         base_url=args.base_url,
         attempts=args.attempts,
+        samples=args.samples,
         limits=Limits(timeout_s=args.timeout),
     )
 
@@ -154,9 +163,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print("\n" + "=" * 20 + " code " + "=" * 20)
         print((result.code or "(no code)").rstrip())
         print("=" * 20 + " output " + "=" * 18)
-        text = (
-            result.attempts[-1].execution.text() if result.attempts and result.attempts[-1].execution else ""
-        )
+        final = result.final
+        text = final.execution.text() if final is not None and final.execution is not None else ""
         print(text.rstrip() or "(no output)")
         for path in images:
             print(f"[image saved to {path}]")
@@ -198,6 +206,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model=args.model,
         base_url=args.base_url,
         attempts=args.attempts,
+        samples=args.samples,
         limits=Limits(timeout_s=args.timeout),
     )
     solved = 0

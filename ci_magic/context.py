@@ -7,6 +7,7 @@ inside the data (including prompt-injection attempts) reaches the model as quote
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -162,10 +163,28 @@ def _describe_column(
             bits.append(f"{'~' if sampled else ''}{unique:,} distinct")
         except TypeError:  # unhashable cells (lists, dicts)
             pass
+        if _numbers_as_text(values):
+            bits.append("numbers stored as text, not all plain (convert before arithmetic)")
     shown = _examples(values, 3 if detail >= 2 else 1) if examples else []
     if shown:
         bits.append("e.g. " + ", ".join(shown))
     return ", ".join(bits)
+
+
+_LEADING_NUMBER = re.compile(r"\s*[-+]?[\d.,]*\d")
+
+
+def _numbers_as_text(values: pd.Series) -> bool:
+    """Text cells that mostly begin with a number but do not all parse as one ("1,234", "630[495-801]"):
+    the commonest reason analysis code fails on a CSV, worth a word before the model writes ``astype(int)``."""
+    head = [v for v in values.iloc[:500] if isinstance(v, str)]
+    if len(head) < max(1, len(values.iloc[:500]) // 2):
+        return False
+    numeric = sum(1 for v in head if _LEADING_NUMBER.match(v))
+    if numeric < 0.8 * len(head):
+        return False
+    plain = pd.to_numeric(pd.Series(head), errors="coerce").notna().sum()
+    return bool(plain < len(head))
 
 
 def _examples(values: pd.Series, k: int) -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import answer_format
 from .errors import CIMagicError, UsageError
 from .result import ExecutionResult
 
@@ -89,9 +90,11 @@ def printed(execution: ExecutionResult) -> str:
 
 
 def answer_check(question: Question) -> Any:
-    """A loop check: the output must carry every required @name[value], with a value that is not a placeholder."""
+    """A loop check: the output must carry every required @name[value], with a value that is not a placeholder
+    and, where the format lists the allowed words, one of those words."""
     names = question.answer_names
     placeholders = {name: value for name, value in PLACEHOLDER.findall(question.format)}
+    rules = answer_format.parse(question.format)
 
     def check(execution: ExecutionResult) -> str | None:
         found = dict(ANSWER.findall(printed(execution)))
@@ -107,9 +110,43 @@ def answer_check(question: Question) -> Any:
         ]
         if echoed:
             return f"it printed the placeholder text instead of a computed value for {', '.join(echoed)}."
+        broken = answer_format.problems(rules, found)
+        if broken:
+            return "the answers do not follow the answer format:\n" + "\n".join(f"- {p}" for p in broken)
         return None
 
     return check
+
+
+def answer_key(question: Question) -> Any:
+    """Samples vote on their @name[value] answers as the format asks for them (so 40.8214 and 40.82 agree when
+    it says two decimals; numbers compared as numbers), never on other printed text. Answers the check rejects
+    do not vote."""
+    check = answer_check(question)
+    rules = answer_format.parse(question.format)
+
+    def key(execution: ExecutionResult) -> tuple[tuple[str, str], ...] | None:
+        if check(execution) is not None:
+            return None
+        found = dict(ANSWER.findall(printed(execution)))
+        return tuple(
+            (n, _canonical(answer_format.normalize(rules, n, found[n]))) for n in question.answer_names
+        )
+
+    return key
+
+
+def _canonical(value: str) -> str:
+    value = value.strip()
+    try:
+        return repr(float(value))
+    except ValueError:
+        return value
+
+
+def response_text(question: Question, execution: ExecutionResult) -> str:
+    """What the code printed, with the @answers rounded as the format says (ci_magic/answer_format.py)."""
+    return answer_format.normalize_text(answer_format.parse(question.format), printed(execution))
 
 
 def load_table(path: Path) -> Any:
@@ -142,6 +179,7 @@ def run_eval(
             "id": q.id,
             "response_text": "",
             "attempts": 0,
+            "samples": 0,
             "prompt_tokens": 0,
             "completion_tokens": 0,
             "seconds": 0.0,
@@ -157,12 +195,17 @@ def run_eval(
                     keep=None,
                     system_extra=ANSWER_RULES,
                     check=answer_check(q),
+                    vote_key=answer_key(q),
                 )
-            last = next((a.execution for a in reversed(result.attempts) if a.execution is not None), None)
+            final = result.final
+            last = final.execution if final is not None and final.execution is not None else None
+            if last is None:
+                last = next((a.execution for a in reversed(result.attempts) if a.execution), None)
             usage = result.usage
             record.update(
-                response_text=printed(last) if last is not None else "",
-                attempts=len(result.attempts),
+                response_text=response_text(q, last) if last is not None else "",
+                attempts=sum(not a.sample for a in result.attempts),
+                samples=1 + sum(a.sample for a in result.attempts),
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 ok=result.ok,

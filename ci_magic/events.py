@@ -15,6 +15,7 @@ EventKind = Literal[
     "no_code",  # data: {"problem": str}
     "exec_done",  # data: {"outcome": str, "outputs": list, "error": str | None, "seconds": float}
     "retry",  # data: {"problem": str}
+    "vote",  # data: {"chosen": int | None (index into the attempts), "votes": list[int]}
     "done",  # data: {"ok": bool, "attempts": int, "prompt_tokens": int, "completion_tokens": int}
 ]
 

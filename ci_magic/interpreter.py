@@ -22,6 +22,7 @@ from .result import AskResult
 from .sandbox import Sandbox, assigned_names
 from .settings import Settings
 from .trace import AskTrace
+from .vote import VoteKey, choose, draw_samples, output_key
 
 #: Follow-up questions see this many earlier asks of the session.
 HISTORY_TURNS = 3
@@ -113,8 +114,12 @@ class Interpreter:
         check: Check | None = None,
         budget: BudgetCheck | None = None,
         fresh: bool = False,
+        vote_key: VoteKey = output_key,
     ) -> AskResult:
         """One ask. ``budget`` may stop it (BudgetExceeded); ``fresh`` bypasses the replay cache's lookup.
+
+        With ``settings.samples > 1`` more independent answers are drawn after the repair loop and the one most
+        of them agree on (compared by ``vote_key``) is the result (ci_magic/vote.py).
 
         Every ask is traced (ci_magic/trace.py), whether it succeeds, fails or raises."""
         trace = AskTrace(question, self.settings, self.prices)
@@ -131,6 +136,7 @@ class Interpreter:
                 budget,
                 fresh,
                 trace,
+                vote_key,
             )
         except BaseException as exc:
             trace.finish(None, exc)
@@ -150,6 +156,7 @@ class Interpreter:
         budget: BudgetCheck | None,
         fresh: bool,
         trace: AskTrace,
+        vote_key: VoteKey,
     ) -> AskResult:
         started = time.monotonic()
         frames = dict(frames or {})
@@ -166,6 +173,7 @@ class Interpreter:
         sandbox = self.sandbox
         before = set(sandbox.values()) if keep == "auto" else set()
         messages = prompts.initial_messages(question, ctx.text, self.history[-HISTORY_TURNS:], system_extra)
+        opening = [dict(m) for m in messages]
         attempt_list = run_attempts(
             messages,
             provider=provider,
@@ -177,6 +185,19 @@ class Interpreter:
             check=check,
             budget=budget,
         )
+        if self.settings.samples > 1:
+            attempt_list += draw_samples(
+                opening,
+                attempt_list,
+                samples=self.settings.samples,
+                provider=provider,
+                sandbox=sandbox,
+                frames=frames,
+                emit=on_event,
+                check=check,
+                key=vote_key,
+                budget=budget,
+            )
         result = AskResult(
             question=question,
             model=provider.model,
@@ -184,9 +205,20 @@ class Interpreter:
             attempts=attempt_list,
             context=ctx.text,
         )
+        if self.settings.samples > 1:
+            chosen, counts = choose(attempt_list, vote_key)
+            result.chosen = chosen
+            result.votes = {str(k)[:200]: n for k, n in counts.items()}
+            on_event(Event("vote", len(attempt_list), {"chosen": chosen, "votes": list(counts.values())}))
+            last_run = next((a for a in reversed(attempt_list) if a.execution is not None), None)
+            final = result.final
+            if final is not None and final.ok and final is not last_run and keep is not None and final.code:
+                # The sandbox holds the last sample's variables: re-run the chosen code so what comes back
+                # (and what follow-ups see) is the chosen answer's.
+                sandbox.run(final.code, frames, pristine=True)
         if result.ok:
-            final = attempt_list[-1]
-            assert final.code is not None and final.execution is not None
+            final = result.final
+            assert final is not None and final.code is not None and final.execution is not None
             # Earlier outputs show data values: follow-ups carry them only when the privacy setting allows.
             excerpt = final.execution.text()[-600:] if self.settings.context_detail == "samples" else ""
             self.history.append(prompts.Turn(question, final.code, excerpt))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 
 import pandas as pd
@@ -15,6 +16,11 @@ from .providers import Message, Provider
 from .result import Attempt, ExecutionResult, Usage
 from .sandbox import Sandbox
 from .settings import Settings
+
+#: A failed number conversion: "could not convert string to float: '37,410'", "invalid literal for int()".
+_CONVERSION = re.compile(
+    r"could not convert string to float|invalid literal for int\(\)|Unable to parse string"
+)
 
 #: Sampling temperature for repair attempts (the first attempt uses the configured one, 0 by default).
 RETRY_TEMPERATURE = 0.4
@@ -90,7 +96,7 @@ def run_attempts(
             continue
         emit(Event("code", number, {"code": code}))
         try:
-            execution = sandbox.run(code, frames)
+            execution = sandbox.run(code, frames, pristine=bool(done))
         except KeyboardInterrupt:
             sandbox.interrupt()
             raise Cancelled(
@@ -177,6 +183,12 @@ def _feedback(execution: ExecutionResult, settings: Settings, frames: Mapping[st
         )
         if listing:
             error += f"\nThe columns are exactly:\n{listing}"
+    if execution.error_name == "ValueError" and _CONVERSION.search(execution.error_value or ""):
+        error += (
+            "\nThe column holds text that is not a plain number. Clean it first, e.g. "
+            "pd.to_numeric(s.astype(str).str.replace(',', ''), errors='coerce'), or take the leading number with "
+            "s.astype(str).str.extract(r'^\\s*([-+]?[\\d.]+)')[0].astype(float); then drop the missing values."
+        )
     if execution.restarted:
         error += "\nThe sandbox was restarted: variables you created are gone; the DataFrames are reloaded."
     stdout_tail = "".join(o.get("text", "") for o in execution.outputs if o.get("output_type") == "stream")[

@@ -32,6 +32,11 @@ class Ask(Configurable):
         None, allow_none=True, help="OpenAI-compatible base URL (default: OPENAI_BASE_URL)."
     ).tag(config=True)
     attempts = Int(3, help="Attempts per ask, counting repairs.").tag(config=True)
+    samples = Int(
+        1,
+        help="Independent answers per ask; with more than one, the answer most of them agree on is kept "
+        "(costs up to that many times the model time).",
+    ).tag(config=True)
     timeout = Float(60.0, help="Seconds one execution may run in the sandbox.").tag(config=True)
     request_timeout = Float(120.0, help="Seconds to wait for the model.").tag(config=True)
     context_tokens = Int(2000, help="Token budget for the data description.").tag(config=True)
@@ -56,6 +61,7 @@ class Ask(Configurable):
         limits = Limits(memory_mb=self.memory_mb, timeout_s=self.timeout, network=self.network)
         base = Settings.from_env(
             attempts=self.attempts,
+            samples=self.samples,
             context_tokens=self.context_tokens,
             request_timeout_s=self.request_timeout,
             limits=limits,
@@ -105,6 +111,7 @@ class AskMagics(Magics):
         "--frames", "-f", default=None, help="Comma-separated DataFrame names to describe (default: all)."
     )
     @argument("--attempts", "-n", type=int, default=None, help="Attempts, counting repairs.")
+    @argument("--samples", "-s", type=int, default=None, help="Independent answers to vote among.")
     @argument("--model", "-m", default=None, help="Model for this ask.")
     @argument("--keep", "-k", action="append", default=None, help="Bring this variable back (repeatable).")
     @argument("--no-keep", action="store_true", help="Bring nothing back into this notebook.")
@@ -126,7 +133,7 @@ class AskMagics(Magics):
             args = parse_argstring(self.ask, line)
         except Exception as exc:  # argparse/IPython usage errors: say what is wrong, run nothing
             raise UsageError(
-                f"{exc}. Usage: %%ask [--frames a,b] [--attempts N] [--model M] [--keep NAME] "
+                f"{exc}. Usage: %%ask [--frames a,b] [--attempts N] [--samples K] [--model M] [--keep NAME] "
                 "[--no-keep] [--timeout S] [--context-only] [--budget N|$X] [--fresh], then the question."
             ) from None
         question = (cell if cell is not None else "").strip() or " ".join(args.question).strip()
@@ -134,7 +141,9 @@ class AskMagics(Magics):
             question = (" ".join(args.question) + "\n" + question).strip()
         names = [n.strip() for n in args.frames.split(",") if n.strip()] if args.frames else None
         if args.context_only:
-            settings = self.settings_for(model=args.model, attempts=args.attempts, timeout=args.timeout)
+            settings = self.settings_for(
+                model=args.model, attempts=args.attempts, timeout=args.timeout, samples=args.samples
+            )
             self._show_context(question, collect_frames(self._user_ns(), names), settings)
             return
         keep: Any = None if args.no_keep else (args.keep or "auto")
@@ -145,6 +154,7 @@ class AskMagics(Magics):
                 frame_names=names,
                 model=args.model,
                 attempts=args.attempts,
+                samples=args.samples,
                 timeout=args.timeout,
                 keep=keep,
                 on_event=view,
@@ -167,9 +177,14 @@ class AskMagics(Magics):
             trace.insertion(insertion.insertion_id, insertion.anchor_cell_id, frontend)
 
     def settings_for(
-        self, *, model: str | None = None, attempts: int | None = None, timeout: float | None = None
+        self,
+        *,
+        model: str | None = None,
+        attempts: int | None = None,
+        timeout: float | None = None,
+        samples: int | None = None,
     ) -> Settings:
-        settings = self.config_obj.settings(model=model, attempts=attempts)
+        settings = self.config_obj.settings(model=model, attempts=attempts, samples=samples)
         if timeout is not None:
             settings = settings.with_(limits=replace(settings.limits, timeout_s=timeout))
         return settings
@@ -181,6 +196,7 @@ class AskMagics(Magics):
         frame_names: list[str] | None = None,
         model: str | None = None,
         attempts: int | None = None,
+        samples: int | None = None,
         timeout: float | None = None,
         keep: Any = "auto",
         on_event: EventSink = ignore,
@@ -196,7 +212,7 @@ class AskMagics(Magics):
         if not question.strip():
             raise UsageError("%%ask needs a question: put it in the cell body (or after %ask on the line).")
         frames = collect_frames(self._user_ns(), frame_names)
-        settings = self.settings_for(model=model, attempts=attempts, timeout=timeout)
+        settings = self.settings_for(model=model, attempts=attempts, timeout=timeout, samples=samples)
         interpreter = self._interpreter(settings)
 
         def emit(event: Event) -> None:

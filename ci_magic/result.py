@@ -78,6 +78,7 @@ class Attempt:
     usage: Usage
     model_seconds: float
     problem: str | None = None  # why this attempt failed, as told to the model
+    sample: bool = False  # an extra independent answer drawn for a vote (ci_magic/vote.py), not a repair
 
     @property
     def ok(self) -> bool:
@@ -99,14 +100,25 @@ class AskResult:
     files: list[str] = field(default_factory=list)  # files the code wrote into the session workdir
     warnings: list[str] = field(default_factory=list)  # transfer notes, e.g. columns sent as strings
     seconds: float = 0.0
+    chosen: int | None = None  # index of the answer a vote picked; None: the last attempt is the answer
+    votes: dict[str, int] = field(default_factory=dict)  # answer (as compared) -> how many samples gave it
+
+    @property
+    def final(self) -> Attempt | None:
+        """The attempt whose code and outputs are the answer."""
+        if self.chosen is not None:
+            return self.attempts[self.chosen]
+        return self.attempts[-1] if self.attempts else None
 
     @property
     def ok(self) -> bool:
-        return bool(self.attempts) and self.attempts[-1].ok
+        return self.final is not None and self.final.ok
 
     @property
     def code(self) -> str | None:
         """The working code, or the last code tried when every attempt failed."""
+        if self.chosen is not None:
+            return self.attempts[self.chosen].code
         for attempt in reversed(self.attempts):
             if attempt.code is not None:
                 return attempt.code
@@ -114,6 +126,9 @@ class AskResult:
 
     @property
     def outputs(self) -> list[dict[str, Any]]:
+        chosen = self.attempts[self.chosen] if self.chosen is not None else None
+        if chosen is not None and chosen.execution is not None:
+            return chosen.execution.outputs
         for attempt in reversed(self.attempts):
             if attempt.execution is not None:
                 return attempt.execution.outputs
@@ -140,6 +155,7 @@ class AskResult:
                     "outcome": a.outcome,
                     "code": a.code,
                     "problem": a.problem,
+                    "sample": a.sample,
                     "usage": asdict(a.usage),
                     "model_seconds": round(a.model_seconds, 3),
                     "exec_seconds": round(a.execution.seconds, 3) if a.execution else None,
@@ -147,6 +163,8 @@ class AskResult:
                 for a in self.attempts
             ],
             "usage": {**asdict(self.usage), "total_tokens": self.usage.total_tokens},
+            "chosen": self.chosen,
+            "votes": self.votes,
             "values": {k: _describe_value(v) for k, v in self.values.items()},
             "warnings": self.warnings,
             "files": self.files,

@@ -52,6 +52,7 @@ class Settings:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     attempts: int = 3
+    samples: int = 1  # independent answers per ask; more than one votes (ci_magic/vote.py)
     context_tokens: int = 2000
     request_timeout_s: float = 120.0
     temperature: float = 0.0
@@ -65,6 +66,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not 1 <= self.attempts <= 20:
             raise UsageError(f"attempts must be between 1 and 20, got {self.attempts}.")
+        if not 1 <= self.samples <= 15:
+            raise UsageError(f"samples must be between 1 and 15, got {self.samples}.")
         if self.context_tokens < 100:
             raise UsageError(f"the context budget must be at least 100 tokens, got {self.context_tokens}.")
         if self.max_tokens < 16:

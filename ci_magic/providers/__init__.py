@@ -25,7 +25,10 @@ class Completion:
 
 
 class Provider(Protocol):
-    """Anything that turns chat messages into a completion, streaming text as it arrives."""
+    """Anything that turns chat messages into a completion, streaming text as it arrives.
+
+    ``seed`` asks for reproducible sampling (servers that ignore it still work); independent samples of one
+    question for a vote differ by seed, which also keeps them apart in the reply cache."""
 
     model: str
     endpoint: str  # host:port or a label; never contains credentials
@@ -35,6 +38,7 @@ class Provider(Protocol):
         messages: list[Message],
         on_text: Callable[[str], None] | None = None,
         temperature: float | None = None,
+        seed: int | None = None,
     ) -> Completion: ...
 
 

@@ -63,6 +63,7 @@ class OpenAIProvider:
         messages: list[Message],
         on_text: Callable[[str], None] | None = None,
         temperature: float | None = None,
+        seed: int | None = None,
     ) -> Completion:
         started = time.monotonic()
         pieces: list[str] = []
@@ -72,7 +73,9 @@ class OpenAIProvider:
             # Typed as Any: the SDK's overloads enumerate OpenAI's own models and message classes, while we
             # speak to any compatible server with plain dicts.
             create: Any = self._client.chat.completions.create
+            extra: dict[str, Any] = {} if seed is None else {"seed": seed}
             stream = create(
+                **extra,
                 model=self.model,
                 messages=messages,
                 temperature=self._temperature if temperature is None else temperature,

@@ -62,6 +62,7 @@ class LocalProvider:
         messages: list[Message],
         on_text: Callable[[str], None] | None = None,
         temperature: float | None = None,
+        seed: int | None = None,
     ) -> Completion:
         from .openai_compat import OpenAIProvider
 
@@ -78,7 +79,7 @@ class LocalProvider:
                 max_tokens=self._settings.max_tokens,
             )
             self._key = (endpoint.base_url, endpoint.api_key)
-        completion: Completion = self._current.complete(messages, on_text, temperature)
+        completion: Completion = self._current.complete(messages, on_text, temperature, seed)
         return completion
 
     def close(self) -> None:

@@ -291,19 +291,35 @@ class Sandbox:
         self._sent.update(sent)
         return list(spec)
 
-    def _restore(self) -> None:
-        """After a restart the child is empty: reload the last frames it held from their Arrow files."""
-        spec = {name: str(self.xfer_dir / f"in-{name}.arrow") for name in self._sent}
+    def _restore(self, names: set[str] | None = None) -> None:
+        """Reload frames the child holds from their Arrow files (all of them after a restart)."""
+        spec = {
+            name: str(self.xfer_dir / f"in-{name}.arrow")
+            for name in self._sent
+            if names is None or name in names
+        }
         if spec:
             self._kernel.evaluate(f"{CHILD_MODULE}.load_frames({json.dumps(spec)}, globals())")
 
     # -- running --------------------------------------------------------------------------------------------
 
-    def run(self, code: str, frames: Mapping[str, pd.DataFrame | pd.Series] | None = None) -> ExecutionResult:
-        """Send the frames the code mentions, then run it. Errors from the code come back as data."""
+    def run(
+        self,
+        code: str,
+        frames: Mapping[str, pd.DataFrame | pd.Series] | None = None,
+        *,
+        pristine: bool = False,
+    ) -> ExecutionResult:
+        """Send the frames the code mentions, then run it. Errors from the code come back as data.
+
+        ``pristine`` first reloads the frames the code mentions even when the parent's copy is unchanged: an
+        earlier attempt may have edited the child's copy in place (``dropna(inplace=True)``), and a retry must
+        start from the user's data, not from the failed attempt's leftovers."""
         if frames:
             wanted = code_names(code)
-            self.send_frames({k: v for k, v in frames.items() if k in wanted})
+            sent = self.send_frames({k: v for k, v in frames.items() if k in wanted})
+            if pristine:
+                self._restore({k for k in frames if k in wanted} - set(sent))
         # Counting leftover processes costs a little per run: only when the code can start processes at all.
         watch = bool(self.isolation_report.get("isolated")) and may_spawn(code)
         probe = {"procs": f"{CHILD_MODULE}.process_count()"} if watch else None
