@@ -55,6 +55,24 @@ def provenance(result: AskResult, insertion_id: str) -> dict[str, Any]:
     }
 
 
+def attempt_label(result: AskResult, index: int) -> str:
+    """ "Attempt 2", or "Sample 4" for an extra answer drawn for a vote; the vote's pick is marked."""
+    a = result.attempts[index]
+    label = f"{'Sample' if a.sample else 'Attempt'} {a.number}"
+    if result.chosen == index:
+        label += " (chosen by the vote)"
+    return label
+
+
+def vote_line(result: AskResult) -> str:
+    if not result.votes:
+        return ""
+    return (
+        f"Vote: {max(result.votes.values())} of {sum(result.votes.values())} working answers agreed on the "
+        "result shown."
+    )
+
+
 def attempts_markdown(result: AskResult) -> str:
     usage = result.usage
     head = (
@@ -62,9 +80,11 @@ def attempts_markdown(result: AskResult) -> str:
         f"{usage.total_tokens:,} tokens{' (estimated)' if usage.estimated else ''} · {result.seconds:.1f} s"
     )
     lines = [head, "", f"> {result.question.strip()}", ""]
-    for a in result.attempts:
+    if result.votes:
+        lines += [vote_line(result), ""]
+    for i, a in enumerate(result.attempts):
         status = "✅ worked" if a.ok else f"❌ {a.outcome}"
-        lines.append(f"<details><summary>Attempt {a.number}: {status}</summary>\n")
+        lines.append(f"<details><summary>{attempt_label(result, i)}: {status}</summary>\n")
         if a.code is not None:
             lines.append(f"```python\n{a.code.rstrip()}\n```\n")
         if a.execution is not None and not a.ok:
@@ -138,8 +158,10 @@ def summary_text(result: AskResult) -> str:
         f"ci_magic {verdict}: {len(result.attempts)} attempt(s), {usage.total_tokens:,} tokens, "
         f"{result.seconds:.1f} s, {result.model}"
     ]
-    for a in result.attempts:
-        lines.append(f"  attempt {a.number}: {'ok' if a.ok else a.outcome}")
+    if result.votes:
+        lines.append("  " + vote_line(result))
+    for i, a in enumerate(result.attempts):
+        lines.append(f"  {attempt_label(result, i).lower()}: {'ok' if a.ok else a.outcome}")
         if a.execution is not None and not a.ok:
             lines.append(f"    {a.execution.error_name}: {a.execution.error_value}"[:300])
     return "\n".join(lines)
@@ -149,7 +171,7 @@ def _summary_html(result: AskResult) -> str:
     usage = result.usage
     verdict = "worked" if result.ok else "found no working code"
     rows = []
-    for a in result.attempts:
+    for i, a in enumerate(result.attempts):
         status = "ok" if a.ok else a.outcome
         detail = ""
         if a.code is not None:
@@ -160,7 +182,8 @@ def _summary_html(result: AskResult) -> str:
         if a.code is None:
             detail += "<p>The reply contained no code.</p>"
         rows.append(
-            f"<details><summary>Attempt {a.number}: {status} · {a.usage.total_tokens:,} tokens · "
+            f"<details><summary>{html.escape(attempt_label(result, i))}: {status} · "
+            f"{a.usage.total_tokens:,} tokens · "
             f"{a.model_seconds:.1f} s model"
             + (f" · {a.execution.seconds:.2f} s run" if a.execution else "")
             + f"</summary>{detail}</details>"
@@ -168,6 +191,7 @@ def _summary_html(result: AskResult) -> str:
     return (
         f"<details><summary><b>ci_magic</b> {verdict} · {len(result.attempts)} attempt(s) · "
         f"{usage.total_tokens:,} tokens · {result.seconds:.1f} s · {html.escape(result.model)}</summary>"
+        + (f"<p>{html.escape(vote_line(result))}</p>" if result.votes else "")
         + "".join(rows)
         + "</details>"
     )

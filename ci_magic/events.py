@@ -15,7 +15,7 @@ EventKind = Literal[
     "no_code",  # data: {"problem": str}
     "exec_done",  # data: {"outcome": str, "outputs": list, "error": str | None, "seconds": float}
     "retry",  # data: {"problem": str}
-    "vote",  # data: {"chosen": int | None (index into the attempts), "votes": list[int]}
+    "vote",  # data: {"chosen_attempt": int | None (its number), "votes": list[int]} (ci_magic/vote.py)
     "done",  # data: {"ok": bool, "attempts": int, "prompt_tokens": int, "completion_tokens": int}
 ]
 

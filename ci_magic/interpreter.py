@@ -209,7 +209,14 @@ class Interpreter:
             chosen, counts = choose(attempt_list, vote_key)
             result.chosen = chosen
             result.votes = {str(k)[:200]: n for k, n in counts.items()}
-            on_event(Event("vote", len(attempt_list), {"chosen": chosen, "votes": list(counts.values())}))
+            chosen_number = attempt_list[chosen].number if chosen is not None else None
+            on_event(
+                Event(
+                    "vote",
+                    len(attempt_list),
+                    {"chosen_attempt": chosen_number, "votes": list(counts.values())},
+                )
+            )
             last_run = next((a for a in reversed(attempt_list) if a.execution is not None), None)
             final = result.final
             if final is not None and final.ok and final is not last_run and keep is not None and final.code:

@@ -285,6 +285,7 @@ class LiveView:
         self.total = 0
         self.state = "starting"
         self.attempt = 1
+        self.sample: int | None = None  # set while an extra answer for a vote is being drawn
         self._last = 0.0
         # Only kernels can update a display in place; a terminal would print every update on a new line.
         in_kernel = getattr(shell, "kernel", None) is not None
@@ -298,6 +299,7 @@ class LiveView:
             self.state = "model is writing"
         elif event.kind == "model_start":
             self.attempt, self.tokens, self.state = event.attempt, 0, "waiting for the model"
+            self.sample = event.data.get("sample")
         elif event.kind == "model_done":
             self.total += event.data["prompt_tokens"] + event.data["completion_tokens"]
             self.state = "model done"
@@ -313,8 +315,11 @@ class LiveView:
             self._update()
 
     def _update(self) -> None:
+        step = (
+            f"sample {self.sample} for the vote" if self.sample else f"attempt {self.attempt}/{self.attempts}"
+        )
         text = (
-            f"ci_magic: attempt {self.attempt}/{self.attempts} · {self.state} · "
+            f"ci_magic: {step} · {self.state} · "
             f"{self.tokens} tokens this reply · {self.total:,} tokens so far"
         )
         if self._handle is not None:

@@ -73,3 +73,41 @@ def test_placeholder_echo_is_rejected(fake: FakeModelServer, tmp_path: Path) -> 
     (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=2, progress=io.StringIO())
     assert record["ok"] and record["response_text"] == "@value[1]\n"
     assert "placeholder" in fake.requests[1]["messages"][-1]["content"]
+
+
+def test_answers_are_rounded_as_the_format_says_and_words_are_checked(
+    fake: FakeModelServer, tmp_path: Path
+) -> None:
+    (tmp_path / "t.csv").write_text("x\n1\n2\n2\n")
+    q = Question(
+        8,
+        "Mean of x, and is it above 1.5?",
+        "",
+        '@mean_x[m] @above[a] where "m" is rounded to 2 decimal places and "a" is either "yes" or "no".',
+        "t.csv",
+    )
+    fake.add(
+        fenced("print(f'@mean_x[{df.x.mean()}]')\nprint('@above[True]')"),  # a word outside "yes"/"no"
+        fenced(
+            "m = df.x.mean()\nprint(f'@mean_x[{m}]')\nprint('@above[' + ('yes' if m > 1.5 else 'no') + ']')"
+        ),
+    )
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k")
+    (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=2, progress=io.StringIO())
+    assert 'must be exactly one of "yes" or "no"' in fake.requests[1]["messages"][-1]["content"]
+    # 1.6666666666666667 printed, 1.67 recorded: rounding as the format says costs no model call.
+    assert record["ok"] and record["response_text"] == "@mean_x[1.67]\n@above[yes]\n"
+
+
+def test_samples_vote_on_the_answers(fake: FakeModelServer, tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("x\n1\n2\n4\n")
+    q = Question(9, "Median of x?", "", '@median_x[v] where "v" is rounded to 1 decimal place', "t.csv")
+    fake.add(
+        fenced("print(f'@median_x[{df.x.mean()}]')"),  # the first answer is wrong: 2.33
+        fenced("print('some chatter 1.0')\nprint(f'@median_x[{df.x.median()}]')"),
+        fenced("print(f'@median_x[{float(df.x.median()):.4f}]')"),  # 2.0000: the same answer, other text
+    )
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", samples=3)
+    (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=1, progress=io.StringIO())
+    assert record["samples"] == 3 and record["attempts"] == 1
+    assert record["response_text"].endswith("@median_x[2.0]\n")

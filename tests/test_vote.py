@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 from conftest import fenced
 
+from ci_magic.cells import summary_text
 from ci_magic.interpreter import Interpreter
 from ci_magic.providers.fake import FakeModelServer
 from ci_magic.result import ExecutionResult
@@ -47,6 +48,8 @@ def test_majority_of_samples_wins_and_its_values_come_back(
     assert result.outputs[0]["text"] == "10\n" and "int(df.x.sum())\n" in (result.code or "")
     # The chosen code was re-run, so what comes back is its value, not the last sample's.
     assert result.values["answer"] == 10
+    assert "sample 2 (chosen by the vote): ok" in summary_text(result)
+    assert "2 of 3 working answers agreed" in summary_text(result)
     # Samples answer the original question afresh, sampled, each with its own seed.
     sample_requests = fake.requests[1:]
     assert all(r["temperature"] == VOTE_TEMPERATURE for r in sample_requests)

@@ -43,6 +43,8 @@ export interface IAttemptView {
   completionTokens: number;
   modelSeconds: number | null;
   execSeconds: number | null;
+  sample: boolean; // an extra independent answer drawn for a vote, not a repair
+  chosen: boolean; // the answer the vote kept
 }
 
 export type AskStatus = 'running' | 'cancelling' | 'ok' | 'failed' | 'cancelled' | 'error';
@@ -57,6 +59,7 @@ export interface IAskView {
   contextTokens: number | null;
   cells: JSONDict[] | null;
   usage: IUsage | null; // the final, reported usage
+  votes: number[] | null; // how many working answers agreed on each result, when samples were drawn
   notes: string[];
   message: string | null;
   startedAt: number;
@@ -97,7 +100,9 @@ function emptyAttempt(n: number): IAttemptView {
     promptTokens: 0,
     completionTokens: 0,
     modelSeconds: null,
-    execSeconds: null
+    execSeconds: null,
+    sample: false,
+    chosen: false
   };
 }
 
@@ -312,6 +317,12 @@ export class CIMagicModel {
       ask.contextTokens = Number(data.tokens ?? 0);
       return;
     }
+    if (kind === 'vote') {
+      const chosen = typeof data.chosen_attempt === 'number' ? data.chosen_attempt : null;
+      ask.attempts.forEach(a => (a.chosen = a.number === chosen));
+      ask.votes = Array.isArray(data.votes) ? (data.votes as number[]).map(Number) : [];
+      return;
+    }
     if (kind === 'done') {
       if (!isFinished(ask.status) && ask.origin === 'cell') {
         ask.status = data.ok ? 'ok' : 'failed';
@@ -327,6 +338,7 @@ export class CIMagicModel {
     switch (kind) {
       case 'model_start':
         attempt.phase = 'waiting';
+        attempt.sample = data.sample !== undefined && data.sample !== null;
         break;
       case 'token':
         attempt.phase = 'writing';
@@ -368,6 +380,7 @@ export class CIMagicModel {
       contextTokens: null,
       cells: null,
       usage: null,
+      votes: null,
       notes: [],
       message: null,
       startedAt: this.now(),

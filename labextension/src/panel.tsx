@@ -303,6 +303,12 @@ function AskDetails(props: { ask: IAskView; model: CIMagicModel; actions: IPanel
       {ask.attempts.map(a => (
         <AttemptView key={a.number} attempt={a} />
       ))}
+      {ask.votes && ask.votes.length > 0 && (
+        <p className="jp-CIMagic-hint" data-testid="ci-vote">
+          Vote: {Math.max(...ask.votes)} of {ask.votes.reduce((x, y) => x + y, 0)} working answers agreed on the
+          result.
+        </p>
+      )}
       {ask.message && <p className="jp-CIMagic-error">{ask.message}</p>}
       {ask.notes.map((n, i) => (
         <p key={i} className="jp-CIMagic-hint">
@@ -343,14 +349,20 @@ function AttemptView(props: { attempt: IAttemptView }): JSX.Element {
     <div className={`jp-CIMagic-attempt jp-CIMagic-phase-${a.phase}`} data-testid="ci-attempt">
       <div className="jp-CIMagic-row">
         {live && <span className="jp-CIMagic-spinner" aria-hidden="true" />}
-        <b>Attempt {a.number}</b> <span>{PHASE_TEXT[a.phase]}</span>
+        <b>
+          {a.sample ? 'Sample' : 'Attempt'} {a.number}
+        </b>{' '}
+        <span>{PHASE_TEXT[a.phase]}</span>
+        {a.chosen && <span data-testid="ci-chosen">chosen by the vote</span>}
         {a.modelSeconds !== null && <span className="jp-CIMagic-hint">model {a.modelSeconds.toFixed(1)} s</span>}
         {a.execSeconds !== null && <span className="jp-CIMagic-hint">run {a.execSeconds.toFixed(2)} s</span>}
       </div>
       {a.code === null && a.text && <pre className="jp-CIMagic-stream">{a.text}</pre>}
       {a.code !== null && <pre className="jp-CIMagic-code" data-testid="ci-code">{a.code}</pre>}
       {a.error && <pre className="jp-CIMagic-error">{a.error}</pre>}
-      {a.problem && a.phase !== 'ok' && <p className="jp-CIMagic-hint">Sent back to the model to fix.</p>}
+      {a.problem && a.phase !== 'ok' && !a.sample && (
+        <p className="jp-CIMagic-hint">Sent back to the model to fix.</p>
+      )}
       {a.outputs
         .filter(o => !(a.error && o.output_type === 'error')) // already shown above, as one line
         .map((o, i) => (

@@ -33,6 +33,7 @@ export type EventKind =
   | 'no_code'
   | 'exec_done'
   | 'retry'
+  | 'vote' // data: {chosen_attempt: number | null, votes: number[]} after extra samples (--samples)
   | 'done';
 
 // ---- frontend → kernel -----------------------------------------------------------------------------------

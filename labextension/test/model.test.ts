@@ -77,6 +77,25 @@ describe('CIMagicModel', () => {
     expect(changes).toBeGreaterThan(10);
   });
 
+  it('labels samples drawn for a vote and marks the chosen one', () => {
+    const model = ready();
+    const id = model.beginAsk('Sum of x', 3).ask_id;
+    model.handle(ev(id, 'model_start', 1));
+    model.handle(ev(id, 'exec_done', 1, { outcome: 'ok', outputs: [], error: null, seconds: 0.1 }));
+    model.handle(ev(id, 'model_start', 2, { sample: 2 }));
+    model.handle(ev(id, 'exec_done', 2, { outcome: 'ok', outputs: [], error: null, seconds: 0.1 }));
+    model.handle(ev(id, 'model_start', 3, { sample: 3 }));
+    model.handle(ev(id, 'exec_done', 3, { outcome: 'ok', outputs: [], error: null, seconds: 0.1 }));
+    model.handle(ev(id, 'vote', 3, { chosen_attempt: 2, votes: [1, 2] }));
+    const ask = model.asks[0];
+    expect(ask.attempts.map(a => [a.number, a.sample, a.chosen])).toEqual([
+      [1, false, false],
+      [2, true, true],
+      [3, true, false]
+    ]);
+    expect(ask.votes).toEqual([1, 2]);
+  });
+
   it('shows %%ask cells it did not start, and closes them when the kernel goes idle without done', () => {
     const model = ready();
     model.handle({ ...(ev('cell-1', 'context', 0, { tokens: 5 }) as IEventMessage), origin: 'cell' });
