@@ -41,6 +41,7 @@ class Rule:
     decimals: int | None = None
     options: tuple[str, ...] = ()
     integer: bool = False
+    parts: tuple[Rule, ...] = ()  # "@best[month, year, price]": one rule per comma-separated part
 
 
 def _decimals(text: str) -> int | None:
@@ -72,7 +73,9 @@ def parse(format_text: str) -> dict[str, Rule]:
     fields = list(dict.fromkeys(FIELD.findall(format_text)))
     names = list(dict.fromkeys(n for n, _ in fields))
     placeholders = {n: p.strip() for n, p in reversed(fields)}
+    composite = {p: [t.strip() for t in p.split(",")] for p in placeholders.values() if _is_composite(p)}
     tokens = {p for p in placeholders.values() if re.fullmatch(r"[\w ]+", p)} | set(names)
+    tokens |= {t for parts in composite.values() for t in parts}
     prose = FIELD.sub(" ", format_text)
     # Where each placeholder's description starts: the token (quoted or not) followed by a verb or "and".
     starts: list[tuple[int, int, str]] = []
@@ -99,6 +102,10 @@ def parse(format_text: str) -> dict[str, Rule]:
     rules: dict[str, Rule] = {}
     for name in names:
         placeholder = placeholders[name]
+        if placeholder in composite:
+            parts = tuple(_rule(described.get(t, ""), tokens) for t in composite[placeholder])
+            rules[name] = Rule(parts=parts)
+            continue
         text = described.get(placeholder) or described.get(name) or ""
         if not text and not re.fullmatch(r"[\w ]+", placeholder):
             text = placeholder  # "@p_value[The p-value of the test, rounded to three decimal places]"
@@ -106,10 +113,15 @@ def parse(format_text: str) -> dict[str, Rule]:
     return rules
 
 
+def _is_composite(placeholder: str) -> bool:
+    parts = [t.strip() for t in placeholder.split(",")]
+    return len(parts) > 1 and all(re.fullmatch(r"\w+", t) for t in parts)
+
+
 def problems(rules: dict[str, Rule], found: dict[str, str]) -> list[str]:
     """Values that need the model to think again (a word outside the listed ones), each with the fix.
 
-    Too many decimals or an integer printed as ``45.0`` are not problems: :func:`normalize` fixes them exactly
+    Too many decimals or a float where an integer is asked are not problems: :func:`normalize` fixes them exactly
     as the format says, without spending an attempt."""
     out: list[str] = []
     for name, rule in rules.items():
@@ -129,15 +141,23 @@ def problems(rules: dict[str, Rule], found: dict[str, str]) -> list[str]:
 
 
 def normalize(rules: dict[str, Rule], name: str, value: str) -> str:
-    """The value as the format asks for it: rounded to the stated decimals, integers without ``.0``."""
+    """The value as the format asks for it: rounded to the stated decimals; where it asks for an integer, the
+    nearest one (``871.0`` → ``871``, a mean of ``2081990.36`` → ``2081990``)."""
     rule = rules.get(name)
+    if rule is not None and rule.parts:
+        pieces = re.split(r"(\s*,\s*)", value.strip())
+        values, separators = pieces[::2], pieces[1::2]
+        if len(values) != len(rule.parts):
+            return value
+        fixed = [normalize({"part": r}, "part", v) for r, v in zip(rule.parts, values, strict=True)]
+        return "".join(f + s for f, s in zip(fixed, [*separators, ""], strict=True))
     text = value.strip()
     number = PLAIN_NUMBER.fullmatch(text)
     if rule is None or number is None:
         return value
     digits = len(number.group(1) or "")
-    if rule.integer and digits and float(text) == int(float(text)):
-        return str(int(float(text)))
+    if rule.integer and digits:
+        return str(round(float(text)))
     if rule.decimals is not None and (digits > rule.decimals or "e" in text.lower()):
         rounded = round(float(text), rule.decimals)
         return str(int(rounded)) if rule.decimals == 0 else repr(rounded)

@@ -110,6 +110,13 @@ def answer_check(question: Question) -> Any:
         ]
         if echoed:
             return f"it printed the placeholder text instead of a computed value for {', '.join(echoed)}."
+        undefined = [n for n in names if found[n].strip().lower() in ("nan", "none", "inf", "-inf")]
+        if undefined:
+            return (
+                f"{', '.join(f'@{n}' for n in undefined)} printed {found[undefined[0]].strip()}, not a value. "
+                "A computation met missing values (NaN) or an empty selection: drop missing values before "
+                "computing (e.g. .dropna() on the columns used) and check that each filter selects rows."
+            )
         broken = answer_format.problems(rules, found)
         if broken:
             return "the answers do not follow the answer format:\n" + "\n".join(f"- {p}" for p in broken)

@@ -124,6 +124,14 @@ def strip_magics(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not MAGIC_LINE.match(line)).strip("\n")
 
 
+def _options_with_values() -> set[str]:
+    """The %%ask options that take a value, read from the magic's own parser so the two cannot drift apart."""
+    from .magic import AskMagics
+
+    parser: Any = getattr(AskMagics.ask, "parser")  # noqa: B009 - set by IPython's @magic_arguments
+    return {flag for action in parser._actions if action.nargs != 0 for flag in action.option_strings}
+
+
 def split_ask(source: str) -> tuple[str, str]:
     """(magic options, question) of a ``%%ask`` cell."""
     first, _, body = source.lstrip().partition("\n")
@@ -131,8 +139,7 @@ def split_ask(source: str) -> tuple[str, str]:
     words = shlex.split(options) if options else []
     # Words after the options are part of the question (``%%ask --attempts 2 why``), as the magic reads them.
     flags, question_words, i = [], [], 0
-    takes_value = {"--frames", "-f", "--attempts", "-n", "--model", "-m", "--keep", "-k", "--timeout", "-t"}
-    takes_value |= {"--budget", "-b"}
+    takes_value = _options_with_values()
     while i < len(words):
         word = words[i]
         if word.startswith("-"):

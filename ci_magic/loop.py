@@ -113,18 +113,7 @@ def run_attempts(
         done.append(
             Attempt(number, completion.text, code, execution, completion.usage, completion.seconds, problem)
         )
-        emit(
-            Event(
-                "exec_done",
-                number,
-                {
-                    "outcome": execution.outcome,
-                    "outputs": execution.outputs,
-                    "error": None if execution.ok else f"{execution.error_name}: {execution.error_value}",
-                    "seconds": execution.seconds,
-                },
-            )
-        )
+        emit(exec_done(number, execution, problem if execution.outcome == "rejected" else None))
         if execution.ok:
             break
         assert problem is not None
@@ -136,6 +125,19 @@ def run_attempts(
         if number < attempts:
             emit(Event("retry", number, {"problem": problem}))
     return done
+
+
+def exec_done(number: int, execution: ExecutionResult, error: str | None = None) -> Event:
+    """The event that reports a finished run of attempt ``number`` (its outputs, and why it failed)."""
+    if error is None and not execution.ok:
+        error = f"{execution.error_name}: {execution.error_value}"
+    data = {
+        "outcome": execution.outcome,
+        "outputs": execution.outputs,
+        "error": error,
+        "seconds": execution.seconds,
+    }
+    return Event("exec_done", number, data)
 
 
 def _failure(attempt: Attempt) -> str:

@@ -18,7 +18,7 @@ from .context import Frame
 from .errors import Cancelled
 from .events import Event, EventSink
 from .extract import extract_code
-from .loop import Check
+from .loop import Check, exec_done
 from .providers import Message, Provider
 from .result import Attempt, ExecutionResult, Usage
 from .sandbox import Sandbox
@@ -129,16 +129,5 @@ def draw_samples(
             if problem:
                 execution.outcome = "rejected"
         extra.append(Attempt(number, completion.text, code, execution, u, completion.seconds, problem, True))
-        emit(
-            Event(
-                "exec_done",
-                number,
-                {
-                    "outcome": execution.outcome,
-                    "outputs": execution.outputs,
-                    "error": None if execution.ok else problem,
-                    "seconds": execution.seconds,
-                },
-            )
-        )
+        emit(exec_done(number, execution, problem))
     return extra

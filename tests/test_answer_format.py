@@ -55,6 +55,7 @@ def test_normalize_rounds_only_what_the_format_asks() -> None:
     )  # fewer decimals are not padded: numbers compare as numbers
     assert normalize(rules, "a", "1.2e-05") == "0.0"
     assert normalize(rules, "b", "871.0") == "871"
+    assert normalize(rules, "b", "2081990.36") == "2081990"
     assert normalize(rules, "c", "3.14159") == "3.14159"
     assert normalize(rules, "unknown", "1.23456") == "1.23456"
     text = "some text 1.23456\n@a[3.14159]\n@b[12.0]\n@c[Alice]\n"
@@ -68,3 +69,13 @@ def test_problems_name_words_outside_the_listed_ones() -> None:
     assert '"rising" or "falling" or "flat"' in why and "'0.53'" in why
     (why,) = problems(rules, {"trend": "Rising"})
     assert 'write "rising" exactly' in why
+
+
+def test_composite_values_are_normalized_part_by_part() -> None:
+    rules = parse(
+        '@peak[month, year, level] where "month" is an integer between 1 and 12, "year" is an integer, and '
+        '"level" is a float rounded to two decimal places.'
+    )
+    assert [(r.integer, r.decimals) for r in rules["peak"].parts] == [(True, None), (True, None), (False, 2)]
+    assert normalize(rules, "peak", "1.0, 2018.0, 88.3214") == "1, 2018, 88.32"
+    assert normalize(rules, "peak", "January 2018") == "January 2018"  # not three parts: left alone

@@ -111,3 +111,16 @@ def test_samples_vote_on_the_answers(fake: FakeModelServer, tmp_path: Path) -> N
     (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=1, progress=io.StringIO())
     assert record["samples"] == 3 and record["attempts"] == 1
     assert record["response_text"].endswith("@median_x[2.0]\n")
+
+
+def test_nan_answers_are_sent_back(fake: FakeModelServer, tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("x,y\n1,a\n,b\n3,c\n")
+    q = Question(10, "Mean of x?", "", "@mean_x[m]", "t.csv")
+    fake.add(
+        fenced("import numpy as np\nprint(f'@mean_x[{np.mean(df.x.values)}]')"),
+        fenced("print(f'@mean_x[{df.x.dropna().mean()}]')"),
+    )
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k")
+    (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=2, progress=io.StringIO())
+    assert "printed nan, not a value" in fake.requests[1]["messages"][-1]["content"]
+    assert record["ok"] and record["response_text"] == "@mean_x[2.0]\n"
