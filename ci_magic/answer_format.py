@@ -16,7 +16,11 @@ import re
 from dataclasses import dataclass
 
 FIELD = re.compile(r"@(\w+)\[([^\]\n]*)\]")
-ANSWER_FIELD = re.compile(r"@(\w+)\[(.*?)\]")
+#: A printed answer; the value may hold one level of brackets ("@outliers[[3, 17]]" from printing a list).
+ANSWER_FIELD = re.compile(r"@(\w+)\[((?:[^\[\]\n]|\[[^\[\]\n]*\])*)\]")
+LIST_VALUE = re.compile(r"\s*[\[(]([^\[\]()]*)[\])]\s*")
+QUOTED_ITEM = re.compile(r"\s*(['\"])(.*)\1\s*")
+SEVERAL_NUMBERS = re.compile(r"\s*[\[(]?\s*-?\d[\d.eE+-]*(?:[\s,]+-?\d[\d.eE+-]*)+\s*[\])]?\s*")
 NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
 }  # fmt: skip
@@ -126,9 +130,18 @@ def problems(rules: dict[str, Rule], found: dict[str, str]) -> list[str]:
     out: list[str] = []
     for name, rule in rules.items():
         value = found.get(name)
-        if value is None or not rule.options:
+        if value is None:
             continue
         value = value.strip()
+        if (rule.decimals is not None or rule.integer) and SEVERAL_NUMBERS.fullmatch(value):
+            out.append(
+                f"@{name} must be a single number, but the code printed several: {value[:80]!r}. Select the one "
+                "value the question asks for (e.g. the statistic or p-value from the test's result) and print it "
+                "with float(...)."
+            )
+            continue
+        if not rule.options:
+            continue
         if value not in rule.options:
             listed = " or ".join(f'"{o}"' for o in rule.options)
             hint = next((o for o in rule.options if o.lower() == value.lower()), None)
@@ -144,6 +157,14 @@ def normalize(rules: dict[str, Rule], name: str, value: str) -> str:
     """The value as the format asks for it: rounded to the stated decimals; where it asks for an integer, the
     nearest one (``871.0`` → ``871``, a mean of ``2081990.36`` → ``2081990``)."""
     rule = rules.get(name)
+    listed = LIST_VALUE.fullmatch(value)
+    if listed:  # a printed Python list or tuple: the format wants its items, comma-separated, in the brackets
+        items = (
+            [QUOTED_ITEM.fullmatch(i) for i in listed.group(1).split(",")] if listed.group(1).strip() else []
+        )
+        if items and all(items):
+            return ", ".join(m.group(2) for m in items if m)
+        value = ", ".join(i.strip() for i in listed.group(1).split(",")) if items else ""
     if rule is not None and rule.parts:
         pieces = re.split(r"(\s*,\s*)", value.strip())
         values, separators = pieces[::2], pieces[1::2]

@@ -21,7 +21,7 @@ from . import answer_format
 from .errors import CIMagicError, UsageError
 from .result import ExecutionResult
 
-ANSWER = re.compile(r"@(\w+)\[(.*?)\]")
+ANSWER = answer_format.ANSWER_FIELD
 PLACEHOLDER = re.compile(r"@(\w+)\[([^\]\n]*)\]")
 
 ANSWER_RULES = """\

@@ -79,3 +79,19 @@ def test_composite_values_are_normalized_part_by_part() -> None:
     assert [(r.integer, r.decimals) for r in rules["peak"].parts] == [(True, None), (True, None), (False, 2)]
     assert normalize(rules, "peak", "1.0, 2018.0, 88.3214") == "1, 2018, 88.32"
     assert normalize(rules, "peak", "January 2018") == "January 2018"  # not three parts: left alone
+
+
+def test_printed_lists_become_the_formats_comma_separated_items() -> None:
+    rules = parse('@rows[r] @names[n] where "r" is a list of integers and "n" are column names')
+    assert normalize_text(rules, "@rows[[]]\n") == "@rows[]\n"
+    assert normalize_text(rules, "@rows[[3, 17]]\n@names[['b', \"a\"]]\n") == "@rows[3, 17]\n@names[b, a]\n"
+    assert normalize_text(rules, "@names[a [b] c]") == "@names[a [b] c]"  # not a list: untouched
+
+
+def test_several_numbers_where_one_is_asked_are_sent_back() -> None:
+    rules = parse(
+        '@p[p] @label[l] where "p" is rounded to 4 decimal places and "l" is a float with 2 decimals'
+    )
+    (why,) = problems(rules, {"p": "[2.06e-04 1.92e-04]"})
+    assert "must be a single number" in why
+    assert problems(rules, {"p": "0.0002", "label": "Ratio"}) == []  # a word is not "several numbers"
