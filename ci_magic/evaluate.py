@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -40,6 +41,11 @@ class Question:
     constraints: str
     format: str
     file_name: str
+
+    @cached_property
+    def rules(self) -> dict[str, answer_format.Rule]:
+        """What the answer format says of each value (read once per question, used by check, vote and output)."""
+        return answer_format.parse(self.format)
 
     @property
     def answer_names(self) -> list[str]:
@@ -94,7 +100,7 @@ def answer_check(question: Question) -> Any:
     and, where the format lists the allowed words, one of those words."""
     names = question.answer_names
     placeholders = {name: value for name, value in PLACEHOLDER.findall(question.format)}
-    rules = answer_format.parse(question.format)
+    rules = question.rules
 
     def check(execution: ExecutionResult) -> str | None:
         found = dict(ANSWER.findall(printed(execution)))
@@ -127,15 +133,14 @@ def answer_check(question: Question) -> Any:
 
 def answer_key(question: Question) -> Any:
     """Samples vote on their @name[value] answers as the format asks for them (so 40.8214 and 40.82 agree when
-    it says two decimals; numbers compared as numbers), never on other printed text. Answers the check rejects
-    do not vote."""
-    check = answer_check(question)
-    rules = answer_format.parse(question.format)
+    it says two decimals; numbers compared as numbers), never on other printed text. Only executions that
+    passed :func:`answer_check` are ``ok`` and reach the vote; output missing an answer has no key."""
+    rules = question.rules
 
     def key(execution: ExecutionResult) -> tuple[tuple[str, str], ...] | None:
-        if check(execution) is not None:
-            return None
         found = dict(ANSWER.findall(printed(execution)))
+        if not all(n in found for n in question.answer_names):
+            return None
         return tuple(
             (n, _canonical(answer_format.normalize(rules, n, found[n]))) for n in question.answer_names
         )
@@ -153,7 +158,7 @@ def _canonical(value: str) -> str:
 
 def response_text(question: Question, execution: ExecutionResult) -> str:
     """What the code printed, with the @answers rounded as the format says (ci_magic/answer_format.py)."""
-    return answer_format.normalize_text(answer_format.parse(question.format), printed(execution))
+    return answer_format.normalize_text(question.rules, printed(execution))
 
 
 def load_table(path: Path) -> Any:

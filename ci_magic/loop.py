@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -12,7 +13,7 @@ from .context import Frame
 from .errors import Cancelled
 from .events import Event, EventSink
 from .extract import extract_code
-from .providers import Message, Provider
+from .providers import Completion, Message, Provider
 from .result import Attempt, ExecutionResult, Usage
 from .sandbox import Sandbox
 from .settings import Settings
@@ -53,33 +54,10 @@ def run_attempts(
     done: list[Attempt] = []
     opening = [dict(m) for m in messages]  # the system prompt and the question, as first sent
     for number in range(1, attempts + 1):
-        emit(Event("model_start", number))
-
-        def stream(text: str, n: int = number) -> None:
-            emit(Event("token", n, {"text": text}))
-
         # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
         temperature = None if number == 1 else max(settings.temperature, RETRY_TEMPERATURE)
         spent = sum((a.usage for a in done), Usage())
-        if budget is not None:
-            budget(spent, messages)
-        try:
-            completion = provider.complete(messages, on_text=stream, temperature=temperature)
-        except KeyboardInterrupt:
-            raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
-        emit(
-            Event(
-                "model_done",
-                number,
-                {
-                    "prompt_tokens": completion.usage.prompt_tokens,
-                    "completion_tokens": completion.usage.completion_tokens,
-                    "seconds": completion.seconds,
-                },
-            )
-        )
-        if budget is not None:
-            budget(spent + completion.usage, None)
+        completion = call_model(provider, messages, number, emit, budget, spent, temperature)
         messages.append({"role": "assistant", "content": completion.text})
         code = extract_code(completion.text)
         if code is None:
@@ -95,13 +73,7 @@ def run_attempts(
             messages.append({"role": "user", "content": why})
             continue
         emit(Event("code", number, {"code": code}))
-        try:
-            execution = sandbox.run(code, frames, pristine=bool(done))
-        except KeyboardInterrupt:
-            sandbox.interrupt()
-            raise Cancelled(
-                "The ask was cancelled while its code was running; the sandbox was interrupted."
-            ) from None
+        execution = run_code(sandbox, code, frames, pristine=bool(done))
         problem: str | None = None if execution.ok else _feedback(execution, settings, frames)
         if problem is None and check is not None:
             complaint = check(execution)
@@ -125,6 +97,53 @@ def run_attempts(
         if number < attempts:
             emit(Event("retry", number, {"problem": problem}))
     return done
+
+
+def call_model(
+    provider: Provider,
+    messages: list[Message],
+    number: int,
+    emit: EventSink,
+    budget: BudgetCheck | None,
+    spent: Usage,
+    temperature: float | None,
+    seed: int | None = None,
+    start: dict[str, Any] | None = None,
+) -> Completion:
+    """One model request for attempt ``number``: streamed as events, checked against the budget before and after,
+    and turned into Cancelled on an interrupt."""
+    emit(Event("model_start", number, start or {}))
+
+    def stream(text: str) -> None:
+        emit(Event("token", number, {"text": text}))
+
+    if budget is not None:
+        budget(spent, messages)
+    try:
+        completion = provider.complete(messages, on_text=stream, temperature=temperature, seed=seed)
+    except KeyboardInterrupt:
+        raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
+    u = completion.usage
+    data = {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "seconds": completion.seconds,
+    }
+    emit(Event("model_done", number, data))
+    if budget is not None:
+        budget(spent + u, None)
+    return completion
+
+
+def run_code(sandbox: Sandbox, code: str, frames: Mapping[str, Frame], *, pristine: bool) -> ExecutionResult:
+    """Run generated code; an interrupt stops the sandbox too and becomes Cancelled."""
+    try:
+        return sandbox.run(code, frames, pristine=pristine)
+    except KeyboardInterrupt:
+        sandbox.interrupt()
+        raise Cancelled(
+            "The ask was cancelled while its code was running; the sandbox was interrupted."
+        ) from None
 
 
 def exec_done(number: int, execution: ExecutionResult, error: str | None = None) -> Event:

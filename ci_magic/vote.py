@@ -15,10 +15,9 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
 
 from .context import Frame
-from .errors import Cancelled
 from .events import Event, EventSink
 from .extract import extract_code
-from .loop import Check, exec_done
+from .loop import BudgetCheck, Check, call_model, exec_done, run_code
 from .providers import Message, Provider
 from .result import Attempt, ExecutionResult, Usage
 from .sandbox import Sandbox
@@ -74,7 +73,7 @@ def draw_samples(
     emit: EventSink,
     check: Check | None = None,
     key: VoteKey = output_key,
-    budget: Callable[[Usage, list[Message] | None], None] | None = None,
+    budget: BudgetCheck | None = None,
 ) -> list[Attempt]:
     """Up to ``samples - 1`` extra single-shot answers after the repair loop's ``done`` attempts."""
     extra: list[Attempt] = []
@@ -88,41 +87,27 @@ def draw_samples(
         if settled(keys(), samples - index):
             break
         number = len(done) + len(extra) + 1
-        emit(Event("model_start", number, {"sample": index + 1}))
-
-        def stream(text: str, n: int = number) -> None:
-            emit(Event("token", n, {"text": text}))
-
-        messages = [dict(m) for m in opening]
         spent = sum((a.usage for a in [*done, *extra]), Usage())
-        if budget is not None:
-            budget(spent, messages)
-        try:
-            completion = provider.complete(messages, stream, VOTE_TEMPERATURE, index)
-        except KeyboardInterrupt:
-            raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
+        messages = [dict(m) for m in opening]
+        completion = call_model(
+            provider,
+            messages,
+            number,
+            emit,
+            budget,
+            spent,
+            VOTE_TEMPERATURE,
+            seed=index,
+            start={"sample": index + 1},
+        )
         u = completion.usage
-        emit(
-            Event(
-                "model_done",
-                number,
-                {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                 "seconds": completion.seconds},
-            )
-        )  # fmt: skip
-        if budget is not None:
-            budget(spent + u, None)
         code = extract_code(completion.text)
         if code is None:
             extra.append(Attempt(number, completion.text, None, None, u, completion.seconds, "no code", True))
             emit(Event("no_code", number, {"problem": "the sample's reply had no code"}))
             continue
         emit(Event("code", number, {"code": code}))
-        try:
-            execution = sandbox.run(code, frames, pristine=True)
-        except KeyboardInterrupt:
-            sandbox.interrupt()
-            raise Cancelled("The ask was cancelled while a sample's code was running.") from None
+        execution = run_code(sandbox, code, frames, pristine=True)
         problem = None if execution.ok else f"{execution.error_name}: {execution.error_value}"
         if problem is None and check is not None:
             problem = check(execution)
