@@ -27,10 +27,10 @@ import pandas as pd
 import pyarrow as pa
 from jupyter_client.manager import KernelManager
 
-from ci_magic.context import build_context
-from ci_magic.interpreter import Interpreter
+from ci_magic.context.frames import build_context
+from ci_magic.core.interpreter import Interpreter
+from ci_magic.core.settings import Limits
 from ci_magic.sandbox import Sandbox
-from ci_magic.settings import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 

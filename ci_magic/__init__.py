@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import CIMagicError
-from .result import AskResult, Attempt, ExecutionResult, Usage
-from .settings import Limits, Settings
+from .core.errors import CIMagicError
+from .core.results import AskResult, Attempt, ExecutionResult, Usage
+from .core.settings import Limits, Settings
 
 __version__ = "0.1.0"
 
@@ -36,7 +36,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # Heavy modules (openai, jupyter_client) load on first use, so `import ci_magic` stays cheap.
     if name == "Interpreter":
-        from .interpreter import Interpreter
+        from .core.interpreter import Interpreter
 
         return Interpreter
     if name == "FakeModelServer":
@@ -52,7 +52,7 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from .magic import AskMagics
+    from .notebook.magic import AskMagics
 
     magics = AskMagics(ipython)
     ipython.register_magics(magics)
@@ -69,7 +69,7 @@ def load_ipython_extension(ipython: Any) -> None:
     # The child kernel would exit with us anyway (it polls its parent); this also removes the session files.
     atexit.register(lambda: magics.interpreter.close() if magics.interpreter is not None else None)
     # -- JupyterLab/Notebook 7 extension bridge (ci_magic/bridge.py): real cells and the Ask panel --
-    from .bridge import install
+    from .notebook.bridge import install
 
     install(ipython, magics)
 
@@ -79,7 +79,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     if state is None:
         return
     magics, hook = state
-    from .bridge import uninstall
+    from .notebook.bridge import uninstall
 
     uninstall(ipython)
     ipython.events.unregister("pre_run_cell", hook)

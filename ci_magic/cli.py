@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import CIMagicError, ProviderConfigError, UsageError
+from .core.errors import CIMagicError, ProviderConfigError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -123,9 +123,9 @@ def load_table(spec: str) -> tuple[str, Any]:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .events import Event
-    from .interpreter import Interpreter
-    from .settings import Limits, Settings
+    from .core.events import Event
+    from .core.interpreter import Interpreter
+    from .core.settings import Limits, Settings
 
     frames = dict(load_table(spec) for spec in args.data)
     settings = Settings.from_env(
@@ -149,7 +149,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     with Interpreter(settings, user_dir=Path.cwd()) as interpreter:
         budget = None
         if args.budget:
-            from .cost import make_budget
+            from .observe.cost import make_budget
 
             provider = interpreter.provider
             budget = make_budget(args.budget, provider.model, provider.endpoint, None)
@@ -195,8 +195,8 @@ def _save_images(outputs: list[dict[str, Any]], directory: str | None) -> list[s
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import read_questions, run_eval
-    from .settings import Limits, Settings
+    from .core.settings import Limits, Settings
+    from .evaluation.runner import read_questions, run_eval
 
     questions = read_questions(Path(args.questions))[: args.limit]
     tables = Path(args.tables)
@@ -218,7 +218,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_file
+    from .reproduce.export import export_file
 
     exported = export_file(args.notebook, args.out)
     print(f"exported {len(exported.cells)} cells to {args.out}; check it with: ci-magic verify {args.out}")
@@ -226,7 +226,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from .reproduce.verify import verify
 
     mismatches, notes = verify(args.notebook, timeout=args.timeout, kernel_name=args.kernel)
     for note in notes:

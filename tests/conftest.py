@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from ci_magic.interpreter import Interpreter
+from ci_magic.core.interpreter import Interpreter
+from ci_magic.core.settings import Limits, Settings
 from ci_magic.providers.fake import FakeModelServer
-from ci_magic.settings import Limits, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,14 +14,14 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from ci_magic import prompts, trace
-from ci_magic.cache import ReplyCache
-from ci_magic.context import build_context
-from ci_magic.cost import Budget, BudgetLimit, parse_budget, price_for, price_table
-from ci_magic.errors import BudgetExceeded, UsageError
-from ci_magic.interpreter import Interpreter
+from ci_magic.context.frames import build_context
+from ci_magic.core.errors import BudgetExceeded, UsageError
+from ci_magic.core.interpreter import Interpreter
+from ci_magic.core.results import Usage
+from ci_magic.core.settings import Settings
+from ci_magic.observe.cost import Budget, BudgetLimit, parse_budget, price_for, price_table
+from ci_magic.providers.cache import ReplyCache
 from ci_magic.providers.fake import FakeModelServer, Turn
-from ci_magic.result import Usage
-from ci_magic.settings import Settings
 
 KEY = "sk-MARKER-accounting-91c2"
 SECRET_VALUE = "ZEBRA-7734"

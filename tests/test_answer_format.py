@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ci_magic.answer_format import normalize, normalize_text, parse, problems
+from ci_magic.evaluation.answer_format import normalize, normalize_text, parse, problems
 
 
 def test_rules_read_from_where_clauses() -> None:

@@ -1,6 +1,6 @@
 """The kernel side of the JupyterLab extension: protocol v1 over a comm.
 
-Most tests drive :class:`ci_magic.bridge.Bridge` in a real IPython shell with a recording comm (every message
+Most tests drive :class:`ci_magic.notebook.bridge.Bridge` in a real IPython shell with a recording comm (every message
 goes through JSON, as on the wire). The last ones start a real ipykernel and speak to it as JupyterLab does.
 """
 
@@ -22,7 +22,7 @@ from IPython.utils.capture import capture_output
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from ci_magic.bridge import (
+from ci_magic.notebook.bridge import (
     FRONTEND_MESSAGES,
     KERNEL_MESSAGES,
     PROTOCOL_VERSION,

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ci_magic.context import SAMPLE_ROWS, build_context, collect_frames
-from ci_magic.errors import ContextError
+from ci_magic.context.frames import SAMPLE_ROWS, build_context, collect_frames
+from ci_magic.core.errors import ContextError
 
 
 def test_collects_frames_and_series_only() -> None:

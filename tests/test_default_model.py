@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ci_magic.interpreter import Interpreter
+from ci_magic.core.interpreter import Interpreter
+from ci_magic.core.settings import Settings
 from ci_magic.local import stop
 from ci_magic.local.assemble import CACHE_ENV, ModelPartsMissing, find_parts
 from ci_magic.local.models import MODELS
 from ci_magic.providers.resolve import LocalProvider, make_provider
-from ci_magic.settings import Settings
 
 SMALL = "qwen2.5-coder-0.5b"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from conftest import fenced
 
-from ci_magic.evaluate import Question, read_questions, run_eval
+from ci_magic.core.settings import Settings
+from ci_magic.evaluation.runner import Question, read_questions, run_eval
 from ci_magic.providers.fake import FakeModelServer, Turn
-from ci_magic.settings import Settings
 
 
 def write_questions(tmp_path: Path) -> Path:

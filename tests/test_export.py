@@ -13,8 +13,8 @@ from IPython.utils.capture import capture_output
 from nbclient import NotebookClient
 
 from ci_magic import cli
-from ci_magic.export import EXPORT_KEY
 from ci_magic.providers.fake import FakeModelServer
+from ci_magic.reproduce.export import EXPORT_KEY
 
 KEY = "sk-MARKER-never-written-7f3a"
 
@@ -91,7 +91,7 @@ def test_export_verify_tamper_and_replay(monkeypatch: pytest.MonkeyPatch, tmp_pa
     stream = next(o for o in generated.outputs if o.output_type == "stream")
     stream.text = stream.text.replace("30.0", "31.0")
     nbformat.write(exported, tmp_path / "tampered.ipynb")
-    from ci_magic.verify import verify
+    from ci_magic.reproduce.verify import verify
 
     mismatches, _ = verify(tmp_path / "tampered.ipynb")
     assert [(m.cell, m.kind) for m in mismatches] == [(3, "stream")]
@@ -129,7 +129,7 @@ def test_live_session_export(
     assert generated.outputs[0]["text"] == "{1: 15.0, 2: 30.0}\n"
     # No saved notebook to take the user cells' outputs from: verify runs them without comparing.
     assert not exported.cells[-1].metadata[EXPORT_KEY]["outputs_recorded"]
-    from ci_magic.verify import verify
+    from ci_magic.reproduce.verify import verify
 
     mismatches, _ = verify(tmp_path / "live.ipynb")
     assert mismatches == []

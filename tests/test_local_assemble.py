@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_magic.errors import ProviderConfigError, UsageError
+from ci_magic.core.errors import ProviderConfigError, UsageError
 from ci_magic.local import assemble as asm
 from ci_magic.local.models import DEFAULT_MODEL, GGUF_ENV, MODELS, ModelSpec, resolve
 

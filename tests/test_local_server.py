@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_magic.errors import ProviderUnreachable
+from ci_magic.core.errors import ProviderUnreachable
 from ci_magic.local import ensure_endpoint, status, stop
 from ci_magic.local.assemble import CACHE_ENV, ModelPartsMissing, find_parts
 from ci_magic.local.cli import main as cli_main

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from conftest import fenced
 
-from ci_magic.cells import cells_for
-from ci_magic.interpreter import Interpreter
+from ci_magic.core.interpreter import Interpreter
+from ci_magic.core.settings import Limits
+from ci_magic.notebook.cells import cells_for
 from ci_magic.providers.fake import FakeModelServer, Turn
-from ci_magic.settings import Limits
 
 
 def test_success_first_try(fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame) -> None:
@@ -115,7 +115,7 @@ def test_changed_frames_are_resent_unchanged_are_not(
 
 @pytest.mark.parametrize("status", [500, 400])
 def test_server_errors_are_clear(fake: FakeModelServer, interpreter: Interpreter, status: int) -> None:
-    from ci_magic.errors import ProviderResponseError
+    from ci_magic.core.errors import ProviderResponseError
 
     fake.add(*[Turn(status=status, reply="boom")] * 3)
     with pytest.raises(ProviderResponseError, match=f"HTTP {status}"):

@@ -20,7 +20,7 @@ import pytest
 PROBE = r"""
 import json, os, sys
 from ci_magic.sandbox import Sandbox
-from ci_magic.settings import Limits
+from ci_magic.core.settings import Limits
 os.environ["OPENAI_API_KEY"] = "sk-nonroot-marker"
 code = '''
 import glob, json, os

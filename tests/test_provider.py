@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from ci_magic.errors import (
+from ci_magic.core.errors import (
     ProviderAuthError,
     ProviderRateLimited,
     ProviderResponseError,
     ProviderUnreachable,
 )
+from ci_magic.core.settings import Settings
 from ci_magic.providers.fake import FakeModelServer, Turn
 from ci_magic.providers.openai_compat import OpenAIProvider, discover_model
 from ci_magic.providers.resolve import make_provider
-from ci_magic.settings import Settings
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -69,7 +69,7 @@ def test_model_is_discovered_from_the_server(fake: FakeModelServer) -> None:
 
 
 def test_slow_server_times_out_without_hanging(fake: FakeModelServer) -> None:
-    from ci_magic.errors import ProviderTimeout
+    from ci_magic.core.errors import ProviderTimeout
 
     fake.add(*[Turn(reply="late", delay_s=3)] * 2)
     p = OpenAIProvider("fake-model", api_key="k", base_url=fake.base_url, timeout_s=0.5, max_retries=0)
@@ -78,7 +78,7 @@ def test_slow_server_times_out_without_hanging(fake: FakeModelServer) -> None:
 
 
 def test_a_50_kb_reply_is_handled(fake: FakeModelServer) -> None:
-    from ci_magic.extract import extract_code
+    from ci_magic.core.extract import extract_code
 
     reply = "Let me explain. " * 2000 + "\n```python\nprint('ok')\n```\n" + "More words. " * 1500
     assert len(reply) > 50_000

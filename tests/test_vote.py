@@ -7,12 +7,12 @@ from pathlib import Path
 import pandas as pd
 from conftest import fenced
 
-from ci_magic.cells import summary_text
-from ci_magic.interpreter import Interpreter
+from ci_magic.core.interpreter import Interpreter
+from ci_magic.core.results import ExecutionResult
+from ci_magic.core.settings import Settings
+from ci_magic.core.vote import VOTE_TEMPERATURE, output_key, settled
+from ci_magic.notebook.cells import summary_text
 from ci_magic.providers.fake import FakeModelServer
-from ci_magic.result import ExecutionResult
-from ci_magic.settings import Settings
-from ci_magic.vote import VOTE_TEMPERATURE, output_key, settled
 
 
 def stream(text: str) -> ExecutionResult:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ..errors import ProviderConfigError
+from ..core.errors import ProviderConfigError
 from .models import ModelSpec
 
 CACHE_ENV = "CI_MAGIC_CACHE_DIR"

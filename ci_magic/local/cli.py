@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from ..errors import CIMagicError, UsageError
+from ..core.errors import CIMagicError, UsageError
 from .models import DEFAULT_MODEL, MODELS
 
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ProviderConfigError, UsageError
+from ..core.errors import ProviderConfigError, UsageError
 
 #: Used when nothing else is chosen: good enough at pandas code, ~13 tokens/s on 2 cores.
 DEFAULT_MODEL = "qwen2.5-coder-1.5b"

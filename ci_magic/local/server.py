@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProviderConfigError, ProviderTimeout, ProviderUnreachable, UsageError
-from ..settings import is_secret_name
+from ..core.errors import ProviderConfigError, ProviderTimeout, ProviderUnreachable, UsageError
+from ..core.settings import is_secret_name
 from .assemble import file_lock
 from .registry import (
     API_KEY_ENV,

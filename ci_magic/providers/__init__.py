@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..result import Usage
+from ..core.results import Usage
 
 Message = dict[str, str]
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 
-from ..errors import (
+from ..core.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderRateLimited,
@@ -18,7 +18,7 @@ from ..errors import (
     ProviderTimeout,
     ProviderUnreachable,
 )
-from ..result import CHARS_PER_TOKEN, Usage, estimate_tokens
+from ..core.results import CHARS_PER_TOKEN, Usage, estimate_tokens
 from . import Completion, Message
 
 

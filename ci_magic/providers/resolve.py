@@ -1,11 +1,11 @@
-"""Pick the endpoint for a :class:`~ci_magic.settings.Settings`: remote when configured, else the local model."""
+"""Pick the endpoint for a :class:`~ci_magic.core.settings.Settings`: remote when configured, else the local model."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from ..settings import DEFAULT_REMOTE_MODEL, Settings
+from ..core.settings import DEFAULT_REMOTE_MODEL, Settings
 from . import Completion, Message, Provider
 
 #: Local OpenAI-compatible servers accept any key; the client library insists on one.

@@ -20,9 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import SandboxError, TransferError
-from ..result import ExecutionResult
-from ..settings import Limits
+from ..core.errors import SandboxError, TransferError
+from ..core.results import ExecutionResult
+from ..core.settings import Limits
 from . import childside, isolation
 from .kernel import ChildKernel
 

@@ -21,9 +21,9 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
-from ..errors import SandboxError
-from ..result import ExecutionResult
-from ..settings import Limits, is_secret_name
+from ..core.errors import SandboxError
+from ..core.results import ExecutionResult
+from ..core.settings import Limits, is_secret_name
 from .outputs import OutputCollector, trim_traceback
 
 KERNEL_NAME = "ci_magic_child"

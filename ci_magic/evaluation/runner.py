@@ -18,9 +18,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..core.errors import CIMagicError, UsageError
+from ..core.results import ExecutionResult
 from . import answer_format
-from .errors import CIMagicError, UsageError
-from .result import ExecutionResult
 
 ANSWER = answer_format.ANSWER_FIELD
 PLACEHOLDER = re.compile(r"@(\w+)\[([^\]\n]*)\]")
@@ -180,8 +180,8 @@ def run_eval(
     progress: TextIO = sys.stderr,
 ) -> Iterator[dict[str, Any]]:
     """Ask every question; yields (and writes to ``out``) one record per question."""
-    from .interpreter import Interpreter
-    from .providers.resolve import make_provider
+    from ..core.interpreter import Interpreter
+    from ..providers.resolve import make_provider
 
     provider = make_provider(settings)
     started = time.monotonic()

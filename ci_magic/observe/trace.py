@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..core.events import Event, EventSink
+from ..core.results import AskResult, Usage
+from ..core.settings import Settings
+from ..providers import Completion, Message, Provider
 from .cost import cost_usd, format_cost, price_for, price_table
-from .events import Event, EventSink
-from .providers import Completion, Message, Provider
-from .result import AskResult, Usage
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import nbformat
 from nbformat import NotebookNode
 
-from .result import AskResult
+from ..core.results import AskResult
 
 METADATA_KEY = "ci_magic"
 

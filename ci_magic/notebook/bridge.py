@@ -5,13 +5,13 @@ Protocol v1 is declared here once and mirrored by ``labextension/src/protocol.ts
 itself after ``%load_ext``). From then on this kernel
 
 * inserts ``%%ask`` results as real cells below the ``%%ask`` cell (``insert``), instead of the fallback output;
-* forwards every progress :class:`~ci_magic.events.Event` (``event``), so the panel shows live attempts;
+* forwards every progress :class:`~ci_magic.core.events.Event` (``event``), so the panel shows live attempts;
 * answers the panel: ``list_frames`` → ``frames``, ``context`` → ``context``, ``ask`` → ``event``… → ``result``
   or ``error``.
 
 Frontend→kernel messages are only handled when the kernel is idle, so the kernel never waits for a reply.
 A panel ask runs inside the comm handler (the kernel is busy meanwhile, like a running cell); the frontend
-cancels it with a kernel interrupt, which the loop turns into :class:`~ci_magic.errors.Cancelled`.
+cancels it with a kernel interrupt, which the loop turns into :class:`~ci_magic.core.errors.Cancelled`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..context.frames import build_context, collect_frames
+from ..core.errors import CIMagicError
+from ..core.events import Event
 from .cells import Insertion
-from .context import build_context, collect_frames
-from .errors import CIMagicError
-from .events import Event
 
 if TYPE_CHECKING:
     from .magic import AskMagics
@@ -82,7 +82,7 @@ def cell_dicts(insertion: Insertion) -> list[dict[str, Any]]:
 
 
 class CommInserter:
-    """An :class:`~ci_magic.cells.Inserter` that sends ``insert`` to every connected frontend.
+    """An :class:`~ci_magic.notebook.cells.Inserter` that sends ``insert`` to every connected frontend.
 
     Every frontend gets it because the kernel cannot know which one shows the anchor cell; frontends skip an
     ``insertion_id`` they already hold, so two views of one notebook do not duplicate the cells.
@@ -191,7 +191,7 @@ class Bridge:
         if kind == "hello":
             self.comms[comm.comm_id] = comm
             self.magics.inserter = CommInserter(self)
-            from . import __version__
+            from .. import __version__
 
             comm.send(message("ready", version=__version__))
         elif comm.comm_id not in self.comms:

@@ -11,17 +11,17 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Literal
 
+from ..context.frames import Frame, build_context
+from ..observe.trace import AskTrace
+from ..providers import Provider
+from ..providers.cache import CachedProvider, ReplyCache
+from ..providers.resolve import make_provider
+from ..sandbox import Sandbox, assigned_names
 from . import prompts
-from .cache import CachedProvider, ReplyCache
-from .context import Frame, build_context
 from .events import Event, EventSink, ignore
 from .loop import BudgetCheck, Check, run_attempts
-from .providers import Provider
-from .providers.resolve import make_provider
-from .result import AskResult
-from .sandbox import Sandbox, assigned_names
+from .results import AskResult
 from .settings import Settings
-from .trace import AskTrace
 from .vote import VoteKey, choose, draw_samples, output_key
 
 #: Follow-up questions see this many earlier asks of the session.
@@ -50,7 +50,7 @@ class Interpreter:
         self._sandbox: Sandbox | None = None
         self._starting: Future[Sandbox] | None = None
         self.history: list[prompts.Turn] = []
-        self.prices: dict[str, Any] = {}  # per-model price overrides for traces (ci_magic.cost)
+        self.prices: dict[str, Any] = {}  # per-model price overrides for traces (ci_magic.observe.cost)
         self.last_trace: AskTrace | None = None  # the latest ask's trace; the magic adds its insertion span
 
     @property

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import ContextError
-from .result import CHARS_PER_TOKEN
+from ..core.errors import ContextError
+from ..core.results import CHARS_PER_TOKEN
 
 EXACT_ROWS = 100_000
 SAMPLE_ROWS = 2_000

@@ -1,6 +1,6 @@
 """The frozen settings object the core runs on.
 
-Traitlets live only at the IPython edge (:mod:`ci_magic.magic`); the CLI and the Python API build the same
+Traitlets live only at the IPython edge (:mod:`ci_magic.notebook.magic`); the CLI and the Python API build the same
 object from arguments and the environment, so every entry point resolves configuration one way.
 """
 

@@ -38,12 +38,12 @@ from typing import TYPE_CHECKING, Any
 import nbformat
 from nbformat import NotebookNode
 
-from .cells import METADATA_KEY, short_hash
-from .errors import UsageError
-from .result import AskResult
+from ..core.errors import UsageError
+from ..core.results import AskResult
+from ..notebook.cells import METADATA_KEY, short_hash
 
 if TYPE_CHECKING:
-    from .cells import Insertion
+    from ..notebook.cells import Insertion
 
 EXPORT_KEY = "ci_magic_export"
 PACKAGES = ("pandas", "numpy", "matplotlib", "pyarrow", "scipy", "scikit-learn", "statsmodels", "seaborn")
@@ -126,7 +126,7 @@ def strip_magics(source: str) -> str:
 
 def _options_with_values() -> set[str]:
     """The %%ask options that take a value, read from the magic's own parser so the two cannot drift apart."""
-    from .magic import AskMagics
+    from ..notebook.magic import AskMagics
 
     parser: Any = getattr(AskMagics.ask, "parser")  # noqa: B009 - set by IPython's @magic_arguments
     return {flag for action in parser._actions if action.nargs != 0 for flag in action.option_strings}

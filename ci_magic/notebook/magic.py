@@ -12,14 +12,14 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 from traitlets.config import Configurable
 
-from . import prompts
+from ..context.frames import build_context, collect_frames
+from ..core import prompts
+from ..core.errors import CIMagicError, UsageError
+from ..core.events import Event, EventSink, ignore
+from ..core.interpreter import Interpreter
+from ..core.results import AskResult, estimate_tokens
+from ..core.settings import Limits, Settings
 from .cells import FallbackInserter, Inserter, Insertion, cells_for
-from .context import build_context, collect_frames
-from .errors import CIMagicError, UsageError
-from .events import Event, EventSink, ignore
-from .interpreter import Interpreter
-from .result import AskResult, estimate_tokens
-from .settings import Limits, Settings
 
 
 class Ask(Configurable):
@@ -54,7 +54,7 @@ class Ask(Configurable):
     cache = Bool(True, help="Replay identical model conversations from disk (see --fresh).").tag(config=True)
     cache_max_mb = Float(200.0, help="Size bound of the reply cache, in MB.").tag(config=True)
     prices = Dict(
-        help='USD per 1M tokens per model, e.g. {"gpt-4o-mini": [0.15, 0.6]}; merged over ci_magic.cost defaults.'
+        help='USD per 1M tokens per model, e.g. {"gpt-4o-mini": [0.15, 0.6]}; merged over ci_magic.observe.cost defaults.'
     ).tag(config=True)
 
     def settings(self, **overrides: Any) -> Settings:
@@ -223,7 +223,7 @@ class AskMagics(Magics):
         interpreter.prices = dict(self.config_obj.prices)
         limit = None
         if budget is not None:
-            from .cost import make_budget
+            from ..observe.cost import make_budget
 
             provider = interpreter.provider
             limit = make_budget(budget, provider.model, provider.endpoint, interpreter.prices)
@@ -237,14 +237,14 @@ class AskMagics(Magics):
     @line_magic
     def ask_history(self, line: str = "") -> None:
         """This session's asks: tokens, cost, attempts and time (prices: %config Ask.prices)."""
-        from .cost import history_table
+        from ..observe.cost import history_table
 
         print(history_table([r for _, r, _ in self.history], self.config_obj.prices))
 
     @line_magic
     def ask_export(self, line: str = "") -> None:
         """%ask_export OUT.ipynb [--notebook SAVED.ipynb]: a plain, re-runnable notebook of this session."""
-        from .export import export_session
+        from ..reproduce.export import export_session
 
         export_session(self, line)
 

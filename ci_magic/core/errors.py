@@ -18,7 +18,7 @@
     └── Cancelled                     the user interrupted an ask
 
 Errors *from generated code* (exceptions, timeouts, a dead child, a reply without code) are not
-exceptions here: they are data, recorded on :class:`ci_magic.result.Attempt` and fed back to the model.
+exceptions here: they are data, recorded on :class:`ci_magic.core.results.Attempt` and fed back to the model.
 """
 
 from __future__ import annotations

@@ -14,13 +14,13 @@ import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
 
-from .context import Frame
+from ..context.frames import Frame
+from ..providers import Message, Provider
+from ..sandbox import Sandbox
 from .events import Event, EventSink
 from .extract import extract_code
 from .loop import BudgetCheck, Check, call_model, exec_done, run_code
-from .providers import Message, Provider
-from .result import Attempt, ExecutionResult, Usage
-from .sandbox import Sandbox
+from .results import Attempt, ExecutionResult, Usage
 
 #: Diverse enough to make different mistakes, cool enough to stay on the question.
 VOTE_TEMPERATURE = 0.7

@@ -32,7 +32,7 @@ from typing import Any
 
 import nbformat
 
-from .errors import UsageError
+from ..core.errors import UsageError
 from .export import EXPORT_KEY, sha256_file
 
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")

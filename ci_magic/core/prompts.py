@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .providers import Message
+from ..providers import Message
 
 SYSTEM = """\
 You are a data analyst working in a Jupyter notebook. You answer by writing Python code that is executed for \

@@ -8,14 +8,14 @@ from typing import Any
 
 import pandas as pd
 
+from ..context.frames import Frame
+from ..providers import Completion, Message, Provider
+from ..sandbox import Sandbox
 from . import prompts
-from .context import Frame
 from .errors import Cancelled
 from .events import Event, EventSink
 from .extract import extract_code
-from .providers import Completion, Message, Provider
-from .result import Attempt, ExecutionResult, Usage
-from .sandbox import Sandbox
+from .results import Attempt, ExecutionResult, Usage
 from .settings import Settings
 
 #: A failed number conversion: "could not convert string to float: '37,410'", "invalid literal for int()".
@@ -30,7 +30,7 @@ RETRY_TEMPERATURE = 0.4
 Check = Callable[[ExecutionResult], str | None]
 
 #: Called with (tokens spent by this ask so far, the messages about to be sent) before each model request, and
-#: with ``None`` as messages after it; raises BudgetExceeded to stop the ask (see ci_magic.cost.Budget).
+#: with ``None`` as messages after it; raises BudgetExceeded to stop the ask (see ci_magic.observe.cost.Budget).
 BudgetCheck = Callable[[Usage, list[Message] | None], None]
 
 

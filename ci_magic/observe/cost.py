@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BudgetExceeded, UsageError
-from .providers import Message
-from .result import CHARS_PER_TOKEN, AskResult, Usage
+from ..core.errors import BudgetExceeded, UsageError
+from ..core.results import CHARS_PER_TOKEN, AskResult, Usage
+from ..providers import Message
 
 #: USD per 1M (prompt, completion) tokens. An editable default, not a source of truth: check your provider.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .providers import Completion, Message, Provider
-from .result import Usage
+from ..core.results import Usage
+from . import Completion, Message, Provider
 
 DEFAULT_MAX_MB = 200
 #: Bump when the entry format or key recipe changes: old entries are then simply never hit.

@@ -1,0 +1,1 @@
+"""What an ask cost and did: traces (JSONL and OpenTelemetry), token prices and budgets."""
