@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 
 from ci_magic.core.settings import Limits
-from ci_magic.sandbox import Sandbox
-from ci_magic.sandbox.kernel import child_environment
+from ci_magic.sandbox import Sandbox, child_environment
 
 
 @pytest.fixture
@@ -29,19 +28,16 @@ def test_child_environment_has_no_secrets(sandbox: Sandbox) -> None:
     env = json.loads(result.outputs[0]["text"])
     assert not any(k.startswith("OPENAI") or "TOKEN" in k for k in env)
     assert "sk-test-secret-123" not in result.outputs[0]["text"]
-    assert env["HOME"] == str(sandbox.workdir)
+    assert env["HOME"] != os.environ.get("HOME") and "sk-test" not in json.dumps(env)
 
 
 def test_allowlist_drops_everything_unknown() -> None:
     env = child_environment(
-        Path("/w"), {"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "x", "LC_ALL": "C", "FOO": "1"}
+        "/h", "/t", {"PATH": "/secret/bin", "AWS_SECRET_ACCESS_KEY": "x", "LC_ALL": "C", "FOO": "1", "LC_TOKEN": "y"}
     )
-    assert (
-        env["PATH"] == "/bin"
-        and env["LC_ALL"] == "C"
-        and "FOO" not in env
-        and "AWS_SECRET_ACCESS_KEY" not in env
-    )
+    assert env["LC_ALL"] == "C" and env["HOME"] == "/h" and env["TMPDIR"] == "/t"
+    assert "FOO" not in env and "AWS_SECRET_ACCESS_KEY" not in env and "LC_TOKEN" not in env
+    assert "/secret/bin" not in env["PATH"]
 
 
 def test_runs_in_its_own_workdir_with_user_files_visible(sandbox: Sandbox) -> None:
@@ -49,7 +45,7 @@ def test_runs_in_its_own_workdir_with_user_files_visible(sandbox: Sandbox) -> No
         "import os, pandas as pd\nprint(os.getcwd())\nprint(pd.read_csv('data.csv').a.sum())"
     )
     assert result.outputs[0]["text"] == f"{sandbox.workdir}\n1\n"
-    assert os.getpid() != sandbox.kernel.pid
+    assert os.getpid() not in sandbox.pids.values()
 
 
 def test_written_files_are_reported(sandbox: Sandbox) -> None:
@@ -130,19 +126,40 @@ def test_sandbox_dies_with_the_kernel_that_started_it(tmp_path: Path) -> None:
 
     # A stand-in for the user's kernel: starts a sandbox, then dies without any cleanup.
     code = (
-        "import os\nfrom ci_magic.sandbox import Sandbox\n"
-        f"sb = Sandbox(user_dir={str(tmp_path)!r})\nprint(sb.kernel.pid, flush=True)\nos._exit(0)"
+        "import os, json\nfrom ci_magic.sandbox import Sandbox\n"
+        f"sb = Sandbox(user_dir={str(tmp_path)!r})\nprint(json.dumps(sb.pids), flush=True)\nos._exit(0)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    pid = int(proc.stdout.strip().splitlines()[-1])
+    pids = [p for p in json.loads(proc.stdout.strip().splitlines()[-1]).values() if p]
+    assert pids, proc.stderr[-2000:]
 
-    def running() -> bool:
+    def running(pid: int) -> bool:
         try:
             return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
         except OSError:
             return False
 
     deadline = time.monotonic() + 10
-    while running() and time.monotonic() < deadline:
+    while any(map(running, pids)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not running(), "the orphaned sandbox kept running"
+    assert not any(map(running, pids)), "the orphaned sandbox kept running"
+
+
+def test_polars_and_arrow_frames_travel_as_themselves(sandbox: Sandbox) -> None:
+    pl = pytest.importorskip("polars")
+    import pyarrow as pa
+
+    frame = pl.DataFrame({"city": ["a", "b", "a"], "n": [1, 2, 3]})
+    table = pa.table({"x": [1.5, 2.5]})
+    lazy = frame.lazy().filter(pl.col("n") > 1)
+    sandbox.send_frames({"pf": frame, "at": table, "lf": lazy})
+    seen = sandbox.run(
+        "import polars as pl, pyarrow as pa\n"
+        "print(type(pf).__name__, type(at).__name__, type(lf).__name__)\n"
+        "by_city = pf.group_by('city').agg(pl.col('n').sum()).sort('city')\n"
+        "doubled = pa.table({'y': [v * 2 for v in at.column('x').to_pylist()]})"
+    )
+    assert seen.text() == "DataFrame Table LazyFrame\n", seen.text()
+    back = sandbox.fetch(["by_city", "doubled"])
+    assert isinstance(back["by_city"], pl.DataFrame) and back["by_city"]["n"].to_list() == [4, 2]
+    assert isinstance(back["doubled"], pa.Table) and back["doubled"].column("y").to_pylist() == [3.0, 5.0]

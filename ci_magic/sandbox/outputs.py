@@ -1,14 +1,20 @@
-"""Turn iopub messages into nbformat v4 outputs: streams merged, clear_output honoured, size bounded."""
+"""Turn iopub messages into nbformat v4 outputs: streams merged, clear_output honoured, bounded in count and
+bytes, and made safe to show (``sanitize.py``) before anything else sees them."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import nbformat
 
+from . import sanitize
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MAX_DISPLAYS = 50
+#: One display output larger than this is replaced by a note (a chart is far smaller).
+MAX_ONE_DISPLAY = 10_000_000
 
 
 def strip_ansi(text: str) -> str:
@@ -18,48 +24,103 @@ def strip_ansi(text: str) -> str:
 class OutputCollector:
     """Accumulates outputs of one execution; keeps the tail of oversized streams with a marker."""
 
-    def __init__(self, max_stream_bytes: int = 1_000_000) -> None:
+    def __init__(self, max_stream_bytes: int = 1_000_000, max_display_bytes: int = 20_000_000) -> None:
         self.outputs: list[dict[str, Any]] = []
         self._max = max_stream_bytes
+        self._max_display = max_display_bytes
         self._dropped: dict[str, int] = {}
         self._clear_pending = False
         self._displays_dropped = 0
+        self._removed: set[str] = set()  # MIME types removed by the sanitiser
+        self.received = 0  # bytes of output content received (a flood is stopped by the kernel runner)
+        self._display_bytes = 0
 
     def add(self, msg: dict[str, Any]) -> None:
+        """One iopub message from the (untrusted) kernel; anything malformed is ignored."""
+        try:
+            self._add(msg)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return
+
+    def _add(self, msg: dict[str, Any]) -> None:
         kind = msg["msg_type"]
+        content = msg["content"]
         if kind == "clear_output":
-            if msg["content"].get("wait"):
+            if content.get("wait"):
                 self._clear_pending = True
             else:
-                self.outputs.clear()
+                self._clear()
             return
+        if kind not in ("stream", "display_data", "execute_result", "error", "update_display_data"):
+            return
+        size = _size(content)
+        self.received += size
         if kind == "update_display_data":
-            self._update(msg)
-            return
-        if kind not in ("stream", "display_data", "execute_result", "error"):
+            self._update(content, size)
             return
         if self._clear_pending:
-            self.outputs.clear()
+            self._clear()
             self._clear_pending = False
-        out = nbformat.v4.output_from_msg(msg)
-        if kind == "display_data" and msg["content"].get("transient", {}).get("display_id"):
-            out.setdefault("metadata", {})["ci_magic_display_id"] = msg["content"]["transient"]["display_id"]
         if kind == "stream":
-            self._add_stream(out)
+            text = content.get("text")
+            name = content.get("name")
+            if isinstance(text, str) and name in ("stdout", "stderr"):
+                self._add_stream(nbformat.v4.new_output("stream", name=name, text=text))
             return
-        if kind in ("display_data", "execute_result") and self._displays() >= MAX_DISPLAYS:
+        if kind == "error":
+            self.outputs.append(
+                nbformat.v4.new_output(
+                    "error",
+                    ename=str(content.get("ename", "Error"))[:200],
+                    evalue=str(content.get("evalue", ""))[:5000],
+                    traceback=[str(line)[:5000] for line in list(content.get("traceback") or [])[:200]],
+                )
+            )
+            return
+        if (
+            self._displays() >= MAX_DISPLAYS
+            or size > MAX_ONE_DISPLAY
+            or self._display_bytes + size > self._max_display
+        ):
             self._displays_dropped += 1
             return
+        self._display_bytes += size
+        out = nbformat.v4.new_output(kind, **self._safe(content))
+        out.setdefault("metadata", {})["ci_magic_size"] = size
+        display_id = (content.get("transient") or {}).get("display_id")
+        if kind == "display_data" and isinstance(display_id, str):
+            out.setdefault("metadata", {})["ci_magic_display_id"] = display_id
         self.outputs.append(out)
+
+    def _safe(self, content: dict[str, Any]) -> dict[str, Any]:
+        data, removed = sanitize.mime_bundle(dict(content.get("data") or {}))
+        self._removed.update(removed)
+        safe: dict[str, Any] = {
+            "data": data,
+            "metadata": sanitize.metadata(dict(content.get("metadata") or {}), data),
+        }
+        if "execution_count" in content:
+            count = content.get("execution_count")
+            safe["execution_count"] = count if isinstance(count, int) else None
+        return safe
 
     def _displays(self) -> int:
         return sum(o["output_type"] != "stream" for o in self.outputs)
 
-    def _update(self, msg: dict[str, Any]) -> None:
-        display_id = msg["content"].get("transient", {}).get("display_id")
+    def _clear(self) -> None:
+        self.outputs.clear()
+        self._display_bytes = 0
+
+    def _update(self, content: dict[str, Any], size: int) -> None:
+        display_id = (content.get("transient") or {}).get("display_id")
         for out in self.outputs:
-            if out.get("metadata", {}).get("ci_magic_display_id") == display_id:
-                out["data"] = msg["content"]["data"]
+            meta = out.get("metadata", {})
+            if meta.get("ci_magic_display_id") == display_id:
+                total = self._display_bytes - meta.get("ci_magic_size", 0) + size
+                if size > MAX_ONE_DISPLAY or total > self._max_display:
+                    return
+                self._display_bytes, meta["ci_magic_size"] = total, size
+                out["data"] = self._safe(content)["data"]
 
     def _add_stream(self, out: dict[str, Any]) -> None:
         last = self.outputs[-1] if self.outputs else None
@@ -79,6 +140,7 @@ class OutputCollector:
         result: list[dict[str, Any]] = []
         for out in self.outputs:
             out.get("metadata", {}).pop("ci_magic_display_id", None)
+            out.get("metadata", {}).pop("ci_magic_size", None)
             if out["output_type"] == "stream" and out["name"] in self._dropped:
                 dropped = self._dropped.pop(out["name"])
                 out["text"] = (
@@ -89,7 +151,18 @@ class OutputCollector:
         if self._displays_dropped:
             result.append(
                 nbformat.v4.new_output(
-                    "stream", name="stderr", text=f"[… {self._displays_dropped} more displays not shown …]\n"
+                    "stream",
+                    name="stderr",
+                    text=f"[… {self._displays_dropped} more displays not shown (too many or too large) …]\n",
+                )
+            )
+        if self._removed:
+            result.append(
+                nbformat.v4.new_output(
+                    "stream",
+                    name="stderr",
+                    text=f"[ci_magic removed output of type {', '.join(sorted(self._removed))}: it could run "
+                    "script in your browser or load content from the network]\n",
                 )
             )
         return result
@@ -143,3 +216,11 @@ def trim_traceback(lines: list[str], chars: int = 3000) -> str:
         parts.append("(raised inside " + ", ".join(libraries) + ")")
     summary = "\n".join(parts)
     return summary if len(summary) <= chars else error_line[: chars // 2] + "\n" + summary[-chars // 2 :]
+
+
+def _size(value: Any) -> int:
+    """Bytes of a decoded message part (JSON-encoded length: what it costs to keep)."""
+    try:
+        return len(json.dumps(value, ensure_ascii=False, default=str))
+    except (TypeError, ValueError, RecursionError):
+        return MAX_ONE_DISPLAY + 1
