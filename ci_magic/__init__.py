@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._version import __version__
 from .core.errors import CIMagicError
 from .core.results import AskResult, Attempt, ExecutionResult, Usage
 from .core.settings import Limits, Settings
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AskResult",
@@ -52,39 +51,13 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from .notebook.magic import AskMagics
+    """``%load_ext ci_magic``: a notebook session for this shell, the ``%%ask`` magic, the panel bridge."""
+    from .notebook.extension import load
 
-    magics = AskMagics(ipython)
-    ipython.register_magics(magics)
-
-    def remember_cell(info: Any) -> None:
-        # The cell running %%ask is where generated cells are anchored.
-        magics.current_cell_id = getattr(info, "cell_id", None)
-
-    ipython.events.register("pre_run_cell", remember_cell)
-    ipython._ci_magic = (magics, remember_cell)
-    magics.warm_up()
-    import atexit
-
-    # The child kernel would exit with us anyway (it polls its parent); this also removes the session files.
-    atexit.register(lambda: magics.interpreter.close() if magics.interpreter is not None else None)
-    # -- JupyterLab/Notebook 7 extension bridge (ci_magic/bridge.py): real cells and the Ask panel --
-    from .notebook.bridge import install
-
-    install(ipython, magics)
+    load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    state = getattr(ipython, "_ci_magic", None)
-    if state is None:
-        return
-    magics, hook = state
-    from .notebook.bridge import uninstall
+    from .notebook.extension import unload
 
-    uninstall(ipython)
-    ipython.events.unregister("pre_run_cell", hook)
-    if magics.config_obj in ipython.configurables:
-        ipython.configurables.remove(magics.config_obj)
-    if magics.interpreter is not None:
-        magics.interpreter.close()
-    del ipython._ci_magic
+    unload(ipython)

@@ -11,8 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import CIMagicError, ProviderConfigError, UsageError
+from .core.settings import Limits, Settings, parse_prices
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: The defaults shown in --help come from here: Settings and Limits are the only place defaults live.
+_SETTINGS, _LIMITS = Settings(), Limits()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,15 +40,41 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         help="Load a table as DataFrame NAME (CSV, TSV, Parquet, JSON, Excel). Repeatable.",
     )
-    ask.add_argument("--model", "-m", help="Model name (default: CI_MAGIC_MODEL or the server's).")
-    ask.add_argument("--base-url", help="OpenAI-compatible base URL (default: OPENAI_BASE_URL).")
-    ask.add_argument("--attempts", "-n", type=int, default=3)
-    ask.add_argument("--samples", "-s", type=int, default=1, help="Independent answers to vote among.")
-    ask.add_argument("--timeout", type=float, default=60.0, help="Seconds one execution may run.")
+    _model_options(ask)
+    ask.add_argument(
+        "--request-timeout",
+        type=float,
+        help=f"Seconds to wait for the model (default: {_SETTINGS.request_timeout_s:g}).",
+    )
     ask.add_argument("--json", action="store_true", help="Print the whole result as JSON.")
     ask.add_argument("--save-images", metavar="DIR", help="Write image outputs as PNG files into DIR.")
     ask.add_argument("--quiet", "-q", action="store_true", help="Do not stream the model's text to stderr.")
     ask.add_argument("--budget", help="Stop at this many tokens (5000) or dollars ($0.05, 0.05usd).")
+    ask.add_argument(
+        "--prices",
+        metavar="JSON",
+        help="USD per 1M prompt/completion tokens per model, e.g. '{\"my-model\": [0.5, 1.5]}' (merged over "
+        "CI_MAGIC_PRICES and the built-in table); needed for a --budget in dollars on an unknown model.",
+    )
+    ask.add_argument(
+        "--require-isolation",
+        action="store_true",
+        default=None,
+        help="Refuse to run when the sandbox is not isolated on this machine (also CI_MAGIC_REQUIRE_ISOLATION=1).",
+    )
+    ask.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="Files the code writes replace files of the same name here (default: they get a free name).",
+    )
+    ask.add_argument(
+        "--gateway-url",
+        metavar="URL",
+        help="Run the sandbox on this Jupyter Enterprise Gateway (also CI_MAGIC_GATEWAY_URL; token: "
+        "CI_MAGIC_GATEWAY_TOKEN).",
+    )
+    ask.add_argument("--gateway-kernel", metavar="NAME", help="Kernelspec on the gateway (default: its own).")
     ask.set_defaults(func=cmd_ask)
 
     export = sub.add_parser(
@@ -67,18 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tables", required=True, help="Folder holding the questions' tables.")
     ev.add_argument("--out", required=True, help="Predictions JSONL to write.")
     ev.add_argument("--limit", type=int, default=None, help="Only the first N questions.")
-    ev.add_argument("--attempts", "-n", type=int, default=3)
-    ev.add_argument(
-        "--samples",
-        "-s",
-        type=int,
-        default=1,
-        help="Independent answers per question; the @answers most of them agree on are kept.",
-    )
-    ev.add_argument("--model", "-m")
-    ev.add_argument("--base-url")
-    ev.add_argument("--timeout", type=float, default=60.0, help="Seconds one execution may run.")
+    _model_options(ev)
     ev.set_defaults(func=cmd_eval)
+
+    gateway = sub.add_parser(
+        "gateway",
+        help="Try the gateway sandbox on this machine: a Jupyter Enterprise Gateway on loopback.",
+        description="Enterprise Gateway pins older Jupyter libraries, so it lives in an environment of its own "
+        "(install: ci-magic gateway install). `start` runs it with a kernelspec using this Python and prints "
+        "the two settings that point %%ask (or ci-magic ask --gateway-url) at it.",
+    )
+    gateway.add_argument("action", choices=("install", "start"))
+    gateway.add_argument("--port", type=int, default=8889)
+    gateway.set_defaults(func=cmd_gateway)
 
     fake = sub.add_parser("fake-server", help="Run the scripted fake model server (for demos and tests).")
     fake.add_argument("spec", help='JSON file: {"script": [...], "rules": [[regex, reply], ...]}')
@@ -92,6 +123,45 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         local_cli.register(sub)
     return parser
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `ask` and `eval`; None means the Settings default (shown in --help)."""
+    parser.add_argument("--model", "-m", help="Model name (default: CI_MAGIC_MODEL or the server's).")
+    parser.add_argument("--base-url", help="OpenAI-compatible base URL (default: OPENAI_BASE_URL).")
+    parser.add_argument(
+        "--attempts", "-n", type=int, help=f"Attempts, counting repairs (default: {_SETTINGS.attempts})."
+    )
+    parser.add_argument(
+        "--samples",
+        "-s",
+        type=int,
+        help=f"Independent answers to vote among (default: {_SETTINGS.samples}: no vote).",
+    )
+    parser.add_argument(
+        "--timeout", type=float, help=f"Seconds one execution may run (default: {_LIMITS.timeout_s:g})."
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings of a command: the environment, then the command's options (None: not given)."""
+    prices = getattr(args, "prices", None)
+    settings = Settings.from_env(
+        model=args.model,
+        base_url=args.base_url,
+        attempts=args.attempts,
+        samples=args.samples,
+        request_timeout_s=getattr(args, "request_timeout", None),
+        prices=parse_prices(prices, "--prices") if prices else None,
+        require_isolation=getattr(args, "require_isolation", None),
+        overwrite_files=getattr(args, "overwrite", None),
+        gateway_url=getattr(args, "gateway_url", None),
+        gateway_kernel=getattr(args, "gateway_kernel", None),
+        frontend="cli",
+    )
+    if args.timeout is not None:
+        settings = settings.with_(limits=Limits(timeout_s=args.timeout))
+    return settings
 
 
 def load_table(spec: str) -> tuple[str, Any]:
@@ -125,58 +195,60 @@ def load_table(spec: str) -> tuple[str, Any]:
 def cmd_ask(args: argparse.Namespace) -> int:
     from .core.events import Event
     from .core.interpreter import Interpreter
-    from .core.settings import Limits, Settings
 
+    settings = _settings(args)
     frames = dict(load_table(spec) for spec in args.data)
-    settings = Settings.from_env(
-        model=args.model,
-        base_url=args.base_url,
-        attempts=args.attempts,
-        samples=args.samples,
-        limits=Limits(timeout_s=args.timeout),
-    )
 
     def progress(event: Event) -> None:
         if args.quiet or args.json:
             return
         if event.kind == "model_start":
-            print(f"\n── attempt {event.attempt}: {settings.model or 'model'} is writing…", file=sys.stderr)
+            say(f"\n── attempt {event.attempt}: {settings.model or 'model'} is writing…", sys.stderr)
         elif event.kind == "token":
-            print(event.data["text"], end="", file=sys.stderr, flush=True)
+            say(event.data["text"], sys.stderr, end="")
         elif event.kind == "exec_done" and event.data["error"]:
-            print(f"\n── attempt {event.attempt} failed: {event.data['error'][:300]}", file=sys.stderr)
+            say(f"\n── attempt {event.attempt} failed: {event.data['error'][:300]}", sys.stderr)
 
-    with Interpreter(settings, user_dir=Path.cwd()) as interpreter:
-        budget = None
-        if args.budget:
-            from .observe.cost import make_budget
-
-            provider = interpreter.provider
-            budget = make_budget(args.budget, provider.model, provider.endpoint, None)
-        result = interpreter.ask(args.question, frames, keep=None, on_event=progress, budget=budget)
+    # The current folder: its files are what the model sees, and where the files the code writes arrive.
+    here = Path.cwd()
+    with Interpreter(settings, user_dir=here, files_dir=here) as interpreter:
+        result = interpreter.ask(args.question, frames, keep=None, on_event=progress, budget=args.budget)
     images = _save_images(result.outputs, args.save_images)
     if args.json:
         doc = result.to_json()
         doc["saved_images"] = images
-        print(json.dumps(doc, indent=2, default=str))
-    else:
-        print("\n" + "=" * 20 + " code " + "=" * 20)
-        print((result.code or "(no code)").rstrip())
-        print("=" * 20 + " output " + "=" * 18)
-        final = result.final
-        text = final.execution.text() if final is not None and final.execution is not None else ""
-        print(text.rstrip() or "(no output)")
-        for path in images:
-            print(f"[image saved to {path}]")
-        usage = result.usage
-        verdict = "succeeded" if result.ok else "failed"
-        print("=" * 46)
-        print(
-            f"{verdict} after {len(result.attempts)} attempt(s) · {usage.prompt_tokens:,} prompt + "
-            f"{usage.completion_tokens:,} completion tokens · {result.seconds:.1f} s · {result.model} @ "
-            f"{result.endpoint}"
-        )
+        print(json.dumps(doc, indent=2, default=str))  # JSON escapes control characters itself
+        return EXIT_OK if result.ok else EXIT_FAILED
+    say("\n" + "=" * 20 + " code " + "=" * 20)
+    say((result.code or "(no code)").rstrip())
+    say("=" * 20 + " output " + "=" * 18)
+    final = result.final
+    text = final.execution.text() if final is not None and final.execution is not None else ""
+    say(text.rstrip() or "(no output)")
+    for path in images:
+        say(f"[image saved to {path}]")
+    for file in result.files:
+        where = f"saved as {file.saved_as}" if file.saved_as else "not saved"
+        say(f"[file {file.path}: {file.bytes:,} bytes, {where}{f'; {file.note}' if file.note else ''}]")
+    usage = result.usage
+    verdict = "succeeded" if result.ok else "failed"
+    say("=" * 46)
+    say(
+        f"{verdict} after {len(result.attempts)} attempt(s) · {usage.prompt_tokens:,} prompt + "
+        f"{usage.completion_tokens:,} completion tokens · {result.seconds:.1f} s · {result.model} @ "
+        f"{result.endpoint}"
+    )
+    for warning in result.warnings:  # e.g. the sandbox ran without isolation: never silent
+        say(f"warning: {warning}")
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def say(text: str, stream: Any = None, end: str = "\n") -> None:
+    """Print text that came from the model or the sandbox: without terminal control sequences, which could
+    rewrite the screen, set the window title or write to the clipboard."""
+    from .sandbox.sanitize import terminal_text
+
+    print(terminal_text(text), end=end, file=stream or sys.stdout, flush=stream is sys.stderr)
 
 
 def _save_images(outputs: list[dict[str, Any]], directory: str | None) -> list[str]:
@@ -195,23 +267,16 @@ def _save_images(outputs: list[dict[str, Any]], directory: str | None) -> list[s
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .core.settings import Limits, Settings
     from .evaluation.runner import read_questions, run_eval
 
     questions = read_questions(Path(args.questions))[: args.limit]
     tables = Path(args.tables)
     if not tables.is_dir():
         raise UsageError(f"--tables {args.tables!r} is not a folder.")
-    settings = Settings.from_env(
-        model=args.model,
-        base_url=args.base_url,
-        attempts=args.attempts,
-        samples=args.samples,
-        limits=Limits(timeout_s=args.timeout),
-    )
+    settings = _settings(args)
     solved = 0
     with open(args.out, "w", encoding="utf-8") as out:
-        for record in run_eval(questions, tables, out, settings=settings, attempts=args.attempts):
+        for record in run_eval(questions, tables, out, settings=settings, attempts=settings.attempts):
             solved += bool(record["ok"])
     print(f"{solved}/{len(questions)} questions produced a well-formed answer; predictions in {args.out}")
     return EXIT_OK
@@ -240,6 +305,34 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import subprocess
+    import time
+
+    from .sandbox.gateway.server import GATEWAY_VERSION, gateway_venv, start_local_gateway
+
+    if args.action == "install":
+        venv = gateway_venv()
+        if not (venv / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"jupyter-enterprise-gateway=={GATEWAY_VERSION}"]
+        if subprocess.run(pip).returncode != 0:
+            raise CIMagicError(f"Installing Enterprise Gateway into {venv} failed (see pip's message above).")
+        print(f"Enterprise Gateway {GATEWAY_VERSION} is installed in {venv}; start it with: ci-magic gateway start")
+        return EXIT_OK
+    with start_local_gateway(args.port) as gw:
+        print(f"Enterprise Gateway is running at {gw.url} (local kernels, this Python). Point ci_magic at it:")
+        print(f"  export CI_MAGIC_GATEWAY_TOKEN={gw.token}")
+        print(f'  %config Ask.gateway_url = "{gw.url}"      # or: ci-magic ask --gateway-url {gw.url} "..."')
+        print("Ctrl-C stops it (and its kernels).", flush=True)
+        try:
+            while gw.process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK
+
+
 def cmd_fake_server(args: argparse.Namespace) -> int:
     import time
 
@@ -261,10 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (UsageError, ProviderConfigError) as exc:
-        print(f"ci-magic: {exc}", file=sys.stderr)
+        say(f"ci-magic: {exc}", sys.stderr)
         return EXIT_USAGE
-    except CIMagicError as exc:
-        print(f"ci-magic: {exc}", file=sys.stderr)
+    except CIMagicError as exc:  # may quote the sandbox (a kernel's last words): no control sequences
+        say(f"ci-magic: {exc}", sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("ci-magic: cancelled.", file=sys.stderr)

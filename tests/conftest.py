@@ -22,6 +22,12 @@ def fenced(code: str, prose: str = "Here is the code:") -> str:
     return f"{prose}\n```python\n{code.strip()}\n```"
 
 
+def shown(cap: Any) -> str:
+    """Everything a captured cell showed as text: streams and the text of displays (notes, summaries)."""
+    displays = [str(o.data.get("text/plain", "")) for o in cap.outputs]
+    return "\n".join([cap.stdout, cap.stderr, *displays])
+
+
 @pytest.fixture(autouse=True)
 def private_cache_and_traces(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

@@ -13,12 +13,13 @@ from conftest import fenced
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from ci_magic import prompts, trace
 from ci_magic.context.frames import build_context
+from ci_magic.core import prompts
 from ci_magic.core.errors import BudgetExceeded, UsageError
 from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.results import Usage
 from ci_magic.core.settings import Settings
+from ci_magic.observe import trace
 from ci_magic.observe.cost import Budget, BudgetLimit, parse_budget, price_for, price_table
 from ci_magic.providers.cache import ReplyCache
 from ci_magic.providers.fake import FakeModelServer, Turn
@@ -66,13 +67,13 @@ def test_bad_budget_is_a_usage_error(text: str) -> None:
 
 def test_price_table() -> None:
     table = price_table({"my-model": [1, 2]})
-    assert price_for("gpt-4o-mini", "api.openai.com", table) == (0.15, 0.60)
-    assert price_for("gpt-4o-mini-2024-07-18", "api.openai.com", table) == (0.15, 0.60)  # dated snapshot
-    assert price_for("gpt-4o-2024-08-06", "api.openai.com", table) == (2.50, 10.00)  # not gpt-4o-mini
-    assert price_for("my-model", "api.example.com", table) == (1.0, 2.0)
-    assert price_for("qwen", "embedded qwen", table) == (0.0, 0.0)
-    assert price_for("anything", "127.0.0.1:8080", table) == (0.0, 0.0)
-    assert price_for("unknown", "api.example.com", table) is None
+    assert price_for("gpt-4o-mini", False, table) == (0.15, 0.60)
+    assert price_for("gpt-4o-mini-2024-07-18", False, table) == (0.15, 0.60)  # dated snapshot
+    assert price_for("gpt-4o-2024-08-06", False, table) == (2.50, 10.00)  # not gpt-4o-mini
+    assert price_for("my-model", False, table) == (1.0, 2.0)
+    assert price_for("qwen", True, table) == (0.0, 0.0)  # a local provider (embedded, loopback) costs nothing
+    assert price_for("my-model", True, table) == (1.0, 2.0)  # ... unless the table names it
+    assert price_for("unknown", False, table) is None
     with pytest.raises(UsageError, match="prices"):
         price_table({"x": "cheap"})
     with pytest.raises(UsageError, match="no price"):
@@ -102,6 +103,13 @@ def test_budget_stops_the_loop(fake: FakeModelServer, interpreter: Interpreter, 
     assert len(fake.requests) == 1  # the repair request was never sent
     ask = [s for s in spans(tmp_path) if s["name"] == "ask"][-1]
     assert "BudgetExceeded" in str(ask["attributes"]["error"])  # type: ignore[index]
+    # What the stopped ask spent is on its record: the trace's and the interpreter's.
+    attributes = ask["attributes"]
+    assert (attributes["prompt_tokens"], attributes["completion_tokens"]) == (100, 50)  # type: ignore[index]
+    assert attributes["cost_usd"] == 0.0 and attributes["attempts"] == 1  # type: ignore[index]  # loopback: free
+    stopped = interpreter.asks[-1]
+    assert stopped.error is not None and stopped.error.startswith("BudgetExceeded") and not stopped.ok
+    assert stopped.usage.total_tokens == 150 and stopped.ask_id == ask["ask_id"]
     # Dollars: the first reply alone (2,000 tokens at $1/1M = $0.002) passes $0.001; its code is not run.
     fake.add(Turn(fenced("print('ran')"), usage=(1000, 1000)))
     with pytest.raises(BudgetExceeded, match="was used up"):
@@ -155,7 +163,8 @@ def test_trace_spans_privacy_no_key_and_otel(fake: FakeModelServer, tmp_path: Pa
 def test_reply_cache_replays_and_fresh_bypasses(fake: FakeModelServer, tmp_path: Path) -> None:
     settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", reply_cache=True)
     fake.add(fenced("x = 6 * 7\nprint(x)"), fenced("print('fresh')"))
-    with Interpreter(settings, user_dir=tmp_path) as it:
+    (tmp_path / "work").mkdir()  # the working folder: ci_magic's traces (in tmp_path) are not its files
+    with Interpreter(settings, user_dir=tmp_path / "work") as it:
         first = it.ask("What is six times seven?")
         it.history.clear()  # as after a kernel restart: the same conversation
         second = it.ask("What is six times seven?")
@@ -214,5 +223,8 @@ def test_magic_budget_history_and_privacy_setting(shell: InteractiveShell, fake:
     finally:  # the shell is a process-wide singleton: its config outlives this test
         shell.run_cell("%config Ask.context_detail = 'samples'")
         shell.run_cell("%config Ask.prices = {}")
-    assert "60.0" in cap.stdout and "Total revenue?" in cap.stdout and "total: 1 ask(s)" in cap.stdout
+    assert "60.0" in cap.stdout and "Total revenue?" in cap.stdout and "total: 2 ask(s)" in cap.stdout
+    # The ask stopped by its budget is on the record, with the tokens and money it spent.
+    [stopped] = [line for line in cap.stdout.splitlines() if line.startswith("1 ")]
+    assert "Total?" in stopped and "BudgetExceeded" in stopped and "1,000" in stopped and "$0.0020" in stopped
     assert "e.g." not in fake.requests[-1]["messages"][-1]["content"]

@@ -27,9 +27,10 @@ from ci_magic.notebook.bridge import (
     KERNEL_MESSAGES,
     PROTOCOL_VERSION,
     Bridge,
-    CommInserter,
     install,
 )
+from ci_magic.notebook.extension import session_of
+from ci_magic.notebook.session import NotebookSession
 from ci_magic.providers.fake import FakeModelServer
 
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()\nprint('plotted')"
@@ -69,12 +70,18 @@ class RecordingComm:
         return [m for m in self.sent if m["type"] == kind]
 
 
+def session(shell: InteractiveShell) -> NotebookSession:
+    found = session_of(shell)
+    assert found is not None
+    return found
+
+
 @pytest.fixture
-def bridge(shell: InteractiveShell) -> Bridge:
-    magics = shell._ci_magic[0]  # type: ignore[attr-defined]
-    b = Bridge(shell, magics)
-    magics.listeners.append(b.forward_event)
-    return b
+def bridge(shell: InteractiveShell) -> Iterator[Bridge]:
+    b = Bridge(shell, session(shell))
+    b.attach()
+    yield b
+    b.close()
 
 
 def connect(bridge: Bridge, comm_id: str = "comm-1") -> RecordingComm:
@@ -84,7 +91,7 @@ def connect(bridge: Bridge, comm_id: str = "comm-1") -> RecordingComm:
 
 
 def test_terminal_ipython_gets_no_bridge(shell: InteractiveShell) -> None:
-    assert install(shell, shell._ci_magic[0]) is None  # type: ignore[attr-defined]
+    assert install(shell, session(shell)) is None
 
 
 def test_hello_makes_ask_cells_go_to_the_frontend(
@@ -92,7 +99,6 @@ def test_hello_makes_ask_cells_go_to_the_frontend(
 ) -> None:
     comm = connect(bridge)
     assert comm.sent[0]["type"] == "ready" and comm.sent[0]["v"] == PROTOCOL_VERSION
-    assert isinstance(bridge.magics.inserter, CommInserter)
     fake.add(fenced(PLOT))
     with capture_output() as cap:
         assert shell.run_cell("%%ask\nPlot it", cell_id="anchor-1").success
@@ -159,11 +165,11 @@ def test_list_frames_and_exact_context(shell: InteractiveShell, bridge: Bridge) 
     }
     comm.deliver({"v": 1, "type": "context", "frames": ["sales"]})
     reply = comm.sent[-1]
-    magics = shell._ci_magic[0]  # type: ignore[attr-defined]
     with capture_output() as cap:
-        magics._ask("--frames sales --context-only", "q")
+        assert shell.run_cell("%ask --frames sales --context-only").success
     assert reply["type"] == "context" and reply["frames"] == ["sales"] and reply["tokens"] > 0
-    assert reply["text"] in cap.stdout  # the preview is exactly what %%ask would send
+    assert reply["text"] in cap.stdout  # the preview is exactly what %%ask --context-only shows
+    assert "sales: DataFrame" in reply["text"] and "--- system ---" in reply["text"]
     comm.deliver({"v": 1, "type": "context", "frames": ["nosuch"]})
     assert comm.sent[-1]["type"] == "error" and "no variable of that name" in comm.sent[-1]["message"]
 
@@ -189,6 +195,29 @@ def test_panel_ask_streams_events_then_result(
     assert any("image/png" in o.get("data", {}) for o in code["outputs"])
     assert comm.of_type("insert") == []  # the panel's Insert button decides where
     assert "sales: DataFrame" in fake.requests[0]["messages"][-1]["content"]
+
+
+def test_panel_ask_lists_the_files_the_code_wrote(shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer) -> None:
+    comm = connect(bridge)
+    fake.add(fenced("sales.to_csv('summary.csv', index=False)"))
+    comm.deliver({"v": 1, "type": "ask", "ask_id": "p3", "prompt": "Save", "frames": ["sales"], "attempts": 1})
+    [result] = comm.of_type("result")
+    [file] = result["files"]
+    assert file["path"] == "summary.csv" and file["saved_as"] == "summary.csv" and len(file["sha256"]) == 64
+    done = [e for e in comm.of_type("event") if e["kind"] == "done"][-1]
+    assert done["data"]["files"] == result["files"]
+
+
+def test_interleaved_tokens_of_samples_are_batched_per_attempt(bridge: Bridge) -> None:
+    from ci_magic.core.events import Event
+
+    comm = connect(bridge)
+    bridge._flushed = 1e18  # nothing is flushed by time during this test
+    for i in range(20):
+        bridge.forward_event(Event("token", 2 + i % 2, {"text": f"{i} "}, ask_id="a"))
+    bridge.forward_event(Event("model_done", 2, {}, ask_id="a"))
+    tokens = [e for e in comm.of_type("event") if e["kind"] == "token"]
+    assert [(t["attempt"], t["data"]["text"].split()[:2]) for t in tokens] == [(2, ["0", "2"]), (3, ["1", "3"])]
 
 
 def test_panel_ask_errors_are_reported(bridge: Bridge, fake: FakeModelServer) -> None:

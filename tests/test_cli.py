@@ -53,3 +53,25 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run(["ask"], None, tmp_path).returncode == 2
     proc = run(["ask", "--data", "not an identifier=x.csv", "q"], None, tmp_path)
     assert proc.returncode == 2 and "NAME=PATH" in proc.stderr
+
+
+def test_an_empty_question_is_a_usage_error_as_in_the_magic(fake: FakeModelServer, tmp_path: Path) -> None:
+    csv = ROOT / "notebooks" / "sales.csv"
+    proc = run(["ask", "--data", f"df={csv}", "  "], fake, tmp_path)
+    assert proc.returncode == 2 and "needs a question" in proc.stderr and "Traceback" not in proc.stderr
+    assert fake.requests == []
+
+
+def test_prices_and_errors_speak_the_cli_s_language(tmp_path: Path) -> None:
+    # A remote model the price table does not know: a dollar budget needs --prices (not %config).
+    remote = ["ask", "--base-url", "http://ci-magic-test.invalid/v1", "--model", "mystery-model"]
+    proc = run([*remote, "--budget", "$0.01", "q"], None, tmp_path)
+    assert proc.returncode == 2 and "no price for 'mystery-model'" in proc.stderr
+    assert "--prices" in proc.stderr and "CI_MAGIC_PRICES" in proc.stderr and "%config" not in proc.stderr
+    # With a price the budget is accepted; the unreachable server is then reported in the CLI's words too.
+    prices = json.dumps({"mystery-model": [1, 2]})
+    proc = run([*remote, "--budget", "$0.01", "--prices", prices, "q"], None, tmp_path)
+    assert proc.returncode == 1 and "Could not connect" in proc.stderr, proc.stderr
+    assert "--base-url or OPENAI_BASE_URL" in proc.stderr and "%config" not in proc.stderr
+    proc = run([*remote, "--prices", "{not json", "q"], None, tmp_path)
+    assert proc.returncode == 2 and "--prices must be JSON" in proc.stderr

@@ -53,8 +53,10 @@ def test_export_verify_tamper_and_replay(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("CI_MAGIC_MODEL", "fake-model")
-    monkeypatch.setenv("CI_MAGIC_TRACE_DIR", str(tmp_path / "traces"))
-    monkeypatch.setenv("CI_MAGIC_REPLY_CACHE_DIR", str(tmp_path / "replies"))
+    # ci_magic's own files live outside the notebook's folder (as under ~/.cache): that folder's files are part
+    # of what the model is told, so a cache there would change the conversation it is keyed on.
+    monkeypatch.setenv("CI_MAGIC_TRACE_DIR", str(tmp_path.parent / f"{tmp_path.name}-traces"))
+    monkeypatch.setenv("CI_MAGIC_REPLY_CACHE_DIR", str(tmp_path.parent / f"{tmp_path.name}-replies"))
     with FakeModelServer(rules=RULES) as fake:  # type: ignore[arg-type]
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
         built = _run(_notebook(), tmp_path)
@@ -98,9 +100,10 @@ def test_export_verify_tamper_and_replay(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert cli.main(["verify", "tampered.ipynb"]) == 1
 
     # The key never reached a notebook, a trace or the cache.
-    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    places = (tmp_path, tmp_path.parent / f"{tmp_path.name}-traces", tmp_path.parent / f"{tmp_path.name}-replies")
+    written = [p for place in places for p in place.rglob("*") if p.is_file()]
     assert any(p.suffix == ".jsonl" for p in written) and any(
-        p.parent.parent.name == "replies" for p in written
+        p.parent.parent.name.endswith("replies") for p in written
     )
     for path in written:
         assert KEY not in path.read_text(errors="replace"), path

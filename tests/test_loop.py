@@ -1,133 +1,136 @@
-"""The repair loop against the scripted fake model and a real sandbox kernel."""
+"""The repair loop, with the scripted fake model and the scripted executor: no kernel is started.
+
+What the code does when it really runs is the sandbox's business (tests/test_sandbox.py, test_attacks.py and
+the end-to-end tests of the magic); here the executor answers from a script and records what it was asked.
+"""
 
 from __future__ import annotations
 
-import nbformat
+from collections.abc import Iterator
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from conftest import fenced
 
+from ci_magic.core.errors import ProviderResponseError
 from ci_magic.core.interpreter import Interpreter
-from ci_magic.core.settings import Limits
-from ci_magic.notebook.cells import cells_for
+from ci_magic.core.settings import Limits, Settings
 from ci_magic.providers.fake import FakeModelServer, Turn
+from ci_magic.sandbox.fake import ScriptedExecutor, Step, died, error, timeout
 
 
-def test_success_first_try(fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame) -> None:
-    fake.add(
-        fenced("monthly = sales.groupby(sales.date.dt.month).revenue.mean()\nprint(monthly.round(1).head(2))")
-    )
-    result = interpreter.ask("Average revenue by month", {"sales": sales})
-    assert result.ok and len(result.attempts) == 1
-    assert "date" in result.outputs[0]["text"]
+@pytest.fixture
+def executor() -> ScriptedExecutor:
+    return ScriptedExecutor()
+
+
+@pytest.fixture
+def it(settings: Settings, executor: ScriptedExecutor, tmp_path: Path) -> Iterator[Interpreter]:
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as interp:
+        yield interp
+
+
+def test_success_first_try(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame) -> None:
+    fake.add(fenced("monthly = sales.groupby(sales.date.dt.month).revenue.mean()\nprint(monthly.head(2))"))
+    executor.add(Step("date\n1  100.0\n", creates={"monthly": pd.Series([100.0], name="revenue")}))
+    result = it.ask("Average revenue by month", {"sales": sales})
+    assert result.ok and len(result.attempts) == 1 and result.attempts[0].code is not None
     assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
-    # The data description went to the model; the data itself did not.
+    # The data description went to the model; the data itself did not, and the code got the frame it names.
     sent = fake.requests[0]["messages"][-1]["content"]
     assert "sales: DataFrame, 244 rows × 5 columns" in sent and "Average revenue by month" in sent
-    assert "monthly" in result.values  # new frames come back by default
+    assert executor.runs[0].frames == ("sales",) and not executor.runs[0].pristine
+    assert "monthly" in result.values  # what the code created comes back by default
 
 
-def test_error_then_fix_sends_traceback(
-    fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame
-) -> None:
-    fake.add(
-        fenced("print('partial output')\nsales['revnue'].sum()"), fenced("print(sales['revenue'].sum() > 0)")
-    )
-    result = interpreter.ask("Total revenue?", {"sales": sales})
+def test_error_then_fix_sends_traceback_and_output(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame) -> None:
+    fake.add(fenced("print('partial output')\nsales['revnue'].sum()"), fenced("print(sales['revenue'].sum() > 0)"))
+    executor.add(error("KeyError", "'revnue'", stdout="partial output\n"), "True\n")
+    result = it.ask("Total revenue?", {"sales": sales})
     assert result.ok and [a.outcome for a in result.attempts] == ["error", "ok"]
     feedback = fake.requests[1]["messages"][-1]["content"]
     assert "KeyError" in feedback and "revnue" in feedback and "partial output" in feedback
-    # The failed code and the whole dialogue are sent back, not just the error.
+    assert "The columns are exactly" in feedback and "'revenue'" in feedback  # the real names, next to the error
+    # The failed code and the whole dialogue are sent back, and the retry starts from the user's data.
     assert fake.requests[1]["messages"][-2]["role"] == "assistant"
-    assert result.outputs == [{"output_type": "stream", "name": "stdout", "text": "True\n"}]
+    assert executor.runs[1].pristine
+    assert result.attempts[0].problem == feedback and result.attempts[1].problem is None
 
 
-def test_reply_without_code_is_a_failed_attempt(fake: FakeModelServer, interpreter: Interpreter) -> None:
+def test_reply_without_code_is_a_failed_attempt(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor) -> None:
     fake.add("I think the answer is probably 42.", fenced("print(6 * 7)"))
-    result = interpreter.ask("What is six times seven?")
+    executor.add("42\n")
+    result = it.ask("What is six times seven?")
     assert result.ok and [a.outcome for a in result.attempts] == ["no_code", "ok"]
     assert "contained no Python code block" in fake.requests[1]["messages"][-1]["content"]
+    assert len(executor.runs) == 1  # nothing ran for the reply without code
 
 
-def test_attempts_exhausted(fake: FakeModelServer, interpreter: Interpreter) -> None:
+def test_a_truncated_reply_is_sent_back_as_such(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor) -> None:
+    fake.add(Turn(reply="```python\nprint(1)\n", truncate=True), fenced("print(1)"))
+    executor.add("1\n", "1\n")
+    result = it.ask("one")
+    assert result.ok
+
+
+def test_attempts_exhausted(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor) -> None:
     fake.add(*[fenced("raise ValueError('still broken')")] * 3)
-    result = interpreter.ask("Break please", attempts=3)
+    executor.add(*[error("ValueError", "still broken")] * 3)
+    result = it.ask("Break please", attempts=3)
     assert not result.ok and len(result.attempts) == 3 and len(fake.requests) == 3
-    assert all(a.execution and a.execution.error_name == "ValueError" for a in result.attempts)
-    assert result.values == {}
+    assert all(a.failure == "ValueError: still broken" for a in result.attempts)
+    assert result.values == {} and result.files == []
 
 
-def test_timeout_is_interrupted_and_fed_back(fake: FakeModelServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    fake.add(fenced("import time\nwhile True: time.sleep(0.1)"), fenced("print('fast')"))
-    with Interpreter(
-        model="fake-model",
-        base_url=fake.base_url,
-        api_key="k",
-        limits=Limits(timeout_s=1.5),
-        user_dir=tmp_path,
-    ) as it:
-        result = it.ask("loop")
-    assert [a.outcome for a in result.attempts] == ["timeout", "ok"]
-    assert "1.5 s time limit" in fake.requests[1]["messages"][-1]["content"]
+def test_timeout_and_death_are_fed_back(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
+    fake.add(fenced("while True: pass"), fenced("import os; os._exit(1)"), fenced("print('fast')"))
+    executor = ScriptedExecutor([timeout(1.5), died(), "fast\n"])
+    with Interpreter(settings.with_(limits=Limits(timeout_s=1.5)), executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("loop", attempts=3)
+    assert [a.outcome for a in result.attempts] == ["timeout", "died", "ok"]
+    assert "stopped after 1.5 s" in fake.requests[1]["messages"][-1]["content"]
+    assert "variables you created are gone" in fake.requests[2]["messages"][-1]["content"]
 
 
-def test_outputs_are_valid_nbformat(
-    fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame
-) -> None:
-    fake.add(
-        fenced(
-            "import matplotlib.pyplot as plt\nprint('a'); print('b')\n"
-            "sales.revenue.plot.hist(); plt.show()\nsales.head(3)"
-        )
-    )
-    result = interpreter.ask("chart", {"sales": sales})
-    kinds = [o["output_type"] for o in result.outputs]
-    assert kinds == ["stream", "display_data", "execute_result"]  # the two prints were merged
-    assert "image/png" in result.outputs[1]["data"] and "text/html" in result.outputs[2]["data"]
-    insertion = cells_for(result, "anchor")
-    nb = nbformat.v4.new_notebook(cells=[insertion.code_cell, insertion.record_cell])
-    nbformat.validate(nb)
-    assert insertion.code_cell.metadata["ci_magic"]["attempts"] == 1
+def test_the_answer_check_rejects_with_its_reason(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor) -> None:
+    fake.add(fenced("print('about 7')"), fenced("print('@answer[7]')"))
+    executor.add("about 7\n", "@answer[7]\n")
+
+    def check(execution: object) -> str | None:
+        text = execution.text()  # type: ignore[attr-defined]
+        return None if "@answer[" in text else "print the answer as @answer[value]"
+
+    result = it.ask("The answer?", check=check)
+    first = result.attempts[0]
+    assert first.outcome == "rejected" and first.rejected == "print the answer as @answer[value]"
+    assert first.execution is not None and first.execution.ok  # the run itself worked
+    assert "print the answer as @answer[value]" in fake.requests[1]["messages"][-1]["content"]
+    assert result.ok and result.attempts[1].rejected is None
 
 
-def test_follow_up_sees_earlier_variables_and_question(
-    fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame
-) -> None:
-    fake.add(
-        fenced("by_month = sales.groupby(sales.date.dt.month).revenue.sum()"), fenced("print(len(by_month))")
-    )
-    assert interpreter.ask("revenue by month", {"sales": sales}).ok
-    second = interpreter.ask("how many months?", {"sales": sales})
-    assert second.outputs[0]["text"] == "12\n"
+def test_follow_up_sees_the_earlier_question_and_code(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame) -> None:
+    fake.add(fenced("by_month = sales.groupby(sales.date.dt.month).revenue.sum()"), fenced("print(len(by_month))"))
+    executor.add("", "12\n")
+    assert it.ask("revenue by month", {"sales": sales}).ok
+    assert it.ask("how many months?", {"sales": sales}).outputs[0]["text"] == "12\n"
     history = [m["content"] for m in fake.requests[1]["messages"]]
     assert "Question: revenue by month" in history and any("by_month =" in m for m in history)
 
 
-def test_changed_frames_are_resent_unchanged_are_not(
-    fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame
-) -> None:
-    fake.add(fenced("print(len(sales))"), fenced("print(len(sales))"), fenced("print(len(sales))"))
-    interpreter.ask("n", {"sales": sales})
-    assert interpreter.sandbox.send_frames({"sales": sales}) == []
-    smaller = sales.head(10)
-    assert interpreter.ask("n", {"sales": smaller}).outputs[0]["text"] == "10\n"
-
-
 @pytest.mark.parametrize("status", [500, 400])
-def test_server_errors_are_clear(fake: FakeModelServer, interpreter: Interpreter, status: int) -> None:
-    from ci_magic.core.errors import ProviderResponseError
-
+def test_server_errors_are_clear(fake: FakeModelServer, it: Interpreter, status: int) -> None:
     fake.add(*[Turn(status=status, reply="boom")] * 3)
     with pytest.raises(ProviderResponseError, match=f"HTTP {status}"):
-        interpreter.ask("anything")
+        it.ask("anything")
+    assert it.asks[-1].error is not None and it.asks[-1].error.startswith("ProviderResponseError")
 
 
-def test_a_repeated_failure_restarts_the_dialogue_with_notes(
-    fake: FakeModelServer, interpreter: Interpreter, sales: pd.DataFrame
-) -> None:
+def test_a_repeated_failure_restarts_the_dialogue_with_notes(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame) -> None:
     broken = fenced("print(sales['year'].max())")
     fake.add(broken, broken, fenced("print(sales['date'].dt.year.max())"))
-    result = interpreter.ask("Latest year?", {"sales": sales}, attempts=3)
+    executor.add(error("KeyError", "'year'"), error("KeyError", "'year'"), "2024\n")
+    result = it.ask("Latest year?", {"sales": sales}, attempts=3)
     assert result.ok and len(result.attempts) == 3
     third = fake.requests[2]["messages"]
     # Fresh start: system + question only (the failed code is not in the dialogue any more) ...
@@ -136,4 +139,43 @@ def test_a_repeated_failure_restarts_the_dialogue_with_notes(
     # ... with what went wrong, and the real column names, as notes.
     assert "Earlier attempts at this question failed" in third[-1]["content"]
     assert "KeyError: 'year'" in third[-1]["content"] and "'revenue'" in third[-1]["content"]
-    assert fake.requests[1]["messages"][-1]["role"] == "user" and len(fake.requests[1]["messages"]) == 4
+    assert "repeats code that already failed" in fake.requests[1]["messages"][-1]["content"] or len(fake.requests[1]["messages"]) == 4
+
+
+def test_privacy_below_samples_keeps_values_out_of_repair_messages(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
+    frame = pd.DataFrame({"city": ["Paris", "ZEBRA123"]})
+    fake.add(fenced("pd.to_numeric(df.city)"), fenced("print(len(df))"))
+    executor = ScriptedExecutor(
+        [error("ValueError", "Unable to parse string \"ZEBRA123\" at position 1", stdout="Paris 12.5\n"), "2\n"]
+    )
+    with Interpreter(settings.with_(context_detail="schema"), executor=executor, user_dir=tmp_path) as it:
+        assert it.ask("Convert city", {"df": frame}).ok
+    sent = "\n".join(m["content"] for r in fake.requests for m in r["messages"])
+    assert "ZEBRA123" not in sent and "Paris" not in sent and "12.5" not in sent
+    assert "Unable to parse string" in fake.requests[1]["messages"][-1]["content"]  # the kind of error stays
+
+
+def test_files_of_the_working_attempt_only_come_back(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "q2.csv").write_text("the user's own\n")
+    fake.add(fenced("bad()"), fenced("df.to_csv('q2.csv')"))
+    executor = ScriptedExecutor(
+        [Step(error("NameError", "bad"), writes={"broken.csv": b"from the failed attempt"}), Step("", writes={"q2.csv": b"a,b\n1,2\n"})]
+    )
+    with Interpreter(settings, executor=executor, user_dir=tmp_path, files_dir=out) as it:
+        result = it.ask("Save q2")
+    assert [(f.path, f.saved_as) for f in result.files] == [("q2.csv", "q2 (2).csv")]
+    assert result.files[0].note and "already exists" in result.files[0].note
+    assert (out / "q2.csv").read_text() == "the user's own\n"  # never overwritten without --overwrite
+    assert (out / "q2 (2).csv").read_bytes() == b"a,b\n1,2\n" and not (out / "broken.csv").exists()
+
+
+def test_a_per_ask_timeout_does_not_restart_the_sandbox(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
+    fake.add(fenced("x = 1"), fenced("print(x)"))
+    executor = ScriptedExecutor(["", "1\n"])
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        it.ask("one")
+        it.reconfigure(settings.with_(limits=Limits(timeout_s=5)))
+        assert it.ask("again").ok
+    assert executor.restarts == 0 and executor.limits is not None and executor.limits.timeout_s == 5

@@ -80,9 +80,12 @@ def test_bad_arguments_give_one_clear_error(
 
 def test_config_traitlet_sets_the_model(shell: InteractiveShell, fake: FakeModelServer) -> None:
     fake.add(fenced("print(1)"))
-    with capture_output():
-        shell.run_cell("%config Ask.model = 'other-model'\n")
-        shell.run_cell("%%ask\nq")
+    try:
+        with capture_output():
+            shell.run_cell("%config Ask.model = 'other-model'\n")
+            shell.run_cell("%%ask\nq")
+    finally:  # %config writes into the shell's config, which outlives this test (the shell is a singleton)
+        shell.run_cell("%config Ask.model = None")
     assert fake.requests[0]["model"] == "other-model"
 
 

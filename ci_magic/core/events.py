@@ -1,4 +1,9 @@
-"""Progress events emitted by the loop, consumed by the magic's live view, the panel bridge and traces."""
+"""Progress events emitted by the loop, consumed by the magic's live view, the panel bridge and traces.
+
+Every event of one ask carries that ask's id (``ask_id``): the :class:`~ci_magic.core.interpreter.Interpreter`
+stamps it on the way out, so the loop and the vote emit events without knowing it, and the trace, the panel and
+the bridge agree on which ask an event belongs to. The kinds and their data are the wire format of the panel's
+``event`` message (``labextension/src/protocol.ts``)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ EventKind = Literal[
     "exec_done",  # data: {"outcome": str, "outputs": list, "error": str | None, "seconds": float}
     "retry",  # data: {"problem": str}
     "vote",  # data: {"chosen_attempt": int | None (its number), "votes": list[int]} (ci_magic/vote.py)
-    "done",  # data: {"ok": bool, "attempts": int, "prompt_tokens": int, "completion_tokens": int}
+    "done",  # data: {"ok": bool, "attempts": int, "prompt_tokens": int, "completion_tokens": int,
+    #                "warnings": list[str]}
 ]
 
 
@@ -25,6 +31,7 @@ class Event:
     kind: EventKind
     attempt: int = 0
     data: dict[str, Any] = field(default_factory=dict)
+    ask_id: str = ""  # set by Interpreter.ask for every event of the ask ("" only before it is stamped)
 
 
 EventSink = Callable[[Event], None]

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
+import dataclasses
+import os
 import time
+import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Literal
 
+from ..context.files import describe_files
 from ..context.frames import Frame, build_context
+from ..observe.cost import make_budget
 from ..observe.trace import AskTrace
-from ..providers import Provider
+from ..providers import Message, Provider
 from ..providers.cache import CachedProvider, ReplyCache
 from ..providers.resolve import make_provider
-from ..sandbox import Sandbox, assigned_names
+from ..sandbox.scan import assigned_names
 from . import prompts
+from .delivery import deliver
+from .errors import SandboxError, UsageError
 from .events import Event, EventSink, ignore
+from .executor import Executor
+from .executors import ExecutorSlot, make_executor
 from .loop import BudgetCheck, Check, run_attempts
-from .results import AskResult
+from .results import AskResult, AskSummary
 from .settings import Settings
-from .vote import VoteKey, choose, draw_samples, output_key
+from .vote import VoteKey, hold_vote, output_key
 
 #: Follow-up questions see this many earlier asks of the session.
 HISTORY_TURNS = 3
@@ -33,7 +38,12 @@ Keep = Sequence[str] | Literal["auto"] | None
 
 
 class Interpreter:
-    """A session: one model endpoint, one sandbox kernel (started on first use), a short memory of asks."""
+    """A session: one model endpoint, one sandbox (started on first use, ended when idle), a short memory.
+
+    ``user_dir`` is the folder whose files the model sees and the code reads (the current one by default);
+    ``files_dir`` is where files the working code writes are copied (not copied when None: ``result.files``
+    still lists them with size and hash). ``executor`` runs the code instead of a sandbox made from the
+    settings (a :class:`~ci_magic.sandbox.fake.ScriptedExecutor` in tests)."""
 
     def __init__(
         self,
@@ -41,17 +51,30 @@ class Interpreter:
         *,
         provider: Provider | None = None,
         user_dir: str | Path | None = None,
+        files_dir: str | Path | None = None,
+        executor: Executor | None = None,
         **overrides: Any,
     ) -> None:
         self.settings = (settings or Settings.from_env()).with_(**overrides)
         self._provider = provider
         self._owns_provider = provider is None  # a provider passed in may be shared: its owner closes it
-        self._user_dir = user_dir
-        self._sandbox: Sandbox | None = None
-        self._starting: Future[Sandbox] | None = None
-        self.history: list[prompts.Turn] = []
-        self.prices: dict[str, Any] = {}  # per-model price overrides for traces (ci_magic.observe.cost)
-        self.last_trace: AskTrace | None = None  # the latest ask's trace; the magic adds its insertion span
+        self._user_dir = Path(user_dir or os.getcwd()).resolve()
+        self.files_dir = Path(files_dir).resolve() if files_dir is not None else None
+        make = (
+            (lambda: executor)
+            if executor is not None
+            else (lambda: make_executor(self.settings, self._user_dir))
+        )
+        self._slot = ExecutorSlot(make, self.settings.idle_minutes * 60, owned=executor is None)
+        self.history: list[prompts.Turn] = []  # finished asks that follow-ups see
+        self._delivered: set[str] = set()  # top-level names of files copied back into the user's folder
+        self.asks: list[AskSummary] = []  # every ask, finished or raised, with what it spent
+        self.last_trace: AskTrace | None = None  # the latest ask's; the notebook adds its insertion span
+
+    @property
+    def prices(self) -> Mapping[str, Any]:
+        """Per-model price overrides (``settings.prices``), merged over ci_magic.observe.cost's defaults."""
+        return self.settings.prices
 
     @property
     def provider(self) -> Provider:
@@ -60,47 +83,59 @@ class Interpreter:
         return self._provider
 
     def prestart(self) -> None:
-        """Start the sandbox kernel in the background, so the first ask does not wait for it (warm pool of one)."""
-        if self._sandbox is None and self._starting is None:
-            self._starting = Future()
-            starting = self._starting
-            limits, user_dir = self.settings.limits, self._user_dir
-
-            def start() -> None:
-                try:
-                    starting.set_result(Sandbox(limits, user_dir))
-                except BaseException as exc:  # handed to whoever takes the sandbox
-                    starting.set_exception(exc)
-                finally:
-                    # jupyter_client ran its coroutines on an event loop it made for this thread; the thread
-                    # ends here, so close the loop instead of leaking its sockets.
-                    with contextlib.suppress(RuntimeError):
-                        asyncio.get_event_loop_policy().get_event_loop().close()
-
-            threading.Thread(target=start, name="ci_magic-prestart", daemon=True).start()
+        """Start the sandbox in the background, so the first ask does not wait for it (warm pool of one)."""
+        self._slot.prestart()
 
     @property
-    def sandbox(self) -> Sandbox:
-        if self._sandbox is None:
-            starting, self._starting = self._starting, None
-            if starting is not None:
-                self._sandbox = starting.result()
-            else:
-                self._sandbox = Sandbox(self.settings.limits, self._user_dir)
-        return self._sandbox
+    def sandbox(self) -> Executor:
+        """The executor (started now if need be): a local bubblewrap sandbox, or a kernel on the gateway."""
+        return self._slot.get()
 
-    def _drop_sandbox(self) -> None:
-        starting, self._starting = self._starting, None
-        if starting is not None:
-            with contextlib.suppress(Exception):  # a failed prestart has nothing to close
-                starting.result().close()
-        if self._sandbox is not None:
-            self._sandbox.close()
-            self._sandbox = None
+    def reset(self) -> None:
+        """Start over: the sandbox is ended (the next ask starts a fresh one) and follow-ups forget earlier asks."""
+        self._slot.drop()
+        self._slot.expired = False
+        self.history.clear()
+
+    def _opening(
+        self,
+        question: str,
+        frames: Mapping[str, Frame],
+        system_extra: str | None,
+        settings: Settings,
+    ) -> tuple[str, int, list[Message]]:
+        """The data description (text, estimated tokens) and the first messages of an ask: the one place
+        they are built, so a preview is the request."""
+        ctx = build_context(frames, settings.context_tokens, settings.context_detail)
+        files = describe_files(
+            self._user_dir,
+            budget_tokens=max(200, settings.context_tokens // 3),
+            detail=settings.context_detail,
+        )
+        text = f"{ctx.text}\n\n{files.text}"
+        turns = self.history[-HISTORY_TURNS:]
+        # After an idle sandbox was shut down, earlier answers' variables are gone: follow-ups must know.
+        note = prompts.SANDBOX_EXPIRED if (self._slot.expired or self._stale()) and turns else None
+        messages = prompts.initial_messages(question, text, turns, system_extra, note=note)
+        return text, ctx.tokens + files.tokens, messages
 
     def context(self, frames: Mapping[str, Frame] | None = None) -> str:
         """Exactly the data description that :meth:`ask` would send."""
-        return build_context(frames or {}, self.settings.context_tokens, self.settings.context_detail).text
+        return self._opening("", frames or {}, None, self.settings)[0]
+
+    def preview(
+        self,
+        question: str,
+        frames: Mapping[str, Frame] | None = None,
+        *,
+        system_extra: str | None = None,
+        settings: Settings | None = None,
+    ) -> list[Message]:
+        """Exactly the messages :meth:`ask` would send first — system prompt, the earlier asks a follow-up
+        sees, the data description and the question — without sending anything or starting the sandbox.
+
+        ``settings``: preview as after :meth:`reconfigure` with them (what the next ask will use)."""
+        return self._opening(question, frames or {}, system_extra, settings or self.settings)[2]
 
     def ask(
         self,
@@ -112,25 +147,38 @@ class Interpreter:
         on_event: EventSink = ignore,
         system_extra: str | None = None,
         check: Check | None = None,
-        budget: BudgetCheck | None = None,
+        budget: BudgetCheck | str | None = None,
         fresh: bool = False,
         vote_key: VoteKey = output_key,
+        ask_id: str | None = None,
     ) -> AskResult:
-        """One ask. ``budget`` may stop it (BudgetExceeded); ``fresh`` bypasses the replay cache's lookup.
+        """One ask. ``budget`` may stop it (BudgetExceeded): a check, or the text of ``--budget`` ("5000",
+        "$0.05"); ``fresh`` bypasses the replay cache's lookup.
 
         With ``settings.samples > 1`` more independent answers are drawn after the repair loop and the one most
         of them agree on (compared by ``vote_key``) is the result (ci_magic/vote.py).
 
-        Every ask is traced (ci_magic/trace.py), whether it succeeds, fails or raises."""
-        trace = AskTrace(question, self.settings, self.prices)
+        ``ask_id`` names the ask (a new one when None): every event, the trace and the result carry it. Every
+        ask is traced (ci_magic/observe/trace.py) and summarised in :attr:`asks`, whether it succeeds, fails
+        or raises. With ``settings.require_isolation`` an ask is refused (SandboxError) before the model is
+        called when the sandbox is not isolated; otherwise the result's ``warnings`` say what is missing."""
+        if not question.strip():
+            raise UsageError("An ask needs a question, and this one is empty; nothing was sent.")
+        ask_id = ask_id or uuid.uuid4().hex
+        trace = AskTrace(ask_id, question, self.settings)
         self.last_trace = trace
+        traced = trace.sink(on_event)
+
+        def stamped(event: Event) -> None:
+            traced(dataclasses.replace(event, ask_id=ask_id))
+
         try:
             result = self._ask(
                 question,
                 frames,
                 attempts,
                 keep,
-                trace.sink(on_event),
+                stamped,
                 system_extra,
                 check,
                 budget,
@@ -139,10 +187,25 @@ class Interpreter:
                 vote_key,
             )
         except BaseException as exc:
-            trace.finish(None, exc)
+            self.asks.append(trace.finish(None, exc))
             raise
-        trace.finish(result)
+        result.ask_id = ask_id
+        self.asks.append(trace.finish(result))
         return result
+
+    def _stale(self) -> bool:
+        current = self._slot.current
+        return current is not None and current.stale(self._delivered)
+
+    def _refuse_unisolated(self, executor: Executor) -> None:
+        """With ``require_isolation``: refuse when the sandbox reports it is not isolated (nothing sent or run)."""
+        if self.settings.require_isolation and not executor.isolated:
+            missing = "; ".join(w.rstrip(".") for w in executor.isolation_warnings())
+            raise SandboxError(
+                f"Isolation is required, and {missing or 'the sandbox reports it is not isolated'}. Nothing was "
+                "sent to the model and no code ran. Make isolation work on this machine (see README, Security "
+                f"model), or allow running without it: {self.settings.how_to_set('require_isolation')}."
+            )
 
     def _ask(
         self,
@@ -153,138 +216,155 @@ class Interpreter:
         on_event: EventSink,
         system_extra: str | None,
         check: Check | None,
-        budget: BudgetCheck | None,
+        budget: BudgetCheck | str | None,
         fresh: bool,
         trace: AskTrace,
         vote_key: VoteKey,
     ) -> AskResult:
         started = time.monotonic()
         frames = dict(frames or {})
-        ctx = build_context(frames, self.settings.context_tokens, self.settings.context_detail)
-        on_event(Event("context", 0, {"text": ctx.text, "tokens": ctx.tokens}))
-        provider = self.provider  # resolve (and fail on configuration) before starting a kernel
-        if self.settings.reply_cache:
-            cache = ReplyCache(max_mb=self.settings.cache_max_mb)
-            s = self.settings
-            provider = CachedProvider(
-                provider, cache, temperature=s.temperature, max_tokens=s.max_tokens, fresh=fresh
-            )
-        provider = trace.provider(provider)
-        sandbox = self.sandbox
-        before = set(sandbox.values()) if keep == "auto" else set()
-        messages = prompts.initial_messages(question, ctx.text, self.history[-HISTORY_TURNS:], system_extra)
-        opening = [dict(m) for m in messages]
-        attempt_list = run_attempts(
-            messages,
-            provider=provider,
-            sandbox=sandbox,
-            frames=frames,
-            settings=self.settings,
-            attempts=attempts or self.settings.attempts,
-            emit=on_event,
-            check=check,
-            budget=budget,
-        )
-        if self.settings.samples > 1:
-            attempt_list += draw_samples(
-                opening,
-                attempt_list,
-                samples=self.settings.samples,
+        if self._stale():
+            # New files in the user's folder: a sandbox sees the folder as it was when it started. A fresh
+            # one sees them (the model is told that earlier variables are gone).
+            self._slot.drop()
+            self._slot.expired = True
+        context, context_tokens, messages = self._opening(question, frames, system_extra, self.settings)
+        on_event(Event("context", 0, {"text": context, "tokens": context_tokens}))
+        if self.settings.require_isolation:
+            self._refuse_unisolated(self._slot.get())  # before resolving (maybe starting) a model
+        provider, limit = self._provider_for(trace, budget, fresh)
+        with self._slot.using() as executor:
+            self._refuse_unisolated(executor)
+            self._slot.expired = False  # the model was told (in the opening) if it had expired
+            before = set(executor.values()) if keep == "auto" else set()
+            found = run_attempts(
+                [dict(m) for m in messages],
                 provider=provider,
-                sandbox=sandbox,
+                executor=executor,
                 frames=frames,
+                settings=self.settings,
+                attempts=attempts or self.settings.attempts,
                 emit=on_event,
                 check=check,
-                key=vote_key,
-                budget=budget,
+                budget=limit,
             )
-        result = AskResult(
-            question=question,
-            model=provider.model,
-            endpoint=provider.endpoint,
-            attempts=attempt_list,
-            context=ctx.text,
-        )
-        if self.settings.samples > 1:
-            chosen, counts = choose(attempt_list, vote_key)
-            result.chosen = chosen
-            result.votes = {str(k)[:200]: n for k, n in counts.items()}
-            chosen_number = attempt_list[chosen].number if chosen is not None else None
-            on_event(
-                Event(
-                    "vote",
-                    len(attempt_list),
-                    {"chosen_attempt": chosen_number, "votes": list(counts.values())},
+            result = AskResult(
+                question, provider.model, provider.endpoint, found, context, local=provider.local
+            )
+            if self.settings.samples > 1:
+                hold_vote(
+                    result,
+                    messages,
+                    samples=self.settings.samples,
+                    provider=provider,
+                    executor=executor,
+                    frames=frames,
+                    emit=on_event,
+                    check=check,
+                    key=vote_key,
+                    budget=limit,
                 )
-            )
-            last_run = next((a for a in reversed(attempt_list) if a.execution is not None), None)
             final = result.final
-            if final is not None and final.ok and final is not last_run and keep is not None and final.code:
-                # The sandbox holds the last sample's variables: re-run the chosen code so what comes back
-                # (and what follow-ups see) is the chosen answer's.
-                sandbox.run(final.code, frames, pristine=True)
-        if result.ok:
-            final = result.final
-            assert final is not None and final.code is not None and final.execution is not None
-            # Earlier outputs show data values: follow-ups carry them only when the privacy setting allows.
-            excerpt = final.execution.text()[-600:] if self.settings.context_detail == "samples" else ""
-            self.history.append(prompts.Turn(question, final.code, excerpt))
-            result.values = self._bring_back(keep, before, frames, final.code)
-        result.files = sandbox.written_files()
-        result.warnings = list(sandbox.warnings)
-        sandbox.warnings.clear()
+            last_run = next((a for a in reversed(result.attempts) if a.execution is not None), None)
+            if final is not None and final.ok and final is not last_run and final.code:
+                # The sandbox holds a later sample's variables and files: re-run the chosen code, so what comes
+                # back (values, files) and what follow-ups see is the chosen answer's.
+                final.execution = executor.run(final.code, frames, pristine=True)
+            if result.ok:
+                assert final is not None and final.code is not None and final.execution is not None
+                # Earlier outputs show data values: follow-ups carry them only when the privacy setting allows.
+                excerpt = final.execution.text()[-600:] if self.settings.context_detail == "samples" else ""
+                self.history.append(prompts.Turn(question, final.code, excerpt))
+                result.values = self._bring_back(executor, keep, before, frames, final.code)
+                result.files = deliver(
+                    executor,
+                    final.execution.files,
+                    self.files_dir,
+                    overwrite=self.settings.overwrite_files,
+                    cap_bytes=self.settings.max_files_mb * 2**20,
+                )
+                self._delivered |= {f.saved_as.split("/")[0] for f in result.files if f.saved_as}
+            # What isolation is missing comes first and with every ask: a degraded sandbox is never silent.
+            result.warnings = [*executor.isolation_warnings(), *executor.warnings]
+            executor.warnings.clear()
         result.seconds = time.monotonic() - started
         usage = result.usage
         on_event(
             Event(
                 "done",
-                len(attempt_list),
+                len(result.attempts),
                 {
                     "ok": result.ok,
-                    "attempts": len(attempt_list),
+                    "attempts": len(result.attempts),
                     "prompt_tokens": usage.prompt_tokens,
                     "completion_tokens": usage.completion_tokens,
+                    "warnings": list(result.warnings),
+                    "files": [dataclasses.asdict(f) for f in result.files],
                 },
             )
         )
         return result
 
+    def _provider_for(
+        self, trace: AskTrace, budget: BudgetCheck | str | None, fresh: bool
+    ) -> tuple[Provider, BudgetCheck | None]:
+        """The provider for one ask — resolved (failing on configuration before a kernel starts), cached and
+        traced — and its budget check (a text budget is priced for this model)."""
+        provider = self.provider
+        if isinstance(budget, str):
+            how = self.settings.how_to_set("prices", model=provider.model)
+            budget = make_budget(budget, provider.model, provider.local, self.settings.prices, how)
+        if self.settings.reply_cache:
+            s = self.settings
+            provider = CachedProvider(
+                provider,
+                ReplyCache(max_mb=s.cache_max_mb),
+                temperature=s.temperature,
+                max_tokens=s.max_tokens,
+                fresh=fresh,
+            )
+        return trace.provider(provider), budget
+
     def _bring_back(
-        self, keep: Keep, before: set[str], frames: Mapping[str, Frame], code: str
+        self, executor: Executor, keep: Keep, before: set[str], frames: Mapping[str, Frame], code: str
     ) -> dict[str, Any]:
         if keep is None:
             return {}
         if keep == "auto":
             # Only what the working code assigned: leftovers of failed attempts stay in the sandbox.
             created = assigned_names(code)
-            now = self.sandbox.values()
             names = [
                 n
-                for n, (_, cells) in now.items()
+                for n, (_, cells) in executor.values().items()
                 if n in created and n not in before and n not in frames and cells <= AUTO_KEEP_MAX_CELLS
             ]
-            return self.sandbox.fetch(names) if names else {}
-        return self.sandbox.fetch(list(keep))
+            return executor.fetch(names) if names else {}
+        return executor.fetch(list(keep))
 
     def reconfigure(self, settings: Settings) -> None:
-        """New settings for later asks. Limits apply at kernel start, so a limits change restarts the sandbox."""
-        if settings.limits != self.settings.limits:
-            self._drop_sandbox()
-        close = getattr(self._provider, "close", None)
-        if self._owns_provider and callable(close):
-            close()
-            self._provider = None
+        """New settings for later asks. Limits the sandbox started with (memory, network…) and a new gateway
+        need a new sandbox; a time limit per ask does not (the sandbox and its variables stay)."""
+        old = self.settings
         self.settings = settings
+        where = (old.gateway_url, old.gateway_kernel) != (settings.gateway_url, settings.gateway_kernel)
+        if where or old.limits.needs_restart(settings.limits):
+            self._slot.drop()
+        elif old.limits != settings.limits:
+            self._slot.set_limits(settings.limits)
+        self._slot.idle_s = settings.idle_minutes * 60
+        if self._owns_provider and self._provider is not None:
+            self._provider.close()
+            self._provider = None
 
     def interrupt(self) -> None:
-        if self._sandbox is not None:
-            self._sandbox.interrupt()
+        executor = self._slot.current
+        if executor is not None:
+            executor.interrupt()
 
     def close(self) -> None:
-        self._drop_sandbox()
-        close = getattr(self._provider, "close", None)
-        if self._owns_provider and callable(close):
-            close()
+        self._slot.close()
+        if self._owns_provider and self._provider is not None:
+            self._provider.close()
             self._provider = None
 
     def __enter__(self) -> Interpreter:

@@ -1,22 +1,26 @@
-"""generate → run → fix: the bounded repair loop. Failures of the generated code are data, not exceptions."""
+"""generate → run → fix: the bounded repair loop. Failures of the generated code are data, not exceptions.
+
+Each attempt is one :func:`~ci_magic.core.step.attempt` (ask, extract, run, judge); the loop adds the dialogue:
+what went wrong goes back to the model as the next user message, and a dialogue that goes round in circles is
+restarted from the question with the failures as notes.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 import pandas as pd
 
-from ..context.frames import Frame
-from ..providers import Completion, Message, Provider
-from ..sandbox import Sandbox
-from . import prompts
-from .errors import Cancelled
+from ..providers import Message, Provider
+from . import privacy, prompts
 from .events import Event, EventSink
-from .extract import extract_code
+from .executor import Executor, Frame
 from .results import Attempt, ExecutionResult, Usage
 from .settings import Settings
+from .step import BudgetCheck, Check, call_model, judge
+
+__all__ = ["BudgetCheck", "Check", "run_attempts"]
 
 #: A failed number conversion: "could not convert string to float: '37,410'", "invalid literal for int()".
 _CONVERSION = re.compile(
@@ -26,19 +30,12 @@ _CONVERSION = re.compile(
 #: Sampling temperature for repair attempts (the first attempt uses the configured one, 0 by default).
 RETRY_TEMPERATURE = 0.4
 
-#: Inspects a successful execution; returns why it does not answer the question, or None.
-Check = Callable[[ExecutionResult], str | None]
-
-#: Called with (tokens spent by this ask so far, the messages about to be sent) before each model request, and
-#: with ``None`` as messages after it; raises BudgetExceeded to stop the ask (see ci_magic.observe.cost.Budget).
-BudgetCheck = Callable[[Usage, list[Message] | None], None]
-
 
 def run_attempts(
     messages: list[Message],
     *,
     provider: Provider,
-    sandbox: Sandbox,
+    executor: Executor,
     frames: Mapping[str, Frame],
     settings: Settings,
     attempts: int,
@@ -59,115 +56,45 @@ def run_attempts(
         spent = sum((a.usage for a in done), Usage())
         completion = call_model(provider, messages, number, emit, budget, spent, temperature)
         messages.append({"role": "assistant", "content": completion.text})
-        code = extract_code(completion.text)
-        if code is None:
-            why = (
-                prompts.TRUNCATED.format(reason=f"finish_reason={completion.finish_reason}")
-                if completion.finish_reason in ("length", "truncated")
-                else prompts.NO_CODE
-            )
-            done.append(
-                Attempt(number, completion.text, None, None, completion.usage, completion.seconds, why)
-            )
-            emit(Event("no_code", number, {"problem": why}))
-            messages.append({"role": "user", "content": why})
-            continue
-        emit(Event("code", number, {"code": code}))
-        execution = run_code(sandbox, code, frames, pristine=bool(done))
-        problem: str | None = None if execution.ok else _feedback(execution, settings, frames)
-        if problem is None and check is not None:
-            complaint = check(execution)
-            if complaint:
-                problem = prompts.CHECK_FAILED.format(problem=complaint)
-                execution.outcome = "rejected"
-        if problem is not None and any(a.code == code for a in done):
-            problem = prompts.SAME_CODE + "\n\n" + problem
-        done.append(
-            Attempt(number, completion.text, code, execution, completion.usage, completion.seconds, problem)
+        attempt = judge(
+            completion,
+            number=number,
+            executor=executor,
+            frames=frames,
+            emit=emit,
+            pristine=bool(done),
+            check=check,
         )
-        emit(exec_done(number, execution, problem if execution.outcome == "rejected" else None))
-        if execution.ok:
+        if attempt.ok:
+            done.append(attempt)
             break
-        assert problem is not None
-        messages.append({"role": "user", "content": problem})
+        attempt.problem = feedback(
+            attempt, settings, frames, repeated=any(a.code == attempt.code for a in done)
+        )
+        done.append(attempt)
+        messages.append({"role": "user", "content": attempt.problem})
         if _stuck(done):
             # Small models copy their own failed code while it stays in the dialogue: start over from the
             # question, with what went wrong as notes, so the next attempt is written afresh.
-            messages[:] = _fresh_start(opening, done, frames)
+            messages[:] = _fresh_start(opening, done, frames, settings.context_detail)
         if number < attempts:
-            emit(Event("retry", number, {"problem": problem}))
+            emit(Event("retry", number, {"problem": attempt.problem}))
     return done
 
 
-def call_model(
-    provider: Provider,
-    messages: list[Message],
-    number: int,
-    emit: EventSink,
-    budget: BudgetCheck | None,
-    spent: Usage,
-    temperature: float | None,
-    seed: int | None = None,
-    start: dict[str, Any] | None = None,
-) -> Completion:
-    """One model request for attempt ``number``: streamed as events, checked against the budget before and after,
-    and turned into Cancelled on an interrupt."""
-    emit(Event("model_start", number, start or {}))
-
-    def stream(text: str) -> None:
-        emit(Event("token", number, {"text": text}))
-
-    if budget is not None:
-        budget(spent, messages)
-    try:
-        completion = provider.complete(messages, on_text=stream, temperature=temperature, seed=seed)
-    except KeyboardInterrupt:
-        raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
-    u = completion.usage
-    data = {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "seconds": completion.seconds,
-    }
-    emit(Event("model_done", number, data))
-    if budget is not None:
-        budget(spent + u, None)
-    return completion
-
-
-def run_code(sandbox: Sandbox, code: str, frames: Mapping[str, Frame], *, pristine: bool) -> ExecutionResult:
-    """Run generated code; an interrupt stops the sandbox too and becomes Cancelled."""
-    try:
-        return sandbox.run(code, frames, pristine=pristine)
-    except KeyboardInterrupt:
-        sandbox.interrupt()
-        raise Cancelled(
-            "The ask was cancelled while its code was running; the sandbox was interrupted."
-        ) from None
-
-
-def exec_done(number: int, execution: ExecutionResult, error: str | None = None) -> Event:
-    """The event that reports a finished run of attempt ``number`` (its outputs, and why it failed)."""
-    if error is None and not execution.ok:
-        error = f"{execution.error_name}: {execution.error_value}"
-    data = {
-        "outcome": execution.outcome,
-        "outputs": execution.outputs,
-        "error": error,
-        "seconds": execution.seconds,
-    }
-    return Event("exec_done", number, data)
-
-
-def _failure(attempt: Attempt) -> str:
-    execution = attempt.execution
-    if execution is None:
-        return "the reply contained no Python code block"
-    if execution.outcome == "rejected":
-        prefix = prompts.CHECK_FAILED.split("{problem}")[0]
-        line = next((ln for ln in (attempt.problem or "").splitlines() if ln.startswith(prefix)), prefix)
-        return "the output did not answer: " + line[len(prefix) :][:300]
-    return f"{execution.error_name}: {execution.error_value}"[:300]
+def feedback(
+    attempt: Attempt, settings: Settings, frames: Mapping[str, Frame], *, repeated: bool = False
+) -> str:
+    """What the model is told about a failed attempt, so that it can repair it."""
+    if attempt.execution is None:
+        if attempt.finish_reason in ("length", "truncated"):
+            return prompts.TRUNCATED.format(reason=f"finish_reason={attempt.finish_reason}")
+        return prompts.NO_CODE
+    if attempt.rejected is not None:
+        text = prompts.CHECK_FAILED.format(problem=attempt.rejected)
+    else:
+        text = _run_feedback(attempt.execution, settings, frames)
+    return prompts.SAME_CODE + "\n\n" + text if repeated and attempt.code is not None else text
 
 
 def _stuck(done: list[Attempt]) -> bool:
@@ -175,11 +102,27 @@ def _stuck(done: list[Attempt]) -> bool:
     if len(done) < 2:
         return False
     last, earlier = done[-1], done[:-1]
-    return any(a.code == last.code or _failure(a) == _failure(last) for a in earlier)
+    return any(a.code == last.code or a.failure == last.failure for a in earlier)
 
 
-def _fresh_start(opening: list[Message], done: list[Attempt], frames: Mapping[str, Frame]) -> list[Message]:
-    notes = list(dict.fromkeys(_failure(a) for a in done))
+def schema_names(frames: Mapping[str, Frame]) -> list[str]:
+    """Frame and column names: what the model may see at every privacy level."""
+    names = list(frames)
+    for obj in frames.values():
+        columns = getattr(obj, "columns", None)
+        if columns is not None:
+            names += [str(c) for c in list(columns)[:5000]]
+        elif getattr(obj, "name", None) is not None:
+            names.append(str(obj.name))
+    return names
+
+
+def _fresh_start(
+    opening: list[Message], done: list[Attempt], frames: Mapping[str, Frame], level: str
+) -> list[Message]:
+    notes = list(dict.fromkeys(str(a.failure) for a in done))
+    if not privacy.shows_values(level):
+        notes = [privacy.redact(n, schema_names(frames)) for n in notes]
     if any(
         a.execution is not None and a.execution.error_name in ("KeyError", "AttributeError") for a in done
     ):
@@ -193,7 +136,7 @@ def _fresh_start(opening: list[Message], done: list[Attempt], frames: Mapping[st
     return fresh
 
 
-def _feedback(execution: ExecutionResult, settings: Settings, frames: Mapping[str, Frame]) -> str:
+def _run_feedback(execution: ExecutionResult, settings: Settings, frames: Mapping[str, Frame]) -> str:
     error = execution.traceback or f"{execution.error_name}: {execution.error_value}"
     if execution.error_name in ("KeyError", "AttributeError") and frames:
         # The usual cause is a misspelt or guessed column name: put the real ones next to the error.
@@ -215,8 +158,11 @@ def _feedback(execution: ExecutionResult, settings: Settings, frames: Mapping[st
     stdout_tail = "".join(o.get("text", "") for o in execution.outputs if o.get("output_type") == "stream")[
         -1500:
     ]
-    if settings.context_detail != "samples":
-        stdout_tail = ""  # printed output shows data values, which this privacy setting keeps from the model
+    if not privacy.shows_values(settings.context_detail):
+        # Printed output shows data values, and error messages quote them: this privacy level keeps both from
+        # the model. Frame and column names stay (the model has them from the context).
+        stdout_tail = ""
+        error = privacy.redact(error, schema_names(frames))
     return prompts.repair_message(
         error, stdout_tail, timed_out=execution.outcome == "timeout", timeout_s=settings.limits.timeout_s
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -10,10 +11,19 @@ CHARS_PER_TOKEN = 4
 
 
 def estimate_tokens(text: str) -> int:
-    """At least one token for any non-empty text."""
-    return max(1, len(text) // CHARS_PER_TOKEN) if text else 0
+    """Characters / 4, rounded up: 0 for empty text, at least 1 otherwise. The one estimate ci_magic uses
+    (data descriptions, unreported usage, budgets, previews, the live view)."""
+    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
+def estimate_prompt_tokens(messages: Iterable[Mapping[str, str]]) -> int:
+    """The estimate for a request: its messages' text together."""
+    return estimate_tokens("".join(str(m.get("content", "")) for m in messages))
+
+
+#: How a run of code ended (the executor's view).
+ExecutionOutcome = Literal["ok", "error", "timeout", "died"]
+#: How an attempt ended: its run's outcome, or no code in the reply, or a run the answer check rejected.
 Outcome = Literal["ok", "error", "timeout", "died", "no_code", "rejected"]
 
 
@@ -39,13 +49,14 @@ class Usage:
 class ExecutionResult:
     """One run of code in the child kernel. ``outputs`` are nbformat v4 output dicts."""
 
-    outcome: Outcome
+    outcome: ExecutionOutcome
     outputs: list[dict[str, Any]] = field(default_factory=list)
     error_name: str | None = None
     error_value: str | None = None
     traceback: str | None = None  # ANSI-free, already trimmed to the useful end
     seconds: float = 0.0
     restarted: bool = False  # the child had to be restarted (frames are restored)
+    files: list[str] = field(default_factory=list)  # files this run created or changed in its folder
 
     @property
     def ok(self) -> bool:
@@ -69,24 +80,82 @@ class ExecutionResult:
         return "".join(parts)
 
 
+@dataclass(frozen=True)
+class DeliveredFile:
+    """A file the working code wrote: where it is in the sandbox, what it holds, where the user finds it."""
+
+    path: str  # relative to the sandbox's working folder, '/'-separated
+    bytes: int
+    sha256: str
+    saved_as: str | None = None  # relative to the user's folder; None when not copied
+    note: str | None = None  # why it has another name, or why it was not copied
+
+
 @dataclass
 class Attempt:
+    """One model reply and what became of it (ci_magic/core/step.py). Built by keyword."""
+
     number: int
     reply: str  # the model's whole reply text
     code: str | None  # None when the reply had no code
     execution: ExecutionResult | None
     usage: Usage
     model_seconds: float
-    problem: str | None = None  # why this attempt failed, as told to the model
+    rejected: str | None = None  # the run worked, but the answer check found this wrong with its output
+    problem: str | None = None  # what the model was told about this attempt (repair feedback), if anything
     sample: bool = False  # an extra independent answer drawn for a vote (ci_magic/vote.py), not a repair
+    finish_reason: str | None = None  # the model's ("stop", "length", "truncated" when the stream broke)
+    cached: bool = False  # the reply came from the replay cache
 
     @property
     def ok(self) -> bool:
-        return self.execution is not None and self.execution.ok
+        return self.execution is not None and self.execution.ok and self.rejected is None
 
     @property
     def outcome(self) -> Outcome:
-        return "no_code" if self.execution is None else self.execution.outcome
+        if self.execution is None:
+            return "no_code"
+        if self.execution.ok and self.rejected is not None:
+            return "rejected"
+        return self.execution.outcome
+
+    @property
+    def failure(self) -> str | None:
+        """Why the attempt failed, in one line (None when it worked)."""
+        if self.execution is None:
+            if self.finish_reason in ("length", "truncated"):
+                return (
+                    f"the reply was cut off before its code was complete (finish_reason={self.finish_reason})"
+                )
+            return "the reply contained no Python code block"
+        if self.rejected is not None:
+            return f"the output did not answer: {self.rejected}"[:300]
+        if not self.execution.ok:
+            return f"{self.execution.error_name}: {self.execution.error_value}"[:300]
+        return None
+
+
+@dataclass(frozen=True)
+class AskSummary:
+    """One ask as accounting sees it, whether it finished or raised: a row of ``%ask_history``, the trace's
+    ``ask`` record. Tokens are those spent until the end, including a reply that broke a budget."""
+
+    ask_id: str
+    question: str
+    model: str
+    endpoint: str
+    local: bool  # the embedded model or a loopback server: no price per token
+    usage: Usage
+    attempts: int  # model replies asked for (repairs and samples included)
+    seconds: float
+    ok: bool
+    error: str | None = None  # "BudgetExceeded: ..." when the ask raised
+
+    @property
+    def outcome(self) -> str:
+        if self.error is not None:
+            return self.error.split(":", 1)[0]
+        return "ok" if self.ok else "failed"
 
 
 @dataclass
@@ -96,9 +165,15 @@ class AskResult:
     endpoint: str
     attempts: list[Attempt]
     context: str  # exactly what described the data to the model
+    ask_id: str = ""  # shared by this ask's events, its trace and the panel
+    local: bool = False  # see AskSummary.local
     values: dict[str, Any] = field(default_factory=dict)  # values brought back from the sandbox (Arrow/JSON)
-    files: list[str] = field(default_factory=list)  # files the code wrote into the session workdir
-    warnings: list[str] = field(default_factory=list)  # transfer notes, e.g. columns sent as strings
+    files: list[DeliveredFile] = field(
+        default_factory=list
+    )  # files the working code wrote (core/delivery.py)
+    # What the user should know: the sandbox's missing protections first, then transfer notes (columns sent as
+    # strings). Every front end shows them with the ask's summary.
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     chosen: int | None = None  # index of the answer a vote picked; None: the last attempt is the answer
     votes: dict[str, int] = field(default_factory=dict)  # answer (as compared) -> how many samples gave it
@@ -141,8 +216,22 @@ class AskResult:
             total = total + attempt.usage
         return total
 
+    def summary(self) -> AskSummary:
+        return AskSummary(
+            self.ask_id,
+            self.question,
+            self.model,
+            self.endpoint,
+            self.local,
+            self.usage,
+            len(self.attempts),
+            self.seconds,
+            self.ok,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "ask_id": self.ask_id,
             "question": self.question,
             "ok": self.ok,
             "model": self.model,
@@ -167,7 +256,7 @@ class AskResult:
             "votes": self.votes,
             "values": {k: _describe_value(v) for k, v in self.values.items()},
             "warnings": self.warnings,
-            "files": self.files,
+            "files": [asdict(f) for f in self.files],
             "seconds": round(self.seconds, 3),
         }
 

@@ -6,6 +6,11 @@ result most samples agree on is more often right than the first one. Each extra 
 the original question (no repair dialogue), sampled at ``VOTE_TEMPERATURE`` with its own seed, and run from
 pristine frames. Only answers that ran and passed the check vote; ties go to the earliest, i.e. the repair
 loop's own answer. Sampling stops as soon as the leader cannot be overtaken.
+
+Samples are drawn in batches, one request each (the OpenAI ``n`` parameter: the prompt is read once and the
+answers are decoded together — our embedded server and most remote ones support it; others get the same
+samples one request at a time, see ``Provider.complete_many``): first as many as could settle the vote, then,
+only if they did not, the rest.
 """
 
 from __future__ import annotations
@@ -14,13 +19,12 @@ import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
 
-from ..context.frames import Frame
-from ..providers import Message, Provider
-from ..sandbox import Sandbox
+from ..providers import Completion, Message, Provider
+from .errors import Cancelled
 from .events import Event, EventSink
-from .extract import extract_code
-from .loop import BudgetCheck, Check, call_model, exec_done, run_code
-from .results import Attempt, ExecutionResult, Usage
+from .executor import Executor, Frame
+from .results import AskResult, Attempt, ExecutionResult, Usage
+from .step import BudgetCheck, Check, judge, model_done
 
 #: Diverse enough to make different mistakes, cool enough to stay on the question.
 VOTE_TEMPERATURE = 0.7
@@ -62,13 +66,58 @@ def choose(attempts: list[Attempt], key: VoteKey) -> tuple[int | None, dict[Hash
     return winner, dict(counts)
 
 
+def hold_vote(
+    result: AskResult,
+    opening: list[Message],
+    *,
+    samples: int,
+    provider: Provider,
+    executor: Executor,
+    frames: Mapping[str, Frame],
+    emit: EventSink,
+    check: Check | None = None,
+    key: VoteKey = output_key,
+    budget: BudgetCheck | None = None,
+) -> None:
+    """Draw the extra samples after the repair loop's attempts in ``result`` and make the answer most of them
+    agree on the result (``result.chosen``, ``result.votes``)."""
+    result.attempts += draw_samples(
+        opening,
+        result.attempts,
+        samples=samples,
+        provider=provider,
+        executor=executor,
+        frames=frames,
+        emit=emit,
+        check=check,
+        key=key,
+        budget=budget,
+    )
+    chosen, counts = choose(result.attempts, key)
+    result.chosen = chosen
+    result.votes = {str(k)[:200]: n for k, n in counts.items()}
+    number = result.attempts[chosen].number if chosen is not None else None
+    emit(Event("vote", len(result.attempts), {"chosen_attempt": number, "votes": list(counts.values())}))
+
+
+def first_batch(keys: list[Hashable], remaining: int) -> int:
+    """The fewest new samples that could settle the vote now (if they all agreed with the leader)."""
+    ranked = Counter(keys).most_common(2)
+    lead = ranked[0][1] if ranked else 0
+    second = ranked[1][1] if len(ranked) > 1 else 0
+    for m in range(1, remaining + 1):
+        if lead + m - second > remaining - m:
+            return m
+    return remaining
+
+
 def draw_samples(
     opening: list[Message],
     done: list[Attempt],
     *,
     samples: int,
     provider: Provider,
-    sandbox: Sandbox,
+    executor: Executor,
     frames: Mapping[str, Frame],
     emit: EventSink,
     check: Check | None = None,
@@ -83,36 +132,59 @@ def draw_samples(
         found = [key(a.execution) for a in [*loop_answer, *extra] if a.ok and a.execution is not None]
         return [k for k in found if k is not None]
 
-    for index in range(1, samples):
-        if settled(keys(), samples - index):
-            break
-        number = len(done) + len(extra) + 1
+    remaining = samples - 1
+    while remaining > 0 and not settled(keys(), remaining):
+        count = first_batch(keys(), remaining) if not extra else remaining
+        first = len(done) + len(extra) + 1
         spent = sum((a.usage for a in [*done, *extra]), Usage())
-        messages = [dict(m) for m in opening]
-        completion = call_model(
-            provider,
-            messages,
-            number,
-            emit,
-            budget,
-            spent,
-            VOTE_TEMPERATURE,
-            seed=index,
-            start={"sample": index + 1},
-        )
-        u = completion.usage
-        code = extract_code(completion.text)
-        if code is None:
-            extra.append(Attempt(number, completion.text, None, None, u, completion.seconds, "no code", True))
-            emit(Event("no_code", number, {"problem": "the sample's reply had no code"}))
-            continue
-        emit(Event("code", number, {"code": code}))
-        execution = run_code(sandbox, code, frames, pristine=True)
-        problem = None if execution.ok else f"{execution.error_name}: {execution.error_value}"
-        if problem is None and check is not None:
-            problem = check(execution)
-            if problem:
-                execution.outcome = "rejected"
-        extra.append(Attempt(number, completion.text, code, execution, u, completion.seconds, problem, True))
-        emit(exec_done(number, execution, problem))
+        completions = _request(provider, opening, count, first, emit, budget, spent, seed=samples - remaining)
+        for i, completion in enumerate(completions):
+            extra.append(
+                judge(
+                    completion,
+                    number=first + i,
+                    executor=executor,
+                    frames=frames,
+                    emit=emit,
+                    pristine=True,
+                    check=check,
+                    sample=True,
+                )
+            )
+        remaining -= count
     return extra
+
+
+def _request(
+    provider: Provider,
+    opening: list[Message],
+    count: int,
+    first: int,
+    emit: EventSink,
+    budget: BudgetCheck | None,
+    spent: Usage,
+    *,
+    seed: int,
+) -> list[Completion]:
+    """``count`` samples of the original question in one request: attempt numbers ``first``…, seeds
+    ``seed``…; streamed as events of their own attempts, checked against the budget before and after."""
+    for i in range(count):
+        emit(Event("model_start", first + i, {"sample": seed + i + 1}))
+
+    def stream(index: int, text: str) -> None:
+        emit(Event("token", first + index, {"text": text}))
+
+    messages = [dict(m) for m in opening]
+    if budget is not None:
+        budget(spent, messages)
+    try:
+        completions = provider.complete_many(
+            messages, count, on_text=stream, temperature=VOTE_TEMPERATURE, seed=seed
+        )
+    except KeyboardInterrupt:
+        raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
+    for i, completion in enumerate(completions):
+        model_done(completion, first + i, emit)
+    if budget is not None:
+        budget(spent + sum((c.usage for c in completions), Usage()), None)
+    return completions

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import IO
 
 from ..core.errors import ProviderConfigError
+from ..core.paths import CACHE_ENV as CACHE_ENV  # the model cache lives under the one cache root
+from ..core.paths import cache_root as cache_root
 from .models import ModelSpec
 
-CACHE_ENV = "CI_MAGIC_CACHE_DIR"
 _CHUNK = 8 * 1024 * 1024
 
 
@@ -33,15 +34,6 @@ class ModelPartsMissing(ProviderConfigError):
 
 class ModelCorrupt(ProviderConfigError):
     """The installed parts do not add up to the expected file."""
-
-
-def cache_root() -> Path:
-    """``$CI_MAGIC_CACHE_DIR``, else ``$XDG_CACHE_HOME/ci_magic``, else ``~/.cache/ci_magic``."""
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "ci_magic"
 
 
 def models_dir() -> Path:

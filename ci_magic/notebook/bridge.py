@@ -9,6 +9,11 @@ itself after ``%load_ext``). From then on this kernel
 * answers the panel: ``list_frames`` → ``frames``, ``context`` → ``context``, ``ask`` → ``event``… → ``result``
   or ``error``.
 
+The bridge holds the :class:`~ci_magic.notebook.session.NotebookSession`: it subscribes to its events, adds its
+inserter, asks and previews through it, and reads the panel's ask fields with the ``%%ask`` option declaration
+(:mod:`.options`). Every event carries its ask's id (given by the interpreter, or by the panel for its own asks),
+so the bridge never guesses where an ask starts.
+
 Frontend→kernel messages are only handled when the kernel is idle, so the kernel never waits for a reply.
 A panel ask runs inside the comm handler (the kernel is busy meanwhile, like a running cell); the frontend
 cancels it with a kernel interrupt, which the loop turns into :class:`~ci_magic.core.errors.Cancelled`.
@@ -20,15 +25,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from ..context.frames import build_context, collect_frames
+from .._version import __version__
 from ..core.errors import CIMagicError
 from ..core.events import Event
+from . import options
 from .cells import Insertion
-
-if TYPE_CHECKING:
-    from .magic import AskMagics
+from .session import NotebookSession
 
 PROTOCOL_VERSION = 1
 TARGET_NAME = "ci_magic"
@@ -38,7 +42,8 @@ FRONTEND_MESSAGES = {
     "hello": "open the comm; the kernel answers `ready`",
     "list_frames": "which DataFrames/Series exist; answered by `frames`",
     "context": "{frames: [names]}: exactly what would be sent; answered by `context`",
-    "ask": "{ask_id, prompt, frames: [names] | null, attempts: n | null}: answered by events, then result/error",
+    # The option fields besides ask_id and prompt are those %%ask options.py marks panel=True; null: as configured.
+    "ask": "{" + ", ".join(options.panel_fields()) + "}: answered by events, then result/error",
 }
 KERNEL_MESSAGES = {
     "announce": "kernel-opened, immediately closed comm: ci_magic was loaded, send `hello`",
@@ -46,8 +51,10 @@ KERNEL_MESSAGES = {
     "event": "{ask_id, origin, kind, attempt, data}: one progress event (see ci_magic/events.py)",
     "insert": "{insertion_id, anchor_cell_id, cells}: put these cells below the anchor cell",
     "frames": "{frames: [{name, kind, shape}]}",
-    "context": "{text, tokens, frames}",
-    "result": "{ask_id, ok, cells, usage, attempts, notes}",
+    "context": "{text, tokens, frames}: the messages the next ask would send (earlier asks included)",
+    "result": "{ask_id, ok, cells, usage, attempts, notes, files}: notes include the ask's warnings; files (new "
+    "in v1, optional for the frontend): [{path, bytes, sha256, saved_as, note}] the working code wrote, saved_as "
+    "relative to the notebook's folder (null: not copied, note says why)",
     "error": "{ask_id, message}: an ask or request failed (ask_id is null for requests)",
 }
 
@@ -108,14 +115,13 @@ class CommInserter:
 class Bridge:
     """The comms of the frontends that said hello, and the handlers for their requests."""
 
-    def __init__(self, shell: Any, magics: AskMagics) -> None:
+    def __init__(self, shell: Any, session: NotebookSession) -> None:
         self.shell = shell
-        self.magics = magics
+        self.session = session
+        self.inserter = CommInserter(self)
         self.comms: dict[str, Comm] = {}
         self._panel_ask: str | None = None  # ask_id of the panel ask running now, if any
-        self._cell_ask = ""  # ask_id given to the current %%ask cell's events
-        self._tokens: list[str] = []
-        self._token_attempt = 0
+        self._tokens: dict[tuple[str, int], list[str]] = {}  # (ask_id, attempt) -> streamed text not yet sent
         self._flushed = 0.0
 
     # -- connection ------------------------------------------------------------------------------------------
@@ -137,7 +143,14 @@ class Bridge:
                 log.warning("ci_magic: dropping frontend comm %s", comm_id, exc_info=True)
                 self.comms.pop(comm_id, None)
 
+    def attach(self) -> None:
+        """Hear every ask of the session and offer it the frontends as a place for cells."""
+        self.session.subscribe(self.forward_event)
+        self.session.add_inserter(self.inserter)
+
     def close(self) -> None:
+        self.session.unsubscribe(self.forward_event)
+        self.session.remove_inserter(self.inserter)
         for comm in list(self.comms.values()):
             comm.close()
         self.comms.clear()
@@ -145,32 +158,26 @@ class Bridge:
     # -- events ----------------------------------------------------------------------------------------------
 
     def forward_event(self, event: Event) -> None:
-        """A listener on ``magics.listeners``: mirrors every event of every ask to the frontends."""
+        """A subscriber of the session: mirrors every event of every ask to the frontends."""
         if not self.comms:
             return
-        if event.kind == "context" and self._panel_ask is None:
-            self._cell_ask = uuid.uuid4().hex  # every ask starts with its context event
         if event.kind == "token":
-            if self._tokens and event.attempt != self._token_attempt:
-                self._flush_tokens()
-            self._tokens.append(str(event.data.get("text", "")))
-            self._token_attempt = event.attempt
+            # Buffered per attempt: samples drawn in one batch stream interleaved, and each keeps its batch.
+            self._tokens.setdefault((event.ask_id, event.attempt), []).append(str(event.data.get("text", "")))
             if time.monotonic() - self._flushed >= TOKEN_FLUSH_S:
                 self._flush_tokens()
             return
         self._flush_tokens()
-        self._send_event(event.kind, event.attempt, event.data)
+        self._send_event(event.ask_id, event.kind, event.attempt, event.data)
 
     def _flush_tokens(self) -> None:
         self._flushed = time.monotonic()
-        if self._tokens:
-            text, self._tokens = "".join(self._tokens), []
-            self._send_event("token", self._token_attempt, {"text": text})
+        pending, self._tokens = self._tokens, {}
+        for (ask_id, attempt), pieces in pending.items():
+            self._send_event(ask_id, "token", attempt, {"text": "".join(pieces)})
 
-    def _send_event(self, kind: str, attempt: int, data: dict[str, Any]) -> None:
-        panel = self._panel_ask is not None
-        ask_id = self._panel_ask if panel else self._cell_ask
-        origin = "panel" if panel else "cell"
+    def _send_event(self, ask_id: str, kind: str, attempt: int, data: dict[str, Any]) -> None:
+        origin = "panel" if ask_id == self._panel_ask else "cell"
         self.broadcast(message("event", ask_id=ask_id, origin=origin, kind=kind, attempt=attempt, data=data))
 
     # -- requests --------------------------------------------------------------------------------------------
@@ -189,10 +196,7 @@ class Bridge:
             return
         kind = data.get("type")
         if kind == "hello":
-            self.comms[comm.comm_id] = comm
-            self.magics.inserter = CommInserter(self)
-            from .. import __version__
-
+            self.comms[comm.comm_id] = comm  # from now on the inserter delivers cells to this frontend too
             comm.send(message("ready", version=__version__))
         elif comm.comm_id not in self.comms:
             comm.send(message("error", ask_id=None, message="say hello first"))
@@ -206,35 +210,32 @@ class Bridge:
             comm.send(message("error", ask_id=None, message=f"unknown message type {kind!r}"))
 
     def frames(self) -> list[dict[str, Any]]:
-        found = collect_frames(self.shell.user_ns)
+        found = self.session.frames()
+        # A lazy frame has no shape until it is collected: the panel shows none then.
         return [
-            {"name": name, "kind": type(obj).__name__, "shape": list(obj.shape)}
+            {"name": name, "kind": type(obj).__name__, "shape": list(getattr(obj, "shape", None) or ())}
             for name, obj in sorted(found.items())
         ]
 
     def _context(self, comm: Comm, data: dict[str, Any]) -> None:
-        names = _names(data.get("frames"))
         try:
-            frames = collect_frames(self.shell.user_ns, names)
-            settings = self.magics.settings_for()
-            # The preview must be exactly what an ask would send, privacy level included.
-            ctx = build_context(frames, settings.context_tokens, settings.context_detail)
+            request = options.from_panel({"frames": data.get("frames")})
+            # Exactly what the next ask would send: privacy level, earlier asks and all.
+            preview = self.session.preview("", request.frames)
         except CIMagicError as exc:
             comm.send(message("error", ask_id=None, message=str(exc)))
             return
-        comm.send(message("context", text=ctx.text, tokens=ctx.tokens, frames=list(frames)))
+        comm.send(message("context", text=preview.text(), tokens=preview.tokens, frames=preview.frames))
 
     def _ask(self, comm: Comm, data: dict[str, Any]) -> None:
         ask_id = str(data.get("ask_id") or uuid.uuid4().hex)
-        attempts = data.get("attempts")
         self._panel_ask = ask_id
         try:
-            insertion = self.magics.run_ask(
-                str(data.get("prompt") or ""),
-                frame_names=_names(data.get("frames")),
-                attempts=int(attempts) if attempts is not None else None,
-                anchor_cell_id=None,  # the panel's Insert button picks the place
-            )
+            request = options.from_panel(data)
+            # The panel's own id goes into the ask: its events, its trace and this reply share it.
+            insertion = self.session.ask(
+                request, ask_id=ask_id, anchor_cell_id=None
+            )  # Insert picks the place
         except CIMagicError as exc:  # includes Cancelled, raised by the loop on a kernel interrupt
             comm.send(message("error", ask_id=ask_id, message=str(exc)))
             return
@@ -264,25 +265,29 @@ class Bridge:
                 },
                 attempts=len(result.attempts),
                 notes=insertion.notes + result.warnings,
+                files=[
+                    {
+                        "path": f.path,
+                        "bytes": f.bytes,
+                        "sha256": f.sha256,
+                        "saved_as": f.saved_as,
+                        "note": f.note,
+                    }
+                    for f in result.files
+                ],
             )
         )
 
 
-def _names(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    return [str(v) for v in value]
-
-
-def install(shell: Any, magics: AskMagics) -> Bridge | None:
+def install(shell: Any, session: NotebookSession) -> Bridge | None:
     """Register the comm target in an ipykernel kernel; a terminal IPython has no frontend to talk to."""
     manager = getattr(getattr(shell, "kernel", None), "comm_manager", None)
     if manager is None:
         return None
-    uninstall(shell)  # %reload_ext: the old bridge's comms belong to the old magics
-    bridge = Bridge(shell, magics)
+    uninstall(shell)  # %reload_ext: the old bridge's comms belong to the old session
+    bridge = Bridge(shell, session)
     manager.register_target(TARGET_NAME, bridge.on_open)
-    magics.listeners.append(bridge.forward_event)
+    bridge.attach()
     shell._ci_magic_bridge = bridge
     _announce()
     return bridge
@@ -295,8 +300,6 @@ def uninstall(shell: Any) -> None:
     manager = shell.kernel.comm_manager
     if manager.targets.get(TARGET_NAME) == bridge.on_open:
         manager.unregister_target(TARGET_NAME, bridge.on_open)
-    if bridge.forward_event in bridge.magics.listeners:
-        bridge.magics.listeners.remove(bridge.forward_event)
     bridge.close()
     del shell._ci_magic_bridge
 

@@ -8,12 +8,17 @@ magic's own output and offers the code as the next cell through ``set_next_input
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import html
+import re
 import sys
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import nbformat
 from nbformat import NotebookNode
@@ -52,6 +57,10 @@ def provenance(result: AskResult, insertion_id: str) -> dict[str, Any]:
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "seconds": round(result.seconds, 2),
+        "files": [
+            {"path": f.path, "sha256": f.sha256, "bytes": f.bytes, "saved_as": f.saved_as}
+            for f in result.files
+        ],
     }
 
 
@@ -80,6 +89,8 @@ def attempts_markdown(result: AskResult) -> str:
         f"{usage.total_tokens:,} tokens{' (estimated)' if usage.estimated else ''} · {result.seconds:.1f} s"
     )
     lines = [head, "", f"> {result.question.strip()}", ""]
+    for warning in result.warnings:  # e.g. the sandbox ran without isolation: never silent
+        lines += [f"⚠️ {warning}", ""]
     if result.votes:
         lines += [vote_line(result), ""]
     for i, a in enumerate(result.attempts):
@@ -96,10 +107,68 @@ def attempts_markdown(result: AskResult) -> str:
     return "\n".join(lines)
 
 
-def cells_for(result: AskResult, anchor_cell_id: str | None = None) -> Insertion:
+#: Images the code saved are shown inline up to this size.
+INLINE_IMAGE_BYTES = 5_000_000
+_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
+
+
+def files_outputs(result: AskResult, folder: Path | None) -> list[NotebookNode]:
+    """The files the working code wrote: one display listing them as links (JupyterLab opens a link to a file
+    of the notebook's folder when clicked), then each saved image inline. Marked as ci_magic's own output."""
+    if not result.files:
+        return []
+    rows, images = [], []
+    for f in result.files:
+        name = f.saved_as or f.path
+        link = f"[{_md_text(name)}]({quote(name)})" if f.saved_as else f"`{_md_text(f.path)}`"
+        note = f" — {_md_text(f.note)}" if f.note else ""
+        rows.append(f"- {link} · {_size(f.bytes)}{note}")
+        mime = _IMAGE_TYPES.get(Path(name).suffix.lower())
+        if mime and f.saved_as and folder is not None and 0 < f.bytes <= INLINE_IMAGE_BYTES:
+            with contextlib.suppress(OSError):
+                data = base64.b64encode((folder / f.saved_as).read_bytes()).decode()
+                images.append(
+                    nbformat.v4.new_output(
+                        "display_data",
+                        data={mime: data, "text/plain": name},
+                        metadata={METADATA_KEY: {"role": "file-image"}},
+                    )
+                )
+    plain = "Files the code wrote:\n" + "\n".join(
+        f"  {f.saved_as or f.path} ({_size(f.bytes)}){f' — {f.note}' if f.note else ''}" for f in result.files
+    )
+    listing = nbformat.v4.new_output(
+        "display_data",
+        data={
+            "text/markdown": "**Files the code wrote** (in this folder):\n\n" + "\n".join(rows),
+            "text/plain": plain,
+        },
+        metadata={METADATA_KEY: {"role": "files", "files": [asdict(f) for f in result.files]}},
+    )
+    return [listing, *images]
+
+
+def _md_text(text: str) -> str:
+    """Names from the sandbox shown as text in markdown: no markup, no HTML."""
+    return html.escape(re.sub(r"([\\`*_\[\]()#!|])", r"\\\1", text))
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n:,} bytes"
+    value = float(n)
+    for unit in ("KB", "MB", "GB"):
+        value /= 1024
+        if value < 1024 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def cells_for(result: AskResult, anchor_cell_id: str | None = None, folder: Path | None = None) -> Insertion:
     insertion_id = uuid.uuid4().hex
     meta = {**provenance(result, insertion_id), "anchor_cell_id": anchor_cell_id}
-    code = nbformat.v4.new_code_cell(source=(result.code or "").rstrip(), outputs=list(result.outputs))
+    outputs = [*result.outputs, *files_outputs(result, folder)] if result.ok else list(result.outputs)
+    code = nbformat.v4.new_code_cell(source=(result.code or "").rstrip(), outputs=outputs)
     code.metadata[METADATA_KEY] = {**meta, "role": "code"}
     record = nbformat.v4.new_markdown_cell(source=attempts_markdown(result))
     record.metadata[METADATA_KEY] = {**meta, "role": "record"}
@@ -122,7 +191,7 @@ class FallbackInserter:
         from IPython.display import publish_display_data
 
         result = insertion.result
-        for out in result.outputs:
+        for out in insertion.code_cell.outputs:  # the sandbox's outputs, then the files the code wrote
             kind = out.get("output_type")
             if kind == "stream":
                 stream = sys.stderr if out.get("name") == "stderr" else sys.stdout

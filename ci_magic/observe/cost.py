@@ -2,8 +2,9 @@
 
 Prices are USD per 1M tokens, ``(prompt, completion)``. :data:`DEFAULT_PRICES` is an *editable default* copied
 from public price lists when it was written — not authoritative, and it goes stale: override it with
-``%config Ask.prices = {"my-model": [0.5, 1.5]}`` (merged over the defaults). The embedded model and servers on
-loopback cost nothing per token, so they price at 0 unless the table names them.
+``Settings.prices`` (``%config Ask.prices = {"my-model": [0.5, 1.5]}``, ``ci-magic ask --prices``,
+``CI_MAGIC_PRICES``), merged over the defaults. Providers that report ``local`` (the embedded model, servers on
+loopback) cost nothing per token, so they price at 0 unless the table names them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import BudgetExceeded, UsageError
-from ..core.results import CHARS_PER_TOKEN, AskResult, Usage
+from ..core.results import AskSummary, Usage, estimate_prompt_tokens
+from ..core.settings import check_prices, how_to_set
 from ..providers import Message
 
 #: USD per 1M (prompt, completion) tokens. An editable default, not a source of truth: check your provider.
@@ -29,42 +31,24 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-3.5-turbo": (0.50, 1.50),
 }
 
-#: Characters per token when estimating a request that has not been sent yet (same rule as the providers).
-
 Price = tuple[float, float]
 PriceTable = Mapping[str, Sequence[float]]
-
-_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def price_table(overrides: Mapping[str, Any] | None = None) -> dict[str, Price]:
     """The defaults with ``overrides`` on top, validated (a typo in a price must not silently cost 0)."""
-    table = dict(DEFAULT_PRICES)
-    for model, value in (overrides or {}).items():
-        try:
-            prompt, completion = (float(v) for v in value)
-        except (TypeError, ValueError):
-            raise UsageError(
-                f"Ask.prices[{model!r}] must be [prompt, completion] USD per 1M tokens, got {value!r}."
-            ) from None
-        if prompt < 0 or completion < 0:
-            raise UsageError(f"Ask.prices[{model!r}] must not be negative, got {value!r}.")
-        table[str(model)] = (prompt, completion)
-    return table
+    return {**DEFAULT_PRICES, **check_prices(overrides or {})}
 
 
-def price_for(model: str, endpoint: str, table: Mapping[str, Price]) -> Price | None:
+def price_for(model: str, local: bool, table: Mapping[str, Price]) -> Price | None:
     """The price of ``model``: an exact entry, else the longest table prefix (dated snapshots such as
-    ``gpt-4o-mini-2024-07-18``), else 0 for the embedded model and loopback servers, else None (unknown)."""
+    ``gpt-4o-mini-2024-07-18``), else 0 for a ``local`` provider (embedded, loopback), else None (unknown)."""
     if model in table:
         return table[model]
     prefixes = [name for name in table if model.startswith(name + "-")]
     if prefixes:
         return table[max(prefixes, key=len)]
-    host = endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
-    if endpoint.startswith("embedded") or host in _LOCAL_HOSTS:
-        return (0.0, 0.0)
-    return None
+    return (0.0, 0.0) if local else None
 
 
 def cost_usd(usage: Usage, price: Price | None) -> float | None:
@@ -119,11 +103,13 @@ class Budget:
     After: the ask stops as soon as the reported usage passed the limit, before the reply's code runs.
     """
 
-    def __init__(self, limit: BudgetLimit, price: Price | None, model: str = "the model") -> None:
+    def __init__(
+        self, limit: BudgetLimit, price: Price | None, model: str = "the model", how_to_price: str = ""
+    ) -> None:
         if limit.usd is not None and price is None:
+            how = how_to_price or how_to_set("prices", model=model)
             raise UsageError(
-                f"--budget {limit} is in dollars, but there is no price for {model!r}. Add one with "
-                f'%config Ask.prices = {{"{model}": [prompt_usd_per_1M, completion_usd_per_1M]}}.'
+                f"--budget {limit} is in dollars, but there is no price for {model!r}. Add one with {how}."
             )
         self.limit = limit
         self.price = price
@@ -156,7 +142,7 @@ class Budget:
                     "narrower question."
                 )
             return
-        prompt = sum(len(m.get("content", "")) for m in pending) // CHARS_PER_TOKEN
+        prompt = estimate_prompt_tokens(pending)
         completion = spent.completion_tokens // self.requests if self.requests else 0
         next_request = Usage(prompt, completion)
         if self._measure(spent + next_request) > self._cap():
@@ -164,22 +150,25 @@ class Budget:
             raise BudgetExceeded(
                 f"The budget of {self.limit} would be exceeded by the next model request {done}(about "
                 f"{next_request.total_tokens:,} tokens estimated, {self._spent_text(spent)} spent so far); "
-                "nothing more was sent. Raise --budget, or pick fewer frames (--frames) to shorten the prompt."
+                "nothing more was sent. Raise --budget, or describe fewer frames to shorten the prompt."
             )
 
 
 def make_budget(
-    text: str | None, model: str, endpoint: str, prices: Mapping[str, Any] | None
+    text: str | None, model: str, local: bool, prices: Mapping[str, Any] | None, how_to_price: str = ""
 ) -> Budget | None:
-    """The ``--budget`` option of the magic and the CLI, for this model (None when no budget was given)."""
+    """The ``--budget`` option of every front end, for this model (None when no budget was given)."""
     if text is None or not str(text).strip():
         return None
     limit = parse_budget(str(text))
-    return Budget(limit, price_for(model, endpoint, price_table(prices)), model)
+    return Budget(limit, price_for(model, local, price_table(prices)), model, how_to_price)
 
 
-def history_table(results: Sequence[AskResult], prices: Mapping[str, Any] | None = None) -> str:
-    """The text of ``%ask_history``: one row per ask, then the session's totals."""
+def history_table(
+    results: Sequence[AskSummary], prices: Mapping[str, Any] | None = None, prices_hint: str = ""
+) -> str:
+    """The text of ``%ask_history``: one row per ask (failed and refused ones too, with what they spent),
+    then the session's totals."""
     if not results:
         return "No asks yet in this session."
     table = price_table(prices)
@@ -187,7 +176,7 @@ def history_table(results: Sequence[AskResult], prices: Mapping[str, Any] | None
     total, total_cost, unknown = Usage(), 0.0, False
     for i, r in enumerate(results, 1):
         usage = r.usage
-        cost = cost_usd(usage, price_for(r.model, r.endpoint, table))
+        cost = cost_usd(usage, price_for(r.model, r.local, table))
         total = total + usage
         unknown = unknown or cost is None
         total_cost += cost or 0.0
@@ -196,8 +185,8 @@ def history_table(results: Sequence[AskResult], prices: Mapping[str, Any] | None
             (
                 str(i),
                 question if len(question) <= 40 else question[:39] + "…",
-                "ok" if r.ok else "failed",
-                str(len(r.attempts)),
+                r.outcome,
+                str(r.attempts),
                 f"{usage.prompt_tokens:,}" + ("~" if usage.estimated else ""),
                 f"{usage.completion_tokens:,}",
                 format_cost(cost),
@@ -210,6 +199,7 @@ def history_table(results: Sequence[AskResult], prices: Mapping[str, Any] | None
     lines.append(
         f"total: {len(results)} ask(s), {total.prompt_tokens:,} prompt + {total.completion_tokens:,} completion "
         f"tokens, {format_cost(total_cost)}{' + unknown (no price for a model)' if unknown else ''}"
-        f", {sum(r.seconds for r in results):.1f} s. (~ = estimated tokens; prices: %config Ask.prices)"
+        f", {sum(r.seconds for r in results):.1f} s. (~ = estimated tokens"
+        + (f"; prices: {prices_hint})" if prices_hint else ")")
     )
     return "\n".join(lines)

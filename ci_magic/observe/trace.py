@@ -2,9 +2,11 @@
 
 One line per finished span, appended to ``<trace dir>/YYYY-MM-DD.jsonl`` (one file per UTC day, so a folder of
 traces is easy to prune; a ``session`` id tells notebooks apart). The trace dir is ``CI_MAGIC_TRACE_DIR``, else
-``$CI_MAGIC_CACHE_DIR/traces`` (default ``~/.cache/ci_magic/traces``); ``CI_MAGIC_TRACE_DIR=off`` writes none.
+``<cache root>/traces`` (:func:`ci_magic.core.paths.cache_root`); ``CI_MAGIC_TRACE_DIR=off`` writes none.
 
-Spans of one ask share an ``ask_id``: ``ask`` (the root: question, model, tokens, cost, outcome), ``context``
+Spans of one ask share the ask's id, given by the :class:`~ci_magic.core.interpreter.Interpreter` (the same id
+its events carry): ``ask`` (the root: question, model, tokens and cost — also of an ask that raised, counting
+what was spent until then — outcome or error), ``context``
 (the data description built), ``model_call`` (messages sent, reply, tokens, whether the replay cache answered),
 ``execution`` (outcome, error, outputs summarised), and ``insertion`` (written later by the magic).
 
@@ -27,10 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from ..core.events import Event, EventSink
-from ..core.results import AskResult, Usage
+from ..core.paths import cache_root
+from ..core.results import AskResult, AskSummary, Usage
 from ..core.settings import Settings
-from ..providers import Completion, Message, Provider
+from ..providers import Completion, Message, Provider, endpoint_label, is_loopback
 from .cost import cost_usd, format_cost, price_for, price_table
+from .otel import attribute_value, tracer, use_tracer_provider
+
+__all__ = ["AskTrace", "trace_dir", "use_tracer_provider", "write_span"]
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +53,7 @@ def trace_dir() -> Path | None:
         return None
     if explicit:
         return Path(explicit).expanduser()
-    base = os.environ.get("CI_MAGIC_CACHE_DIR") or "~/.cache/ci_magic"
-    return Path(base).expanduser() / "traces"
+    return cache_root() / "traces"
 
 
 def _now_iso(wall: float) -> str:
@@ -69,72 +74,6 @@ def write_span(record: dict[str, Any], directory: Path | None) -> None:
         log.warning("ci_magic: could not write the trace to %s: %s", path, exc)
 
 
-# -- OpenTelemetry (optional) ----------------------------------------------------------------------------------
-
-_otel_provider: Any = None  # set by use_tracer_provider (tests, apps) or built from OTEL_* env vars
-_otel_from_env: Any = None
-
-
-def use_tracer_provider(provider: Any) -> None:
-    """Send ci_magic's spans to this OpenTelemetry ``TracerProvider`` (None: back to the automatic choice)."""
-    global _otel_provider
-    _otel_provider = provider
-
-
-def _otel_tracer() -> Any:
-    """A tracer, or None when OpenTelemetry is not installed or nothing is configured to receive spans."""
-    global _otel_from_env
-    try:
-        from opentelemetry import trace as otel_trace
-        from opentelemetry.sdk.trace import TracerProvider
-    except ImportError:
-        return None
-    provider = _otel_provider
-    if provider is None:
-        current = otel_trace.get_tracer_provider()
-        if isinstance(current, TracerProvider):
-            provider = current  # the application configured OpenTelemetry itself
-        elif os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-        ):
-            if _otel_from_env is None:
-                _otel_from_env = _provider_from_env()
-            provider = _otel_from_env or None
-    return provider.get_tracer("ci_magic") if provider is not None else None
-
-
-def _provider_from_env() -> Any:
-    """An SDK provider exporting over OTLP; the exporter reads the standard OTEL_EXPORTER_OTLP_* variables
-    (endpoint, headers, protocol, timeout) and the resource reads OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES."""
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
-    )
-    try:
-        if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        else:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    except ImportError:
-        log.warning(
-            "ci_magic: OTEL_EXPORTER_OTLP_ENDPOINT is set but no OTLP exporter is installed "
-            "(pip install opentelemetry-exporter-otlp); spans go to the JSONL trace only."
-        )
-        return False
-    provider = TracerProvider(resource=Resource.create({"service.name": "ci_magic"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    return provider
-
-
-def _otel_value(value: Any) -> Any:
-    if isinstance(value, bool | int | float | str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 # -- one ask -----------------------------------------------------------------------------------------------
 
 
@@ -143,15 +82,21 @@ class AskTrace:
 
     def __init__(
         self,
+        ask_id: str,
         question: str,
         settings: Settings,
-        prices: dict[str, Any] | None = None,
         directory: Path | Callable[[], Path | None] | None = trace_dir,
     ) -> None:
-        self.ask_id = uuid.uuid4().hex
+        self.ask_id = ask_id  # the ask's own id: events, panel and trace agree
         self.question = question
         self.detail = settings.context_detail
-        self.prices = price_table(prices)
+        self.prices = price_table(settings.prices)
+        # Until the provider is known (a configuration error may come first): what the settings say.
+        self.model = settings.model or "?"
+        self.endpoint = endpoint_label(settings.base_url) if settings.base_url or settings.api_key else "?"
+        self.local = is_loopback(settings.base_url)
+        self.spent = Usage()  # every completion of this ask, including one that broke a budget
+        self.model_calls = 0
         self.directory = directory() if callable(directory) else directory
         self.started_wall = time.time()
         self._started = time.monotonic()
@@ -159,7 +104,7 @@ class AskTrace:
         self._exec_started: tuple[float, float] | None = None
         self.cached_calls = 0
         self.spans: list[dict[str, Any]] = []  # kept in memory too: %ask_history and tests read them
-        self._otel = _otel_tracer()
+        self._otel = tracer()
         self._otel_root: Any = None
         self._otel_ctx: Any = None
         if self._otel is not None:
@@ -190,7 +135,9 @@ class AskTrace:
                 f"ci_magic.{name}",
                 context=self._otel_ctx,
                 start_time=int(start_wall * 1e9),
-                attributes={f"ci_magic.{k}": _otel_value(v) for k, v in attributes.items() if v is not None},
+                attributes={
+                    f"ci_magic.{k}": attribute_value(v) for k, v in attributes.items() if v is not None
+                },
             )
             otel_span.end(end_time=int((start_wall + max(0.0, duration_s)) * 1e9))
         return record
@@ -259,6 +206,7 @@ class AskTrace:
         return summary
 
     def provider(self, inner: Provider) -> Provider:
+        self.model, self.endpoint, self.local = inner.model, inner.endpoint, inner.local
         return _TracingProvider(inner, self)
 
     def model_call(
@@ -274,6 +222,8 @@ class AskTrace:
         if cached:
             self.cached_calls += 1
         usage = completion.usage if completion is not None else Usage()
+        self.spent = self.spent + usage
+        self.model_calls += completion is not None
         self.span(
             "model_call",
             start_wall,
@@ -290,32 +240,49 @@ class AskTrace:
             error=f"{type(error).__name__}: {error}" if error is not None else None,
         )
 
-    def finish(self, result: AskResult | None, error: BaseException | None = None) -> None:
+    def finish(self, result: AskResult | None, error: BaseException | None = None) -> AskSummary:
+        """Write the ``ask`` record — for an ask that raised too, with the tokens spent until then — and return
+        it as an :class:`~ci_magic.core.results.AskSummary` (what ``%ask_history`` lists)."""
         duration = time.monotonic() - self._started
-        attrs: dict[str, Any] = {"question": self.question, "context_detail": self.detail}
         if result is not None:
-            usage = result.usage
-            price = price_for(result.model, result.endpoint, self.prices)
-            attrs.update(
-                model=result.model,
-                endpoint=result.endpoint,
-                ok=result.ok,
-                attempts=len(result.attempts),
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                estimated=usage.estimated,
-                cost_usd=cost_usd(usage, price),
-                cost=format_cost(cost_usd(usage, price)),
-                cached_calls=self.cached_calls,
+            summary = result.summary()
+        else:
+            summary = AskSummary(
+                self.ask_id,
+                self.question,
+                self.model,
+                self.endpoint,
+                self.local,
+                self.spent,
+                self.model_calls,
+                duration,
+                False,
+                f"{type(error).__name__}: {error}" if error is not None else "no result",
             )
+        price = price_for(summary.model, summary.local, self.prices)
+        attrs: dict[str, Any] = {
+            "question": self.question,
+            "context_detail": self.detail,
+            "model": summary.model,
+            "endpoint": summary.endpoint,
+            "ok": summary.ok,
+            "attempts": summary.attempts,
+            "prompt_tokens": summary.usage.prompt_tokens,
+            "completion_tokens": summary.usage.completion_tokens,
+            "estimated": summary.usage.estimated,
+            "cost_usd": cost_usd(summary.usage, price),
+            "cost": format_cost(cost_usd(summary.usage, price)),
+            "cached_calls": self.cached_calls,
+        }
         if error is not None:
             attrs["error"] = f"{type(error).__name__}: {error}"
         self.span("ask", self.started_wall, duration, **attrs)
         if self._otel_root is not None:
             for k, v in attrs.items():
                 if v is not None:
-                    self._otel_root.set_attribute(f"ci_magic.{k}", _otel_value(v))
+                    self._otel_root.set_attribute(f"ci_magic.{k}", attribute_value(v))
             self._otel_root.end(end_time=int((self.started_wall + duration) * 1e9))
+        return summary
 
     def insertion(self, insertion_id: str, anchor_cell_id: str | None, frontend: str) -> None:
         self.span(
@@ -334,6 +301,7 @@ class _TracingProvider:
         self.trace = trace
         self.model = inner.model
         self.endpoint = inner.endpoint
+        self.local = inner.local
 
     def complete(
         self,
@@ -349,6 +317,31 @@ class _TracingProvider:
         except BaseException as exc:
             self.trace.model_call(sent, wall, time.monotonic() - started, None, exc, False, temperature)
             raise
-        cached = bool(getattr(self.inner, "last_hit", False))
-        self.trace.model_call(sent, wall, time.monotonic() - started, completion, None, cached, temperature)
+        self.trace.model_call(
+            sent, wall, time.monotonic() - started, completion, None, completion.cached, temperature
+        )
         return completion
+
+    def complete_many(
+        self,
+        messages: list[Message],
+        n: int,
+        on_text: Callable[[int, str], None] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> list[Completion]:
+        sent = [dict(m) for m in messages]
+        wall, started = time.time(), time.monotonic()
+        try:
+            completions = self.inner.complete_many(messages, n, on_text, temperature, seed)
+        except BaseException as exc:
+            self.trace.model_call(sent, wall, time.monotonic() - started, None, exc, False, temperature)
+            raise
+        for completion in completions:  # one span per sample, each with its share of the billed tokens
+            self.trace.model_call(
+                sent, wall, time.monotonic() - started, completion, None, completion.cached, temperature
+            )
+        return completions
+
+    def close(self) -> None:
+        self.inner.close()

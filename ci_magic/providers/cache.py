@@ -7,8 +7,8 @@ through the same path (``on_text``) as a live one and the loop cannot tell the d
 The key is a sha256 over the model, the endpoint label, the effective temperature, ``max_tokens`` and every
 message of the conversation so far — which carries the system prompt, the question, the data description
 (hence its hash) and, for repairs, the earlier replies and errors. Memory addresses are blanked first, so a
-traceback that differs only by ``0x7f…`` still hits. Entries live under ``$CI_MAGIC_CACHE_DIR/replies``
-(default ``~/.cache/ci_magic/replies``; ``CI_MAGIC_REPLY_CACHE_DIR`` overrides just this folder), one JSON file
+traceback that differs only by ``0x7f…`` still hits. Entries live under ``<cache root>/replies`` (see
+:func:`ci_magic.core.paths.cache_root`; ``CI_MAGIC_REPLY_CACHE_DIR`` overrides just this folder), one JSON file
 each; the folder is kept under a size bound by deleting the least recently used entries (by mtime, which a hit
 refreshes).
 """
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..core.paths import cache_root
 from ..core.results import Usage
 from . import Completion, Message, Provider
 
@@ -42,8 +43,7 @@ def default_dir() -> Path:
     explicit = os.environ.get("CI_MAGIC_REPLY_CACHE_DIR")
     if explicit:
         return Path(explicit).expanduser()
-    base = os.environ.get("CI_MAGIC_CACHE_DIR") or "~/.cache/ci_magic"
-    return Path(base).expanduser() / "replies"
+    return cache_root() / "replies"
 
 
 def cache_key(
@@ -125,12 +125,23 @@ class ReplyCache:
                 total -= size
 
 
+def _indexed(on_text: Callable[[int, str], None] | None, index: int) -> Callable[[str], None] | None:
+    if on_text is None:
+        return None
+    stream = on_text
+
+    def forward(text: str) -> None:
+        stream(index, text)
+
+    return forward
+
+
 class CachedProvider:
     """A provider that answers from :class:`ReplyCache` when it can and records what the inner one says.
 
     ``fresh=True`` skips the lookup (the model is asked again) but still stores the new reply, so the next
-    "Run All" replays the fresh answer. ``last_hit`` tells a tracer whether the last call was served from disk.
-    A cache hit costs nothing, so its usage is zero tokens (the original counts are kept in the entry).
+    "Run All" replays the fresh answer. A completion served from disk says so (``Completion.cached``) and costs
+    nothing, so its usage is zero tokens (the original counts are kept in the entry).
     """
 
     def __init__(
@@ -146,10 +157,10 @@ class CachedProvider:
         self.cache = cache
         self.model = inner.model
         self.endpoint = inner.endpoint
+        self.local = inner.local
         self._temperature = temperature
         self._max_tokens = max_tokens
         self.fresh = fresh
-        self.last_hit = False
         self.hits = 0
 
     def complete(
@@ -163,38 +174,65 @@ class CachedProvider:
         key = cache_key(self.model, self.endpoint, effective, self._max_tokens, messages, seed)
         entry = None if self.fresh else self.cache.get(key)
         if entry is not None and isinstance(entry.get("text"), str):
-            started = time.monotonic()
-            self.last_hit = True
             self.hits += 1
-            text: str = entry["text"]
-            if on_text is not None:
-                for i in range(0, len(text), REPLAY_CHUNK):
-                    on_text(text[i : i + REPLAY_CHUNK])
-            return Completion(
-                text=text,
-                usage=Usage(0, 0),
-                seconds=time.monotonic() - started,
-                finish_reason=entry.get("finish_reason"),
-            )
-        self.last_hit = False
+            return self._replay(entry, on_text)
         completion = self.inner.complete(messages, on_text, temperature, seed)
-        # A stream cut off by the network is a transient failure, not the model's answer: never replay it.
-        if completion.finish_reason != "truncated":
-            self.cache.put(
-                key,
-                {
-                    "text": completion.text,
-                    "finish_reason": completion.finish_reason,
-                    "model": self.model,
-                    "prompt_tokens": completion.usage.prompt_tokens,
-                    "completion_tokens": completion.usage.completion_tokens,
-                    "seconds": round(completion.seconds, 3),
-                    "created": time.time(),
-                },
-            )
+        self._store(key, completion)
         return completion
 
+    @staticmethod
+    def _replay(entry: dict[str, Any], on_text: Callable[[str], None] | None) -> Completion:
+        started = time.monotonic()
+        text: str = entry["text"]
+        if on_text is not None:
+            for i in range(0, len(text), REPLAY_CHUNK):
+                on_text(text[i : i + REPLAY_CHUNK])
+        return Completion(
+            text=text,
+            usage=Usage(0, 0),
+            seconds=time.monotonic() - started,
+            finish_reason=entry.get("finish_reason"),
+            cached=True,
+        )
+
+    def _store(self, key: str, completion: Completion) -> None:
+        # A stream cut off by the network is a transient failure, not the model's answer: never replay it.
+        if completion.finish_reason == "truncated":
+            return
+        self.cache.put(
+            key,
+            {
+                "text": completion.text,
+                "finish_reason": completion.finish_reason,
+                "model": self.model,
+                "prompt_tokens": completion.usage.prompt_tokens,
+                "completion_tokens": completion.usage.completion_tokens,
+                "seconds": round(completion.seconds, 3),
+                "created": time.time(),
+            },
+        )
+
+    def complete_many(
+        self,
+        messages: list[Message],
+        n: int,
+        on_text: Callable[[int, str], None] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """Each sample is cached under its own seed, so batched and one-by-one samples replay alike: from disk
+        when every one is there, else all ``n`` from the model in one request."""
+        effective = self._temperature if temperature is None else temperature
+        seeds = [None if seed is None else seed + i for i in range(n)]
+        keys = [cache_key(self.model, self.endpoint, effective, self._max_tokens, messages, s) for s in seeds]
+        entries = [None if self.fresh else self.cache.get(k) for k in keys]
+        if all(e is not None and isinstance(e.get("text"), str) for e in entries):
+            self.hits += n
+            return [self._replay(e, _indexed(on_text, i)) for i, e in enumerate(entries) if e is not None]
+        completions = self.inner.complete_many(messages, n, on_text, temperature, seed)
+        for key, completion in zip(keys, completions, strict=False):
+            self._store(key, completion)
+        return completions
+
     def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if callable(close):
-            close()
+        self.inner.close()

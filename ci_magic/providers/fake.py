@@ -54,8 +54,12 @@ class FakeModelServer:
         model: str = "fake-model",
         port: int = 0,
         api_key: str | None = None,
+        n_choices: bool = False,
     ) -> None:
         self.model = model
+        # Honour the OpenAI ``n`` parameter (one request answered with several script turns as choices), like
+        # our embedded server and most remote ones; off, it answers one choice like llama.cpp's own server.
+        self.n_choices = n_choices
         self.requests: list[dict[str, Any]] = []
         self._script = [Turn.coerce(t) for t in (script or [])]
         self._rules = [(re.compile(p, re.I | re.S), Turn.coerce(t)) for p, t in (rules or [])]
@@ -98,6 +102,17 @@ class FakeModelServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def next_turns(self, body: dict[str, Any]) -> list[Turn]:
+        """The turns answering one request: one, or with ``n_choices`` and a request for ``n``, that many
+        (fewer when the script runs out), like a server that decodes ``n`` samples at once."""
+        n = int(body.get("n") or 1) if self.n_choices else 1
+        first = self.next_turn(body)
+        if first.status != 200 or n == 1:
+            return [first]
+        with self._lock:
+            taken = [self._script.pop(0) for _ in range(min(n - 1, len(self._script)))]
+        return [first, *taken]
 
     def next_turn(self, body: dict[str, Any]) -> Turn:
         with self._lock:
@@ -162,14 +177,15 @@ def _handler_for(server: FakeModelServer) -> type[BaseHTTPRequestHandler]:
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._json(404, {"error": {"message": "not found"}})
                 return
-            turn = server.next_turn(body)
+            turns = server.next_turns(body)
+            turn = turns[0]
             if turn.delay_s:
                 time.sleep(turn.delay_s)
             if turn.status != 200:
                 self._json(turn.status, {"error": {"message": turn.reply or "error"}}, turn.headers)
                 return
             if body.get("stream"):
-                self._stream(body, turn)
+                self._stream(body, turns)
             else:
                 self._json(
                     200,
@@ -189,7 +205,8 @@ def _handler_for(server: FakeModelServer) -> type[BaseHTTPRequestHandler]:
                     },
                 )
 
-        def _stream(self, body: dict[str, Any], turn: Turn) -> None:
+        def _stream(self, body: dict[str, Any], turns: list[Turn]) -> None:
+            turn = turns[0]
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
@@ -209,21 +226,35 @@ def _handler_for(server: FakeModelServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
 
-            pieces = re.findall(r"\S*\s*", turn.reply) or [""]
+            # Several choices stream interleaved, a piece of each in turn, as batched servers send them.
+            streams = [re.findall(r"\S*\s*", t.reply) or [""] for t in turns]
             if turn.truncate:
-                pieces = pieces[: max(1, len(pieces) // 2)]
+                streams[0] = streams[0][: max(1, len(streams[0]) // 2)]
             try:
-                for piece in pieces:
-                    if not piece:
-                        continue
-                    event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+                for step in range(max(len(s) for s in streams)):
+                    for index, pieces in enumerate(streams):
+                        if step < len(pieces) and pieces[step]:
+                            event(
+                                [{"index": index, "delta": {"content": pieces[step]}, "finish_reason": None}]
+                            )
                     if turn.chunk_delay_s:
                         time.sleep(turn.chunk_delay_s)
                 if turn.truncate:
                     return
-                event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+                for index in range(len(turns)):
+                    event([{"index": index, "delta": {}, "finish_reason": "stop"}])
                 if (body.get("stream_options") or {}).get("include_usage"):
-                    event([], _usage(body, turn))
+                    usages = [_usage(body, t) for t in turns]
+                    prompt = usages[0]["prompt_tokens"]  # the prompt is read once for all choices
+                    completion = sum(u["completion_tokens"] for u in usages)
+                    event(
+                        [],
+                        {
+                            "prompt_tokens": prompt,
+                            "completion_tokens": completion,
+                            "total_tokens": prompt + completion,
+                        },
+                    )
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -18,17 +17,11 @@ from ..core.errors import (
     ProviderTimeout,
     ProviderUnreachable,
 )
-from ..core.results import CHARS_PER_TOKEN, Usage, estimate_tokens
-from . import Completion, Message
+from ..core.results import Usage, estimate_prompt_tokens, estimate_tokens
+from ..core.settings import Frontend, how_to_set
+from . import Completion, Message, endpoint_label, is_loopback, one_by_one
 
-
-def endpoint_label(base_url: str | None) -> str:
-    """host[:port] of the endpoint, never the path or credentials, for provenance and messages."""
-    if not base_url:
-        return "api.openai.com"
-    parts = urlsplit(base_url)
-    host = parts.hostname or base_url
-    return f"{host}:{parts.port}" if parts.port else host
+__all__ = ["OpenAIProvider", "discover_model", "endpoint_label", "is_loopback"]
 
 
 class OpenAIProvider:
@@ -44,9 +37,12 @@ class OpenAIProvider:
         temperature: float = 0.0,
         max_tokens: int = 2048,
         max_retries: int = 2,
+        frontend: Frontend = "python",
     ) -> None:
         self.model = model
         self.endpoint = endpoint_label(base_url)
+        self.local = is_loopback(base_url)
+        self._frontend: Frontend = frontend
         self._temperature = temperature
         self._max_tokens = max_tokens
         self._timeout_s = timeout_s
@@ -65,15 +61,54 @@ class OpenAIProvider:
         temperature: float | None = None,
         seed: int | None = None,
     ) -> Completion:
+        stream = None if on_text is None else (lambda _index, text: on_text(text))
+        return self._stream(messages, 1, stream, temperature, seed)[0]
+
+    def complete_many(
+        self,
+        messages: list[Message],
+        n: int,
+        on_text: Callable[[int, str], None] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """One request with ``n`` where the endpoint honours it; servers that ignore ``n`` (llama.cpp's own,
+        many proxies) answer one choice: that is remembered per endpoint and model, and the rest is drawn
+        one request at a time."""
+        where = (self.endpoint, self.model)
+        if n == 1 or _N_SUPPORT.get(where) is False:
+            return one_by_one(self, messages, n, on_text, temperature, seed)
+        found = self._stream(messages, n, on_text, temperature, seed)
+        _N_SUPPORT[where] = len(found) == n
+        if len(found) < n:
+
+            def shifted(index: int, text: str) -> None:
+                if on_text is not None:
+                    on_text(index + len(found), text)
+
+            rest_seed = None if seed is None else seed + len(found)
+            found += one_by_one(self, messages, n - len(found), shifted, temperature, rest_seed)
+        return found
+
+    def _stream(
+        self,
+        messages: list[Message],
+        n: int,
+        on_text: Callable[[int, str], None] | None,
+        temperature: float | None,
+        seed: int | None,
+    ) -> list[Completion]:
         started = time.monotonic()
-        pieces: list[str] = []
+        pieces: dict[int, list[str]] = {}
+        finish: dict[int, str] = {}
         usage: Usage | None = None
-        finish: str | None = None
         try:
             # Typed as Any: the SDK's overloads enumerate OpenAI's own models and message classes, while we
             # speak to any compatible server with plain dicts.
             create: Any = self._client.chat.completions.create
             extra: dict[str, Any] = {} if seed is None else {"seed": seed}
+            if n > 1:
+                extra["n"] = n
             stream = create(
                 **extra,
                 model=self.model,
@@ -88,13 +123,17 @@ class OpenAIProvider:
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
                     for choice in chunk.choices:
+                        index = int(choice.index or 0)
+                        if not 0 <= index < n:
+                            continue  # a server answering more choices than asked: not ours to keep
                         delta = choice.delta.content if choice.delta else None
+                        pieces.setdefault(index, [])
                         if delta:
-                            pieces.append(delta)
+                            pieces[index].append(delta)
                             if on_text is not None:
-                                on_text(delta)
+                                on_text(index, delta)
                         if choice.finish_reason:
-                            finish = choice.finish_reason
+                            finish[index] = choice.finish_reason
         except openai.APIError as exc:
             raise self._translate(exc) from None
         except httpx.TimeoutException:
@@ -107,31 +146,32 @@ class OpenAIProvider:
                 f"The connection to the model server at {self.endpoint} broke mid-reply ({type(exc).__name__}); "
                 "the partial reply was discarded. Try again."
             ) from None
-        text = "".join(pieces)
-        if finish is None and not text:
+        texts = {i: "".join(p) for i, p in sorted(pieces.items())}
+        if not any(texts.values()) and not finish:
             raise ProviderResponseError(
                 f"The model server at {self.endpoint} closed the stream without sending a reply. "
                 "The server may have crashed or a proxy cut the connection; try again."
             )
-        if finish is None:
-            # A stream that ends without a finish_reason was cut off: keep the text (it may hold code) but say so.
-            finish = "truncated"
-        if usage is None:
-            prompt_chars = sum(len(m.get("content", "")) for m in messages)
-            usage = Usage(prompt_chars // CHARS_PER_TOKEN, estimate_tokens(text), estimated=True)
-        return Completion(text=text, usage=usage, seconds=time.monotonic() - started, finish_reason=finish)
+        seconds = time.monotonic() - started
+        usages = _split_usage(usage, messages, list(texts.values()))
+        # A choice that ends without a finish_reason was cut off: keep the text (it may hold code) but say so.
+        return [
+            Completion(text=t, usage=u, seconds=seconds, finish_reason=finish.get(i, "truncated"))
+            for (i, t), u in zip(texts.items(), usages, strict=True)
+        ]
 
     def _translate(self, exc: openai.APIError) -> ProviderError:
         where = f"the model server at {self.endpoint}"
         if isinstance(exc, openai.APITimeoutError):
             return ProviderTimeout(
                 f"{where} did not answer within {self._timeout_s:.0f} s. It may be overloaded or the model "
-                "may be too slow for this timeout; raise it with %config Ask.request_timeout or try again."
+                f"may be too slow for this timeout; raise it ({how_to_set('request_timeout', self._frontend)}) "
+                "or try again."
             )
         if isinstance(exc, openai.APIConnectionError):
             return ProviderUnreachable(
-                f"Could not connect to {where}. Check OPENAI_BASE_URL (or %config Ask.base_url) and that the "
-                "server is running; nothing was sent."
+                f"Could not connect to {where}. Check the endpoint ({how_to_set('base_url', self._frontend)}) "
+                "and that the server is running; nothing was sent."
             )
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             return ProviderAuthError(
@@ -149,12 +189,30 @@ class OpenAIProvider:
         if isinstance(exc, openai.NotFoundError):
             return ProviderResponseError(
                 f"{where} does not know the model {self.model!r} (HTTP 404). Choose another with "
-                "%config Ask.model = '...', --model, or CI_MAGIC_MODEL."
+                f"{how_to_set('model', self._frontend)}."
             )
         if isinstance(exc, openai.APIStatusError):
             detail = _short(str(exc.message))
             return ProviderResponseError(f"{where} answered HTTP {exc.status_code}: {detail}")
         return ProviderResponseError(f"{where} sent a reply we could not read: {_short(str(exc))}")
+
+
+#: (endpoint, model) -> whether the server honours ``n`` (found out on the first vote, per process).
+_N_SUPPORT: dict[tuple[str, str], bool] = {}
+
+
+def _split_usage(usage: Usage | None, messages: list[Message], texts: list[str]) -> list[Usage]:
+    """Usage per choice, as billed: the prompt once (on the first), the completion tokens shared out by text
+    length so that they add up to what the server reported (estimated where it reported nothing)."""
+    if usage is None:
+        prompt = estimate_prompt_tokens(messages)
+        return [
+            Usage(prompt if i == 0 else 0, estimate_tokens(t), estimated=True) for i, t in enumerate(texts)
+        ]
+    weights = [max(1, estimate_tokens(t)) for t in texts]
+    shares = [usage.completion_tokens * w // sum(weights) for w in weights]
+    shares[0] += usage.completion_tokens - sum(shares)
+    return [Usage(usage.prompt_tokens if i == 0 else 0, share) for i, share in enumerate(shares)]
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -170,7 +228,9 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def discover_model(base_url: str | None, api_key: str, timeout_s: float = 10.0) -> str:
+def discover_model(
+    base_url: str | None, api_key: str, timeout_s: float = 10.0, frontend: Frontend = "python"
+) -> str:
     """The first model a server lists: local servers usually serve exactly one."""
     label = endpoint_label(base_url)
     try:
@@ -180,14 +240,16 @@ def discover_model(base_url: str | None, api_key: str, timeout_s: float = 10.0) 
             models = [m.id for m in c.models.list()]
     except openai.APIConnectionError:
         raise ProviderUnreachable(
-            f"Could not connect to the model server at {label}. Check OPENAI_BASE_URL and that the server "
-            "is running; nothing was sent."
+            f"Could not connect to the model server at {label}. Check the endpoint "
+            f"({how_to_set('base_url', frontend)}) and that the server is running; nothing was sent."
         ) from None
     except openai.APIError as exc:
         raise ProviderResponseError(
             f"The model server at {label} did not list its models ({_short(str(exc))}). Name one with "
-            "%config Ask.model, --model or CI_MAGIC_MODEL."
+            f"{how_to_set('model', frontend)}."
         ) from None
     if not models:
-        raise ProviderResponseError(f"The model server at {label} lists no models; name one with --model.")
+        raise ProviderResponseError(
+            f"The model server at {label} lists no models; name one with {how_to_set('model', frontend)}."
+        )
     return models[0]

@@ -22,7 +22,7 @@ def make_provider(settings: Settings) -> Provider:
         if model is None:
             # A bare OpenAI key means api.openai.com; a custom server is asked what it serves.
             model = (
-                discover_model(settings.base_url, api_key, settings.request_timeout_s)
+                discover_model(settings.base_url, api_key, settings.request_timeout_s, settings.frontend)
                 if settings.base_url
                 else DEFAULT_REMOTE_MODEL
             )
@@ -33,6 +33,7 @@ def make_provider(settings: Settings) -> Provider:
             timeout_s=settings.request_timeout_s,
             temperature=settings.temperature,
             max_tokens=settings.max_tokens,
+            frontend=settings.frontend,
         )
     return LocalProvider(settings)
 
@@ -43,6 +44,8 @@ class LocalProvider:
     The shared server stops when idle, so an endpoint cached by a notebook can go stale; ``ensure_endpoint``
     costs about a millisecond when the server is up and restarts it when it is not.
     """
+
+    local = True  # the model runs on this machine: no price per token
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -57,13 +60,7 @@ class LocalProvider:
 
         return local.ensure_endpoint(self._settings.model)
 
-    def complete(
-        self,
-        messages: list[Message],
-        on_text: Callable[[str], None] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
+    def _client(self) -> Any:
         from .openai_compat import OpenAIProvider
 
         endpoint = self._endpoint()
@@ -77,10 +74,32 @@ class LocalProvider:
                 timeout_s=max(self._settings.request_timeout_s, 300.0),
                 temperature=self._settings.temperature,
                 max_tokens=self._settings.max_tokens,
+                frontend=self._settings.frontend,
             )
             self._key = (endpoint.base_url, endpoint.api_key)
-        completion: Completion = self._current.complete(messages, on_text, temperature, seed)
+        return self._current
+
+    def complete(
+        self,
+        messages: list[Message],
+        on_text: Callable[[str], None] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        completion: Completion = self._client().complete(messages, on_text, temperature, seed)
         return completion
+
+    def complete_many(
+        self,
+        messages: list[Message],
+        n: int,
+        on_text: Callable[[int, str], None] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> list[Completion]:
+        # Our embedded server decodes the n samples together, in one batch (ci_magic/local/batch.py).
+        found: list[Completion] = self._client().complete_many(messages, n, on_text, temperature, seed)
+        return found
 
     def close(self) -> None:
         if self._current is not None:

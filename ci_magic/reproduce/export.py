@@ -25,10 +25,7 @@ Nothing secret is written: provenance carries the model and the endpoint's host:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import os
-import platform
 import re
 import shlex
 from datetime import UTC, datetime
@@ -41,18 +38,18 @@ from nbformat import NotebookNode
 from ..core.errors import UsageError
 from ..core.results import AskResult
 from ..notebook.cells import METADATA_KEY, short_hash
+from ..notebook.options import flags_with_values
+from .environment import EXPORT_KEY, data_files, environment, environment_cell
 
 if TYPE_CHECKING:
     from ..notebook.cells import Insertion
+    from ..notebook.session import NotebookSession
 
-EXPORT_KEY = "ci_magic_export"
-PACKAGES = ("pandas", "numpy", "matplotlib", "pyarrow", "scipy", "scikit-learn", "statsmodels", "seaborn")
 #: Lines that only make sense with ci_magic loaded.
 MAGIC_LINE = re.compile(
-    r"^\s*%(?:(?:load_ext|reload_ext|unload_ext)\s+ci_magic\b|config\s+Ask\b|ask(?:_export|_history)?\b).*$"
+    r"^\s*%(?:(?:load_ext|reload_ext|unload_ext)\s+ci_magic\b|config\s+Ask\b|ask(?:_export|_history|_reset)?\b).*$"
 )
 ASK_CELL = re.compile(r"^\s*%%?ask\b")
-_LITERAL = re.compile(r"""(?:'([^'\n\\]{1,300})'|"([^"\n\\]{1,300})")""")
 
 Record = tuple[str, AskResult, "Insertion"]
 
@@ -60,76 +57,8 @@ Record = tuple[str, AskResult, "Insertion"]
 # -- the pieces ------------------------------------------------------------------------------------------------
 
 
-def environment() -> dict[str, Any]:
-    versions: dict[str, str] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue  # optional packages are recorded only when present
-    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def data_files(sources: list[str], folder: Path) -> dict[str, str]:
-    """Files named by a string literal in ``sources`` that exist in ``folder`` (or below), with their sha256."""
-    root = folder.resolve()
-    found: dict[str, str] = {}
-    for source in sources:
-        for match in _LITERAL.finditer(source):
-            name = match.group(1) or match.group(2)
-            try:
-                path = (root / name).resolve()
-                if not path.is_file() or not path.is_relative_to(root) or path.suffix == ".ipynb":
-                    continue
-            except (OSError, ValueError):
-                continue
-            found[path.relative_to(root).as_posix()] = sha256_file(path)
-    return dict(sorted(found.items()))
-
-
-def environment_cell(env: dict[str, Any], files: dict[str, str]) -> NotebookNode:
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    source = f"""\
-# Exported by ci_magic on {stamp}: a plain notebook, re-runnable without ci_magic or a model.
-# The outputs below were produced with this environment and these data files (sha256).
-RECORDED_ENVIRONMENT = {env!r}
-RECORDED_DATA_FILES = {files!r}
-
-import hashlib as _hashlib
-import pathlib as _pathlib
-
-for _name, _sha in RECORDED_DATA_FILES.items():
-    _path = _pathlib.Path(_name)
-    if not _path.is_file() or _hashlib.sha256(_path.read_bytes()).hexdigest() != _sha:
-        print(f"warning: {{_name}} is missing or differs from the file these outputs came from")
-
-# ci_magic's sandbox preloads these; the generated code below may use them without importing.
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd"""
-    cell: NotebookNode = nbformat.v4.new_code_cell(source)
-    cell.metadata[EXPORT_KEY] = {"kind": "environment", "environment": env, "data_files": files}
-    return cell
-
-
 def strip_magics(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not MAGIC_LINE.match(line)).strip("\n")
-
-
-def _options_with_values() -> set[str]:
-    """The %%ask options that take a value, read from the magic's own parser so the two cannot drift apart."""
-    from ..notebook.magic import AskMagics
-
-    parser: Any = getattr(AskMagics.ask, "parser")  # noqa: B009 - set by IPython's @magic_arguments
-    return {flag for action in parser._actions if action.nargs != 0 for flag in action.option_strings}
 
 
 def split_ask(source: str) -> tuple[str, str]:
@@ -139,7 +68,7 @@ def split_ask(source: str) -> tuple[str, str]:
     words = shlex.split(options) if options else []
     # Words after the options are part of the question (``%%ask --attempts 2 why``), as the magic reads them.
     flags, question_words, i = [], [], 0
-    takes_value = _options_with_values()
+    takes_value = flags_with_values()  # the magic's own declaration (notebook/options.py)
     while i < len(words):
         word = words[i]
         if word.startswith("-"):
@@ -154,11 +83,18 @@ def split_ask(source: str) -> tuple[str, str]:
     return " ".join(flags), question
 
 
+#: ci_magic's own outputs on a generated cell (the files listing, saved images shown inline, notes): the
+#: exported code does not print them when it runs again, so they are not part of its recorded outputs.
+OWN_OUTPUT_ROLES = ("files", "file-image", "notes")
+
+
 def clean_outputs(outputs: list[Any]) -> list[NotebookNode]:
     """The sandbox's outputs as valid nbformat outputs of a plain code cell."""
     cleaned = []
     for out in outputs:
         out = dict(out)
+        if (out.get("metadata") or {}).get(METADATA_KEY, {}).get("role") in OWN_OUTPUT_ROLES:
+            continue
         if out.get("output_type") == "execute_result":
             out["execution_count"] = None
         if out.get("output_type") in ("display_data", "execute_result"):
@@ -168,29 +104,17 @@ def clean_outputs(outputs: list[Any]) -> list[NotebookNode]:
 
 
 def fallback_outputs(outputs: list[Any]) -> tuple[dict[str, Any] | None, list[Any]]:
-    """From a ``%%ask`` cell's own outputs: the provenance display, and the results without ci_magic's chatter
-    (the live progress line, ``ci_magic: …`` notes printed before the results, the summary)."""
+    """From a ``%%ask`` cell's own outputs: the provenance display, and the results without ci_magic's own
+    outputs (the live progress line, the notes, the summary), which carry ``metadata.ci_magic`` with their role.
+    Everything else is what the sandbox produced."""
     meta: dict[str, Any] | None = None
     results: list[Any] = []
-    leading = True
     for out in outputs:
-        provenance = (out.get("metadata") or {}).get(METADATA_KEY)
-        if provenance is not None:
-            meta = dict(provenance)
+        own = (out.get("metadata") or {}).get(METADATA_KEY)
+        if isinstance(own, dict):
+            if own.get("role") == "fallback":
+                meta = dict(own)  # the summary: provenance, and the working code
             continue
-        kind = out.get("output_type")
-        if kind in ("display_data", "update_display_data"):
-            text = str((out.get("data") or {}).get("text/plain", ""))
-            if set(out.get("data") or {}) <= {"text/plain"} and (not text or text.startswith("ci_magic: ")):
-                continue  # the live progress line, blanked when the ask finished
-        if kind == "stream" and leading:
-            lines = str(out.get("text", "")).splitlines(keepends=True)
-            while lines and lines[0].startswith("ci_magic: "):
-                lines.pop(0)
-            if not lines:
-                continue
-            out = {**out, "text": "".join(lines)}
-        leading = False
         results.append(out)
     return meta, results
 
@@ -217,9 +141,19 @@ def ask_markdown(options: str, question: str, info: dict[str, Any]) -> NotebookN
     return cell
 
 
-def code_cell(code: str, outputs: list[Any], recorded: bool = True, kind: str = "user") -> NotebookNode:
+def code_cell(
+    code: str, outputs: list[Any], recorded: bool = True, kind: str = "user", files: list[Any] | None = None
+) -> NotebookNode:
+    """``files``: what the code wrote when it ran in the sandbox ({path, sha256, bytes}): verify re-creates
+    and compares them."""
     cell: NotebookNode = nbformat.v4.new_code_cell(code, outputs=clean_outputs(outputs))
     cell.metadata[EXPORT_KEY] = {"kind": kind, "outputs_recorded": recorded}
+    if files:
+        cell.metadata[EXPORT_KEY]["files"] = [
+            {"path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"]}
+            for f in files
+            if isinstance(f, dict) and f.get("sha256")
+        ]
     return cell
 
 
@@ -256,7 +190,7 @@ def export_cells(cells: list[Any], records: list[Record] | None = None) -> list[
             code, outputs, info = _ask_parts(cells, i, cell, question, unused, skip)
             out.append(ask_markdown(options, question, info))
             if code and info.get("ok", True):
-                out.append(code_cell(code, outputs, kind="generated"))
+                out.append(code_cell(code, outputs, kind="generated", files=info.get("files")))
                 exported_code.add(code.strip())
             elif code:
                 out[-1].source += f"\n\nLast code tried:\n\n```python\n{code}\n```"
@@ -325,7 +259,8 @@ def export_notebook(
 ) -> NotebookNode:
     cells = export_cells(list(nb.cells), records)
     sources = [str(c.source) for c in cells if c.cell_type == "code"]
-    env_cell = environment_cell(environment(), data_files(sources, folder))
+    written = {f["path"] for c in cells for f in c.metadata.get(EXPORT_KEY, {}).get("files", [])}
+    env_cell = environment_cell(environment(), data_files(sources, folder, written))
     out: NotebookNode = nbformat.v4.new_notebook(cells=[env_cell, *cells])
     for key in ("kernelspec", "language_info"):
         if key in nb.metadata:
@@ -355,7 +290,7 @@ def export_file(notebook: str | Path, out: str | Path, records: list[Record] | N
 # -- the live session (%ask_export) ----------------------------------------------------------------------------
 
 
-def export_session(magics: Any, line: str) -> None:
+def export_session(session: NotebookSession, line: str) -> None:
     """``%ask_export OUT.ipynb [--notebook SAVED.ipynb]``.
 
     With a saved notebook (given, or found through ``JPY_SESSION_NAME`` / VS Code's ``__vsc_ipynb_file__``), its
@@ -373,13 +308,13 @@ def export_session(magics: Any, line: str) -> None:
     if len(words) != 1 or not words[0].endswith(".ipynb"):
         raise UsageError("Usage: %ask_export OUT.ipynb [--notebook SAVED.ipynb]")
     out = Path(words[0])
-    shell = magics.shell
+    shell = session.shell
     if notebook is None:
         for candidate in (os.environ.get("JPY_SESSION_NAME"), shell.user_ns.get("__vsc_ipynb_file__")):
             if candidate and str(candidate).endswith(".ipynb") and Path(candidate).is_file():
                 notebook = str(candidate)
                 break
-    records: list[Record] = list(magics.history)
+    records: list[Record] = session.finished()
     if notebook is not None:
         exported = export_file(notebook, out, records)
         where = f"the saved notebook {notebook} and this session's {len(records)} ask(s)"

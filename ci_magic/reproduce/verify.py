@@ -25,7 +25,9 @@ import binascii
 import copy
 import importlib.metadata
 import re
+import shutil
 import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from typing import Any
 import nbformat
 
 from ..core.errors import UsageError
-from .export import EXPORT_KEY, sha256_file
+from .environment import EXPORT_KEY, sha256_file
 
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")
 _NORMALISE = [
@@ -97,6 +99,9 @@ def comparable(outputs: list[Any]) -> list[tuple[Any, ...]]:
             for mime in sorted(data):
                 if mime == "image/png":
                     parts.append((mime, png_size(_text(data[mime]))))
+                elif mime.endswith("+json") and mime != "application/json":
+                    # Plotly, Vega…: the chart's structure (traces, keys, lengths), not its exact numbers.
+                    parts.append((mime, structure(data[mime])))
                 elif mime in TEXT_MIMES or mime.startswith("text/"):
                     parts.append((mime, normalise_text(_text(data[mime]))))
                 else:
@@ -105,6 +110,20 @@ def comparable(outputs: list[Any]) -> list[tuple[Any, ...]]:
         elif kind == "error":
             items.append(("error", out.get("ename"), normalise_text(_text(out.get("evalue", "")))))
     return [("stream", i[1], normalise_text(i[2])) if i[0] == "stream" else i for i in items]
+
+
+def structure(value: Any, depth: int = 0) -> Any:
+    """The shape of a JSON value: keys, types and list lengths, with the first item of a list standing for
+    all of them (data arrays of a chart differ in their last digits between library versions)."""
+    if depth > 32:
+        return "…"
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), structure(v, depth + 1)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("list", len(value), structure(value[0], depth + 1) if value else None)
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    return "number" if isinstance(value, int | float) else type(value).__name__
 
 
 def _describe(item: tuple[Any, ...] | None) -> str:
@@ -170,6 +189,9 @@ def check_data_files(nb: Any, folder: Path) -> tuple[list[Mismatch], list[str]]:
 def verify(
     path: str | Path, timeout: float = 600.0, kernel_name: str | None = None
 ) -> tuple[list[Mismatch], list[str]]:
+    """Run the export in a fresh kernel and compare. It runs in a temporary folder holding copies of the data
+    files the export names, so re-running never changes the notebook's folder (files the code writes are
+    made there, then compared with the hashes recorded when the sandbox wrote them)."""
     from nbclient import NotebookClient
 
     file = Path(path)
@@ -183,16 +205,53 @@ def verify(
         if cell.cell_type == "code":
             cell.outputs = []
     name = kernel_name or recorded.metadata.get("kernelspec", {}).get("name") or "python3"
-    client = NotebookClient(
-        fresh,
-        timeout=timeout,
-        kernel_name=name,
-        allow_errors=True,
-        resources={"metadata": {"path": str(folder)}},
-    )
-    client.execute()
-    for index, (want, got) in enumerate(zip(recorded.cells, fresh.cells, strict=True)):
-        if want.cell_type != "code" or not want.metadata.get(EXPORT_KEY, {}).get("outputs_recorded", True):
-            continue
-        mismatches += compare_cell(index, list(want.outputs), list(got.outputs))
+    with tempfile.TemporaryDirectory(prefix="ci_magic-verify-") as tmp:
+        work = Path(tmp)
+        for data_file in _data_files(recorded):
+            source, target = folder / data_file, work / data_file
+            if source.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+        client = NotebookClient(
+            fresh,
+            timeout=timeout,
+            kernel_name=name,
+            allow_errors=True,
+            resources={"metadata": {"path": str(work)}},
+        )
+        client.execute()
+        for index, (want, got) in enumerate(zip(recorded.cells, fresh.cells, strict=True)):
+            meta = want.metadata.get(EXPORT_KEY, {})
+            if want.cell_type != "code":
+                continue
+            if meta.get("outputs_recorded", True):
+                mismatches += compare_cell(index, list(want.outputs), list(got.outputs))
+            mismatches += compare_files(index, meta.get("files") or [], work)
     return mismatches, notes
+
+
+def _data_files(nb: Any) -> list[str]:
+    env_cell = next(
+        (c for c in nb.cells if c.metadata.get(EXPORT_KEY, {}).get("kind") == "environment"), None
+    )
+    names = list(env_cell.metadata[EXPORT_KEY].get("data_files", {})) if env_cell is not None else []
+    return [n for n in names if not Path(n).is_absolute() and ".." not in Path(n).parts]
+
+
+def compare_files(index: int, files: list[Any], work: Path) -> list[Mismatch]:
+    """Files a generated cell wrote in the sandbox: re-created by the run, with the same sha256."""
+    found = []
+    for f in files:
+        rel = str(f.get("path", "")) if isinstance(f, dict) else ""
+        if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            continue
+        target = work / rel
+        if not target.is_file():
+            found.append(Mismatch(index, "file", f"{rel} was not written"))
+        elif sha256_file(target) != f.get("sha256"):
+            found.append(
+                Mismatch(
+                    index, "file", f"{rel} differs from the recorded sha256 {str(f.get('sha256'))[:16]}…"
+                )
+            )
+    return found

@@ -12,6 +12,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { KernelLink } from './connection';
+import { folderOf } from './files';
 import { applyInsertion } from './insert';
 import { IAskView, IPrices } from './model';
 import { AskPanel, IPanelActions } from './panel';
@@ -36,7 +37,8 @@ class Links {
     private _onChange: () => void
   ) {}
 
-  forKernel(kernel: Kernel.IKernelConnection | null | undefined): KernelLink | null {
+  /** `notebookPath`: the session's path when the kernel is first seen; its folder is the kernel's cwd. */
+  forKernel(kernel: Kernel.IKernelConnection | null | undefined, notebookPath?: string): KernelLink | null {
     if (!kernel) {
       return null;
     }
@@ -44,6 +46,9 @@ class Links {
     if (!link) {
       link = new KernelLink(kernel);
       link.model.setPrices(this._prices);
+      if (notebookPath !== undefined) {
+        link.model.setFolder(folderOf(notebookPath));
+      }
       this._links.set(kernel, link);
       link.inserts.connect((l, msg) => this._insert(l, msg));
       kernel.disposed.connect(() => {
@@ -55,7 +60,9 @@ class Links {
   }
 
   forPanel(panel: NotebookPanel | null): KernelLink | null {
-    return panel ? this.forKernel(panel.sessionContext.session?.kernel) : null;
+    const session = panel?.sessionContext.session;
+    // The server starts a kernel in the folder of its session's path: where the files an ask writes arrive.
+    return panel ? this.forKernel(session?.kernel, session?.path ?? panel.context.path) : null;
   }
 
   setPrices(prices: IPrices): void {
@@ -119,6 +126,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       loadExtension: () => {
         const kernel = tracker.currentWidget?.sessionContext.session?.kernel;
         kernel?.requestExecute({ code: '%load_ext ci_magic', silent: true, store_history: false });
+      },
+      openFile: path => {
+        app.commands.execute('docmanager:open', { path }).catch(err => {
+          current()?.model.setNotice(`Could not open ${path}: ${String(err)}`);
+        });
       }
     };
     const panel = new AskPanel(actions);

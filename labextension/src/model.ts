@@ -12,13 +12,15 @@ import {
   EventKind,
   IAskRequest,
   IContextRequest,
+  IDeliveredFile,
   IEventMessage,
   IFrameInfo,
   IListFrames,
   IUsage,
   JSONDict,
   KernelMessage,
-  listFrames
+  listFrames,
+  parseFiles
 } from './protocol';
 
 export type ConnectionState =
@@ -61,6 +63,7 @@ export interface IAskView {
   usage: IUsage | null; // the final, reported usage
   votes: number[] | null; // how many working answers agreed on each result, when samples were drawn
   notes: string[];
+  files: IDeliveredFile[]; // what the working code wrote, copied into the notebook's folder (files.ts)
   message: string | null;
   startedAt: number;
   finishedAt: number | null;
@@ -80,7 +83,7 @@ export interface IPrices {
   output: number;
 }
 
-export const CHARS_PER_TOKEN = 4; // the same estimate as ci_magic/context.py
+export const CHARS_PER_TOKEN = 4; // the same estimate as ci_magic/core/results.py (rounded up)
 
 let counter = 0;
 function newAskId(): string {
@@ -150,6 +153,11 @@ export class CIMagicModel {
   context: IContextPreview = { status: 'idle', text: '', tokens: 0, error: null };
   notice: string | null = null; // a problem outside any ask, e.g. an insertion that found no anchor
   prices: IPrices = { input: 0, output: 0 };
+  /**
+   * The folder of the notebook this kernel was started for, relative to the server root ('' at the root):
+   * the kernel's working directory, where files an ask's code wrote are saved (`saved_as` is relative to it).
+   */
+  folder = '';
   /** For tests and the Insert button: the clock is injectable. */
   now: () => number = () => Date.now();
 
@@ -179,6 +187,11 @@ export class CIMagicModel {
 
   setPrices(prices: IPrices): void {
     this.prices = prices;
+    this._emit();
+  }
+
+  setFolder(folder: string): void {
+    this.folder = folder;
     this._emit();
   }
 
@@ -281,6 +294,9 @@ export class CIMagicModel {
         ask.cells = msg.cells;
         ask.usage = msg.usage;
         ask.notes = msg.notes;
+        if (msg.files !== undefined) {
+          ask.files = parseFiles(msg.files);
+        }
         ask.finishedAt = this.now();
         break;
       }
@@ -324,16 +340,27 @@ export class CIMagicModel {
       return;
     }
     if (kind === 'done') {
+      // Every ask's files come with `done` (a panel ask's `result` repeats them; a %%ask cell sends no result).
+      if (data.files !== undefined) {
+        ask.files = parseFiles(data.files);
+      }
       if (!isFinished(ask.status) && ask.origin === 'cell') {
         ask.status = data.ok ? 'ok' : 'failed';
         ask.finishedAt = this.now();
+        // A %%ask cell sends no result message: its warnings (e.g. no OS isolation) come with `done`.
+        if (Array.isArray(data.warnings)) {
+          ask.notes = (data.warnings as unknown[]).map(String);
+        }
       }
       return;
     }
+    // Each event names its attempt: samples drawn in one batch stream at once, their tokens interleaved, so
+    // nothing here may assume that only the newest attempt is live.
     let attempt = ask.attempts.find(a => a.number === msg.attempt);
     if (!attempt) {
       attempt = emptyAttempt(msg.attempt);
-      ask.attempts.push(attempt);
+      const later = ask.attempts.findIndex(a => a.number > msg.attempt);
+      ask.attempts.splice(later < 0 ? ask.attempts.length : later, 0, attempt); // kept in number order
     }
     switch (kind) {
       case 'model_start':
@@ -382,6 +409,7 @@ export class CIMagicModel {
       usage: null,
       votes: null,
       notes: [],
+      files: [],
       message: null,
       startedAt: this.now(),
       finishedAt: null,

@@ -3,9 +3,11 @@
  * the text being typed.
  */
 
+import { PageConfig } from '@jupyterlab/coreutils';
 import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
 import React, { useState } from 'react';
 
+import { baseName, downloadUrl, fileEntries } from './files';
 import {
   AttemptPhase,
   CIMagicModel,
@@ -24,6 +26,8 @@ export interface IPanelActions {
   toggleFrame(name: string): void;
   selectAll(): void;
   loadExtension(): void;
+  /** Open a file in JupyterLab (`docmanager:open`); `path` is relative to the server root. */
+  openFile(path: string): void;
 }
 
 export class AskPanel extends ReactWidget {
@@ -242,7 +246,7 @@ function FramePicker(props: { model: CIMagicModel; actions: IPanelActions }): JS
       )}
       <details className="jp-CIMagic-context" data-testid="ci-context">
         <summary>
-          Exactly what is sent about the data
+          Exactly what the next ask sends
           {ctx.status === 'ready' && ` (${ctx.tokens.toLocaleString()} tokens)`}
           {ctx.status === 'loading' && ' (updating…)'}
         </summary>
@@ -310,6 +314,9 @@ function AskDetails(props: { ask: IAskView; model: CIMagicModel; actions: IPanel
         </p>
       )}
       {ask.message && <p className="jp-CIMagic-error">{ask.message}</p>}
+      {isFinished(ask.status) && ask.files.length > 0 && (
+        <FileList ask={ask} folder={model.folder} actions={actions} />
+      )}
       {ask.notes.map((n, i) => (
         <p key={i} className="jp-CIMagic-hint">
           {n}
@@ -329,6 +336,53 @@ function AskDetails(props: { ask: IAskView; model: CIMagicModel; actions: IPanel
           </span>
         </div>
       )}
+    </section>
+  );
+}
+
+// Open and Download stay together when the narrow panel wraps a row; an <a> takes the theme's text colour
+// otherwise, and the Download link must look like the Open button beside it.
+const FILE_ACTIONS: React.CSSProperties = { display: 'inline-flex', gap: '8px', whiteSpace: 'nowrap' };
+const LINK_COLOUR: React.CSSProperties = { color: 'var(--jp-content-link-color)' };
+
+/** The files an ask's working code wrote: Open in JupyterLab, or Download from the server. */
+function FileList(props: { ask: IAskView; folder: string; actions: IPanelActions }): JSX.Element {
+  const baseUrl = PageConfig.getBaseUrl();
+  return (
+    <section className="jp-CIMagic-files" data-testid="ci-files">
+      <b>Files the code wrote</b>
+      {fileEntries(props.ask.files, props.folder).map((f, i) => (
+        <div key={i} className="jp-CIMagic-file" data-testid="ci-file">
+          <div className="jp-CIMagic-row">
+            <code data-testid="ci-file-name" title={f.path ?? undefined}>
+              {f.name}
+            </code>
+            {f.size && <span className="jp-CIMagic-hint">{f.size}</span>}
+            {f.path !== null && (
+              <span style={FILE_ACTIONS}>
+                <button
+                  className="jp-CIMagic-link"
+                  data-testid="ci-file-open"
+                  title={`Open ${f.path} in JupyterLab`}
+                  onClick={() => props.actions.openFile(f.path as string)}
+                >
+                  Open
+                </button>
+                <a
+                  className="jp-CIMagic-link"
+                  style={LINK_COLOUR}
+                  data-testid="ci-file-download"
+                  href={downloadUrl(baseUrl, f.path)}
+                  download={baseName(f.path)}
+                >
+                  Download
+                </a>
+              </span>
+            )}
+          </div>
+          {f.note && <p className="jp-CIMagic-hint">{f.note}</p>}
+        </div>
+      ))}
     </section>
   );
 }

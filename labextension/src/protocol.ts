@@ -34,6 +34,7 @@ export type EventKind =
   | 'exec_done'
   | 'retry'
   | 'vote' // data: {chosen_attempt: number | null, votes: number[]} after extra samples (--samples)
+  // data: {ok, attempts, prompt_tokens, completion_tokens, warnings: string[], files: IDeliveredFile[]}
   | 'done';
 
 // ---- frontend → kernel -----------------------------------------------------------------------------------
@@ -100,6 +101,20 @@ export interface IContextReply {
   tokens: number;
   frames: string[];
 }
+/**
+ * A file the working code wrote (`DeliveredFile` in ci_magic/core/results.py). `path`: where the code wrote
+ * it, relative to the sandbox's working folder; `saved_as`: its name in the user's folder (the notebook's
+ * folder, i.e. the kernel's working directory), '/'-separated, null when it was not copied; `note`: why it
+ * has another name, or why it was not copied.
+ */
+export interface IDeliveredFile {
+  path: string;
+  bytes: number;
+  sha256: string;
+  saved_as: string | null;
+  note: string | null;
+}
+
 export interface IResult {
   v: 1;
   type: 'result';
@@ -109,6 +124,7 @@ export interface IResult {
   usage: IUsage;
   attempts: number;
   notes: string[];
+  files?: IDeliveredFile[]; // optional within v1: kernels before files came back do not send it
 }
 export interface IErrorMessage {
   v: 1;
@@ -126,7 +142,10 @@ export type KernelMessage =
   | IResult
   | IErrorMessage;
 
-/** The fields each kernel message must have, with their JSON types: what `parseKernelMessage` checks. */
+/**
+ * The fields each kernel message must have, with their JSON types: what `parseKernelMessage` checks. A field
+ * added to protocol v1 later is optional: its types include 'undefined'.
+ */
 const KERNEL_FIELDS: { [K in KernelMessage['type']]: { [field: string]: string } } = {
   announce: {},
   ready: { version: 'string' },
@@ -140,7 +159,8 @@ const KERNEL_FIELDS: { [K in KernelMessage['type']]: { [field: string]: string }
     cells: 'array',
     usage: 'object',
     attempts: 'number',
-    notes: 'array'
+    notes: 'array',
+    files: 'array|undefined'
   },
   error: { ask_id: 'string|null', message: 'string' }
 };
@@ -181,6 +201,40 @@ export function parseKernelMessage(data: unknown): KernelMessage {
     }
   }
   return msg as unknown as KernelMessage;
+}
+
+function optionalString(value: unknown): string | null {
+  return typeof value === 'string' ? value : null;
+}
+
+/**
+ * The well-formed entries of a `files` list (from `result`, or the `done` event's data); anything else is
+ * dropped, so a kernel of another ci_magic version can at worst show fewer files, never break the panel.
+ */
+export function parseFiles(value: unknown): IDeliveredFile[] {
+  if (!Array.isArray(value)) {
+    return [];
+  }
+  const files: IDeliveredFile[] = [];
+  for (const item of value) {
+    if (jsonType(item) !== 'object') {
+      continue;
+    }
+    const f = item as JSONDict;
+    if (typeof f.path !== 'string' || !f.path) {
+      continue;
+    }
+    const bytes = typeof f.bytes === 'number' && Number.isFinite(f.bytes) && f.bytes >= 0 ? f.bytes : 0;
+    const savedAs = optionalString(f.saved_as);
+    files.push({
+      path: f.path,
+      bytes,
+      sha256: typeof f.sha256 === 'string' ? f.sha256 : '',
+      saved_as: savedAs === '' ? null : savedAs,
+      note: optionalString(f.note)
+    });
+  }
+  return files;
 }
 
 export function hello(): IHello {

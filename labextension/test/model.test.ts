@@ -96,11 +96,107 @@ describe('CIMagicModel', () => {
     expect(ask.votes).toEqual([1, 2]);
   });
 
+  it('keeps each attempt apart when a batch of samples streams at once, tokens interleaved', () => {
+    const model = ready();
+    const id = model.beginAsk('Sum of x', 5).ask_id;
+    model.handle(ev(id, 'model_start', 1));
+    model.handle(ev(id, 'token', 1, { text: 'one' }));
+    model.handle(ev(id, 'model_done', 1, { prompt_tokens: 100, completion_tokens: 10, seconds: 0.5 }));
+    model.handle(ev(id, 'code', 1, { code: 'a = 1' }));
+    model.handle(ev(id, 'exec_done', 1, { outcome: 'ok', outputs: [], error: null, seconds: 0.1 }));
+    // Samples 2 and 3 in one request: both start before any token, then their tokens alternate.
+    model.handle(ev(id, 'model_start', 2, { sample: 2 }));
+    model.handle(ev(id, 'model_start', 3, { sample: 3 }));
+    let ask = model.asks[0];
+    expect(ask.attempts.map(a => [a.number, a.phase, a.sample])).toEqual([
+      [1, 'ok', false],
+      [2, 'waiting', true],
+      [3, 'waiting', true]
+    ]);
+    model.handle(ev(id, 'token', 3, { text: 'Third ' }));
+    model.handle(ev(id, 'token', 2, { text: 'Second ' }));
+    model.handle(ev(id, 'token', 3, { text: 'answer' }));
+    model.handle(ev(id, 'token', 2, { text: 'answer!' }));
+    ask = model.asks[0];
+    expect(ask.attempts.map(a => [a.number, a.phase, a.text])).toEqual([
+      [1, 'ok', 'one'],
+      [2, 'writing', 'Second answer!'],
+      [3, 'writing', 'Third answer']
+    ]);
+    // Both replies are being estimated at once: 14 and 12 characters, 4 characters a token, rounded up.
+    expect(tokensSoFar(ask)).toEqual({ prompt: 100, completion: 10 + 4 + 3, estimated: true });
+    // Each is done, then judged in turn; one finishing does not touch the other.
+    model.handle(ev(id, 'model_done', 2, { prompt_tokens: 90, completion_tokens: 5, seconds: 1 }));
+    model.handle(ev(id, 'model_done', 3, { prompt_tokens: 90, completion_tokens: 4, seconds: 1 }));
+    model.handle(ev(id, 'code', 2, { code: 'b = 2' }));
+    expect(ask.attempts.map(a => a.phase)).toEqual(['ok', 'running', 'writing']);
+    model.handle(ev(id, 'exec_done', 2, { outcome: 'error', outputs: [], error: 'E: 2', seconds: 0.1 }));
+    model.handle(ev(id, 'code', 3, { code: 'c = 3' }));
+    model.handle(ev(id, 'exec_done', 3, { outcome: 'ok', outputs: [], error: null, seconds: 0.1 }));
+    model.handle(ev(id, 'vote', 3, { chosen_attempt: 3, votes: [2] }));
+    expect(ask.attempts.map(a => [a.number, a.phase, a.code, a.error, a.completionTokens, a.chosen])).toEqual([
+      [1, 'ok', 'a = 1', null, 10, false],
+      [2, 'failed', 'b = 2', 'E: 2', 5, false],
+      [3, 'ok', 'c = 3', null, 4, true]
+    ]);
+    expect(tokensSoFar(ask)).toEqual({ prompt: 280, completion: 19, estimated: false });
+  });
+
+  it('keeps attempts in number order whatever order their first events arrive in', () => {
+    const model = ready();
+    const id = model.beginAsk('q', null).ask_id;
+    model.handle(ev(id, 'model_start', 1));
+    model.handle(ev(id, 'token', 5, { text: 'five' }));
+    model.handle(ev(id, 'token', 4, { text: 'four' }));
+    expect(model.asks[0].attempts.map(a => [a.number, a.text])).toEqual([
+      [1, ''],
+      [4, 'four'],
+      [5, 'five']
+    ]);
+  });
+
+  it("lists a panel ask's files from done, then from its result", () => {
+    const model = ready();
+    const id = model.beginAsk('Save a summary', null).ask_id;
+    const csv = { path: 'summary.csv', bytes: 40, sha256: 'ab', saved_as: 'summary (2).csv', note: 'renamed' };
+    const png = { path: 'chart.png', bytes: 900, sha256: 'cd', saved_as: 'chart.png', note: null };
+    model.handle(ev(id, 'done', 1, { ok: true, warnings: [], files: [csv] }));
+    expect(model.asks[0]).toMatchObject({ status: 'running', files: [csv] });
+    const result = {
+      v: 1 as const,
+      type: 'result' as const,
+      ask_id: id,
+      ok: true,
+      cells: [],
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2, estimated: false },
+      attempts: 1,
+      notes: []
+    };
+    model.handle({ ...result, files: [csv, png] });
+    expect(model.asks[0]).toMatchObject({ status: 'ok', files: [csv, png] });
+    // A kernel whose result has no files field (older v1) keeps what done said; an ask without files has none.
+    const other = model.beginAsk('Just print', null).ask_id;
+    model.handle(ev(other, 'done', 1, { ok: true, warnings: [] }));
+    model.handle({ ...result, ask_id: other });
+    expect(model.asks[0]).toMatchObject({ status: 'ok', files: [] });
+  });
+
+  it("lists a %%ask cell's files from its done event, and remembers the notebook's folder", () => {
+    const model = ready();
+    model.setFolder('reports/q2');
+    const png = { path: 'revenue chart.png', bytes: 9000, sha256: 'ef', saved_as: 'revenue chart.png', note: null };
+    const event = ev('cell-9', 'done', 1, { ok: true, warnings: [], files: [png, { bytes: 1 }] }) as IEventMessage;
+    model.handle({ ...event, origin: 'cell' });
+    expect(model.asks[0]).toMatchObject({ id: 'cell-9', status: 'ok', files: [png] });
+    expect(model.folder).toBe('reports/q2');
+  });
+
   it('shows %%ask cells it did not start, and closes them when the kernel goes idle without done', () => {
     const model = ready();
     model.handle({ ...(ev('cell-1', 'context', 0, { tokens: 5 }) as IEventMessage), origin: 'cell' });
-    model.handle({ ...(ev('cell-1', 'done', 1, { ok: true }) as IEventMessage), origin: 'cell' });
-    expect(model.asks[0]).toMatchObject({ id: 'cell-1', origin: 'cell', status: 'ok', prompt: '' });
+    const warnings = ['the sandbox runs without OS isolation (no tool): The network is NOT blocked.'];
+    model.handle({ ...(ev('cell-1', 'done', 1, { ok: true, warnings }) as IEventMessage), origin: 'cell' });
+    expect(model.asks[0]).toMatchObject({ id: 'cell-1', origin: 'cell', status: 'ok', prompt: '', notes: warnings });
     model.handle({ ...(ev('cell-2', 'model_start', 1) as IEventMessage), origin: 'cell' });
     model.kernelIdle();
     expect(model.asks[0]).toMatchObject({ id: 'cell-2', status: 'error' });

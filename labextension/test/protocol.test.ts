@@ -4,6 +4,7 @@ import {
   askRequest,
   contextRequest,
   hello,
+  parseFiles,
   parseKernelMessage,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -29,6 +30,17 @@ describe('parseKernelMessage', () => {
         attempts: 1,
         notes: []
       },
+      {
+        v: 1,
+        type: 'result',
+        ask_id: 'a',
+        ok: true,
+        cells: [],
+        usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3, estimated: false },
+        attempts: 1,
+        notes: [],
+        files: [{ path: 'q2.csv', bytes: 3, sha256: 'ab', saved_as: 'q2 (2).csv', note: 'saved as...' }]
+      },
       { v: 1, type: 'error', ask_id: null, message: 'no such frame' },
       { v: 1, type: 'error', ask_id: 'a', message: 'cancelled' }
     ];
@@ -49,10 +61,35 @@ describe('parseKernelMessage', () => {
     [{ v: 1, type: 'nope' }, /Unknown ci_magic message type "nope"/],
     [{ v: 1, type: 'insert', insertion_id: 'i', anchor_cell_id: null, cells: [] }, /anchor_cell_id is null/],
     [{ v: 1, type: 'event', ask_id: 'a', origin: 'cell', kind: 'token', attempt: '1', data: {} }, /attempt/],
-    [{ v: 1, type: 'error', message: 'x' }, /ask_id is undefined, expected string\|null/]
+    [{ v: 1, type: 'error', message: 'x' }, /ask_id is undefined, expected string\|null/],
+    [
+      { v: 1, type: 'result', ask_id: 'a', ok: true, cells: [], usage: {}, attempts: 1, notes: [], files: {} },
+      /files is object, expected array\|undefined/
+    ]
   ])('rejects %j', (data, message) => {
     expect(() => parseKernelMessage(data)).toThrow(ProtocolError);
     expect(() => parseKernelMessage(data)).toThrow(message);
+  });
+});
+
+describe('parseFiles', () => {
+  it('keeps well-formed entries and drops the rest', () => {
+    const good = { path: 'out/a b.csv', bytes: 12, sha256: 'cd', saved_as: 'out/a b.csv', note: null };
+    expect(parseFiles([good])).toEqual([good]);
+    expect(
+      parseFiles([
+        { path: 'x.png', bytes: 5, sha256: 'ef' }, // saved_as and note absent: not copied, no note
+        { path: 'y.csv', bytes: -1, sha256: 1, saved_as: '', note: 7 },
+        { bytes: 3 },
+        'z.txt',
+        null
+      ])
+    ).toEqual([
+      { path: 'x.png', bytes: 5, sha256: 'ef', saved_as: null, note: null },
+      { path: 'y.csv', bytes: 0, sha256: '', saved_as: null, note: null }
+    ]);
+    expect(parseFiles(undefined)).toEqual([]);
+    expect(parseFiles({ path: 'a' })).toEqual([]);
   });
 });
 

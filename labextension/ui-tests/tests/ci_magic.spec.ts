@@ -101,3 +101,93 @@ test('Cancel stops a slow ask and the kernel stays usable', async ({ page }) => 
   await expect(p.getByTestId('ci-ask-view').first()).toHaveAttribute('data-status', 'ok');
   await expect(p.getByTestId('ci-history')).toContainText('Think slowly about it');
 });
+
+test('script in model-written outputs does not run, inserted or shown as the magic output', async ({ page }) => {
+  // Cell by cell: the answer is inserted as cells. Then the same ask in one "Run All" batch with %load_ext:
+  // the magic shows the outputs itself (the fallback). Neither path may run the code's script in the page.
+  await openNotebook(page, 'hostile.ipynb', [SETUP, '%%ask\nShow the hostile output']);
+  await runCell(page, 0);
+  await runCell(page, 1);
+  await expect(cells(page)).toHaveCount(4);
+  const inserted = cells(page).nth(2);
+  await expect(inserted.locator('.ci-safe-part')).toHaveText('safe part');
+  await expect(inserted).toContainText('hostile outputs sent');
+  await page.waitForTimeout(1500); // an onerror handler would have fired by now
+  expect(await page.evaluate(() => (window as any).pwned)).toBeUndefined();
+
+  await openNotebook(page, 'hostile-fallback.ipynb', [`${SETUP}\nget_ipython().run_cell_magic('ask', '', 'Show the hostile output')`]);
+  await runAll(page);
+  await expect(cells(page).first().locator('.ci-safe-part')).toHaveText('safe part');
+  await page.waitForTimeout(1500);
+  expect(await page.evaluate(() => (window as any).pwned)).toBeUndefined();
+  await page.screenshot({ path: artifact('hostile-outputs.png'), fullPage: true });
+});
+
+test('files the code writes land beside the notebook: linked in the cell, opened, listed in the panel', async ({
+  page
+}) => {
+  // A notebook in a subfolder: the kernel runs there, so the files arrive there and every path includes it.
+  const dir = await page.request.put('/api/contents/reports', { data: { type: 'directory' } });
+  expect(dir.ok()).toBeTruthy();
+  await openNotebook(page, 'reports/files-ask.ipynb', [SETUP, '%%ask\nSave the revenue totals as files']);
+  await runCell(page, 0);
+  await runCell(page, 1);
+  await expect(cells(page)).toHaveCount(4);
+  const code = cells(page).nth(2);
+  await expect(code.locator('.jp-InputArea')).toContainText("plt.savefig('revenue chart.png')");
+  const listing = code.locator('.jp-OutputArea-output', { hasText: 'Files the code wrote' });
+  const csvLink = listing.getByRole('link', { name: 'summary.csv' });
+  await expect(csvLink).toBeVisible();
+  await expect(listing.getByRole('link', { name: 'revenue chart.png' })).toBeVisible();
+  // The chart is shown inline from the saved file (the code closed its figure, so no other image is shown).
+  const images = code.locator('.jp-OutputArea-output img');
+  await expect(images).toHaveCount(1);
+  await expect(images).toBeVisible();
+  expect(await images.evaluate(img => (img as HTMLImageElement).naturalWidth)).toBeGreaterThan(100);
+  await waitIdle(page);
+  await code.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: artifact('files-cell.png'), fullPage: true });
+
+  // The files are in the notebook's folder on the server.
+  const saved = await page.request.get('/api/contents/reports?content=1');
+  const names = ((await saved.json()).content as { name: string }[]).map(f => f.name);
+  expect(names).toEqual(expect.arrayContaining(['summary.csv', 'revenue chart.png']));
+
+  // Clicking the CSV's link opens it in JupyterLab, as a document of its own.
+  await csvLink.click();
+  const tab = (name: string) => page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab', { hasText: name });
+  await expect(tab('summary.csv')).toBeVisible();
+  await expect.poll(() => page.evaluate(() => window.jupyterapp.shell.currentWidget?.title.label)).toBe(
+    'summary.csv'
+  );
+  await expect(page.locator('.jp-CSVViewer')).toBeVisible(); // a grid drawn on a canvas: no text to read
+  await page.screenshot({ path: artifact('files-csv-opened.png') });
+
+  // The panel lists the same ask's files with Open and Download.
+  await tab('files-ask.ipynb').click();
+  await command(page, 'ci-magic:open-panel');
+  const p = panel(page);
+  const view = p.getByTestId('ci-ask-view').first();
+  await expect(view).toHaveAttribute('data-status', 'ok');
+  const files = view.getByTestId('ci-file');
+  await expect(files).toHaveCount(2);
+  await expect(files.getByTestId('ci-file-name')).toHaveText(['revenue chart.png', 'summary.csv']);
+  const chart = files.filter({ hasText: 'revenue chart.png' });
+  const download = chart.getByTestId('ci-file-download');
+  await expect(download).toHaveAttribute('href', /\/files\/reports\/revenue%20chart\.png$/);
+  await expect(download).toHaveAttribute('download', 'revenue chart.png');
+  await expect(files.filter({ hasText: 'summary.csv' }).getByTestId('ci-file-download')).toHaveAttribute(
+    'href',
+    /\/files\/reports\/summary\.csv$/
+  );
+  const body = await page.request.get((await download.getAttribute('href'))!);
+  expect(body.ok()).toBeTruthy();
+  expect((await body.body()).subarray(1, 4).toString()).toBe('PNG');
+  await view.getByTestId('ci-files').scrollIntoViewIfNeeded();
+  await p.screenshot({ path: artifact('files-panel.png') });
+
+  await chart.getByTestId('ci-file-open').click();
+  await expect(tab('revenue chart.png')).toBeVisible();
+  await expect(page.locator('.jp-ImageViewer img')).toBeVisible();
+  await page.screenshot({ path: artifact('files-panel-opened.png'), fullPage: true });
+});

@@ -1,0 +1,53 @@
+"""``%load_ext ci_magic``: one :class:`~ci_magic.notebook.session.NotebookSession` per shell, the ``%%ask`` magic
+on top of it, and the comm bridge to the JupyterLab extension where there is a kernel to talk through."""
+
+from __future__ import annotations
+
+import atexit
+from dataclasses import dataclass
+from typing import Any
+
+from .bridge import Bridge, install, uninstall
+from .magic import AskMagics
+from .session import NotebookSession
+
+#: Where the loaded extension keeps its state on the shell.
+STATE_ATTRIBUTE = "_ci_magic"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    session: NotebookSession
+    magics: AskMagics
+    bridge: Bridge | None
+
+
+def load(ipython: Any) -> NotebookSession:
+    unload(ipython)  # loading twice must not leave a second session (and sandbox) running
+    session = NotebookSession(ipython)
+    magics = AskMagics(ipython, session)
+    ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", session.cell_started)
+    # The child kernel would exit with us anyway (it polls its parent); this also removes the session files.
+    atexit.register(session.close)
+    session.prestart()
+    bridge = install(ipython, session)  # real cells and the Ask panel (JupyterLab / Notebook 7)
+    setattr(ipython, STATE_ATTRIBUTE, Loaded(session, magics, bridge))
+    return session
+
+
+def unload(ipython: Any) -> None:
+    state: Loaded | None = getattr(ipython, STATE_ATTRIBUTE, None)
+    if state is None:
+        return
+    uninstall(ipython)
+    ipython.events.unregister("pre_run_cell", state.session.cell_started)
+    atexit.unregister(state.session.close)
+    state.session.close()
+    delattr(ipython, STATE_ATTRIBUTE)
+
+
+def session_of(ipython: Any) -> NotebookSession | None:
+    """The session of a shell where ci_magic is loaded (for tools and tests)."""
+    state: Loaded | None = getattr(ipython, STATE_ATTRIBUTE, None)
+    return state.session if state is not None else None

@@ -1,0 +1,129 @@
+"""Frames in and values out of a kernel on the gateway, as bytes in comm messages (see ``child.py``).
+
+In: a frame is written as an Arrow IPC file by ``transfer.frame_to_arrow`` (the same file the local sandbox
+uses), then sent from the page cache in chunks; a commit asks the kernel to bind what it received and to say
+what failed. Out: the kernel runs ``_ci_child.export_values`` into a private folder and streams each frame's
+file back in chunks; the docs it answers with and the bytes are read by ``receive.py``'s distrustful readers,
+within the transfer limit. Nothing is pickled either way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ...core.errors import SandboxError, TransferError
+from .. import MAX_CELLS_BACK, receive, transfer
+from . import child
+from .kernel import RemoteKernel
+
+
+def put_frame(kernel: RemoteKernel, name: str, obj: Any, scratch: Path, warnings: list[str]) -> list[str]:
+    """Send one frame's Arrow bytes (not yet bound); returns the message ids for :func:`commit`."""
+    if not name.isidentifier():
+        raise TransferError(
+            f"{name!r} is not a valid Python name, so it cannot be a variable in the sandbox."
+        )
+    path = scratch / f"{name}.arrow"
+    try:
+        stringified = transfer.frame_to_arrow(obj, str(path))
+    except Exception as exc:
+        raise TransferError(
+            f"The frame {name!r} could not be copied into the sandbox ({type(exc).__name__}: {exc}). "
+            "Convert unusual column types (e.g. with .astype(str)) and try again."
+        ) from exc
+    if stringified:
+        warnings.append(
+            f"{name}: columns {', '.join(map(repr, stringified))} hold mixed types and were sent to the "
+            "sandbox as strings."
+        )
+    try:
+        with pa.memory_map(str(path), "r") as source:  # sent from the page cache, not copied first
+            return kernel.put("frame", name, memoryview(source.read_buffer()), child.CHUNK)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def commit(kernel: RemoteKernel, bind: list[str], puts: list[str], warnings: list[str]) -> None:
+    """Bind frames the kernel holds; TransferError naming those that failed (file errors are warnings)."""
+    replies = kernel.request({"op": "commit", "bind": bind}, timeout=120.0, max_bytes=1 << 20, forget=puts)
+    errors = next((d.get("errors") for d, _ in replies if d.get("op") == "committed"), None)
+    if not isinstance(errors, dict):
+        raise TransferError("The sandbox did not confirm the frames and files it was sent.")
+    failed = {str(k)[:200]: str(v)[:300] for k, v in list(errors.items())[:20]}
+    frames = {k: v for k, v in failed.items() if k in bind}
+    for name, problem in failed.items():
+        if name not in frames:
+            warnings.append(f"The file {name!r} could not be copied to the sandbox ({problem}).")
+    if frames:
+        detail = "; ".join(f"{k}: {v}" for k, v in frames.items())[:1000]
+        raise TransferError(f"The sandbox could not load the frames it was sent ({detail}).")
+
+
+def values(kernel: RemoteKernel) -> dict[str, tuple[str, int]]:
+    """{name: (kind, cells)} of the frames and scalars the kernel holds."""
+    replies = kernel.request({"op": "list"}, timeout=30.0, max_bytes=64 << 20)
+    return receive.read_listing(next((d.get("json") for d, _ in replies if d.get("op") == "listing"), None))
+
+
+def fetch(kernel: RemoteKernel, names: list[str], limit: int, warnings: list[str]) -> dict[str, Any]:
+    """Copy values out: frames as Arrow bytes, scalars as JSON, both checked; what fails is a warning."""
+    names = [n for n in names if receive.valid_name(n)]
+    if not names:
+        return {}
+    try:
+        replies = kernel.request(
+            {"op": "export", "names": names, "limit": limit},
+            timeout=max(120.0, limit / 20e6),
+            max_bytes=len(names) * limit + (64 << 20),
+        )
+    except SandboxError as exc:
+        warnings.append(f"No values could be brought back: {exc}")
+        return {}
+    chunks: dict[str, list[bytes]] = {}
+    done: set[str] = set()
+    refused: dict[str, str] = {}
+    docs_text: Any = None
+    for data, buffers in replies:
+        op, name = data.get("op"), data.get("name")
+        if op == "exported":
+            docs_text = data.get("docs")
+        elif isinstance(name, str) and name in names and name not in done:
+            if op == "chunk":
+                chunks.setdefault(name, []).extend(buffers)
+                if data.get("last") is True:
+                    done.add(name)
+            elif op == "chunk_error":
+                refused[name] = str(data.get("message"))[:300]
+    try:
+        docs = json.loads(docs_text) if isinstance(docs_text, str) else None
+    except (ValueError, RecursionError):
+        docs = None
+    if not isinstance(docs, dict):
+        warnings.append("No values could be brought back: the sandbox answered with something else.")
+        return {}
+    fetched: dict[str, Any] = {}
+    for name in names:
+        doc = docs.get(name)
+        try:
+            if not isinstance(doc, dict) or "error" in doc:
+                error = doc.get("error") if isinstance(doc, dict) else None
+                raise TransferError(str(error or f"{name!r} came back malformed")[:300])
+            if doc.get("kind") == "scalar":
+                fetched[name] = receive.read_scalar(doc.get("json"), name=name)
+                continue
+            if name in refused or name not in done:
+                raise TransferError(
+                    f"{name!r} could not be brought back ({refused.get(name, 'incomplete')})."
+                )
+            blob = b"".join(chunks.pop(name))
+            fetched[name] = receive.read_frame(blob, name=name, max_bytes=limit, max_cells=MAX_CELLS_BACK)
+        except TransferError as exc:
+            warnings.append(str(exc))
+    return fetched
+
+
+__all__ = ["commit", "fetch", "put_frame", "values"]
