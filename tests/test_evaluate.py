@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from conftest import fenced
 
 from ci_magic.core.settings import Settings
@@ -124,3 +125,25 @@ def test_nan_answers_are_sent_back(fake: FakeModelServer, tmp_path: Path) -> Non
     (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=2, progress=io.StringIO())
     assert "printed nan, not a value" in fake.requests[1]["messages"][-1]["content"]
     assert record["ok"] and record["response_text"] == "@mean_x[2.0]\n"
+
+
+def test_replayed_replies_are_recorded_and_fresh_asks_the_model(
+    fake: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outside the tables' folder: the model sees that folder's files, so a cache inside would change the prompt.
+    monkeypatch.setenv("CI_MAGIC_REPLY_CACHE_DIR", str(tmp_path.parent / f"{tmp_path.name}-replies"))
+    questions = read_questions(write_questions(tmp_path))[:1]
+    answer = fenced("print(f'@mean_x[{round(df.x.mean(), 2)}]')")
+    fake.add(answer, answer)
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", reply_cache=True)
+
+    def once(fresh: bool) -> dict[str, object]:
+        out = io.StringIO()
+        kwargs = {"settings": settings, "attempts": 1, "progress": io.StringIO(), "fresh": fresh}
+        return next(iter(run_eval(questions, tmp_path, out, **kwargs)))  # type: ignore[arg-type]
+
+    first, replayed, fresh = once(False), once(False), once(True)
+    assert (first["replies"], first["cached_replies"]) == (1, 0)
+    assert (replayed["replies"], replayed["cached_replies"]) == (1, 1)  # its time is not the model's
+    assert (fresh["replies"], fresh["cached_replies"]) == (1, 0)
+    assert len(fake.requests) == 2 and first["ok"] and replayed["ok"] and fresh["ok"]

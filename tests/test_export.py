@@ -100,7 +100,11 @@ def test_export_verify_tamper_and_replay(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert cli.main(["verify", "tampered.ipynb"]) == 1
 
     # The key never reached a notebook, a trace or the cache.
-    places = (tmp_path, tmp_path.parent / f"{tmp_path.name}-traces", tmp_path.parent / f"{tmp_path.name}-replies")
+    places = (
+        tmp_path,
+        tmp_path.parent / f"{tmp_path.name}-traces",
+        tmp_path.parent / f"{tmp_path.name}-replies",
+    )
     written = [p for place in places for p in place.rglob("*") if p.is_file()]
     assert any(p.suffix == ".jsonl" for p in written) and any(
         p.parent.parent.name.endswith("replies") for p in written

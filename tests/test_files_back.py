@@ -40,7 +40,9 @@ def ask(fake: FakeModelServer, it: Interpreter, code: str) -> list[tuple[str, st
     return [(f.path, f.saved_as, f.note) for f in result.files]
 
 
-def test_new_files_arrive_under_their_names_with_size_and_hash(fake: FakeModelServer, it: Interpreter, folder: Path) -> None:
+def test_new_files_arrive_under_their_names_with_size_and_hash(
+    fake: FakeModelServer, it: Interpreter, folder: Path
+) -> None:
     got = ask(
         fake,
         it,
@@ -48,7 +50,10 @@ def test_new_files_arrive_under_their_names_with_size_and_hash(fake: FakeModelSe
         "pd.read_csv('data.csv').to_csv('out/summary.csv', index=False)\n"
         "open('rapport été 2024.txt', 'w').write('ok')",
     )
-    assert sorted(got) == [("out/summary.csv", "out/summary.csv", None), ("rapport été 2024.txt", "rapport été 2024.txt", None)]
+    assert sorted(got) == [
+        ("out/summary.csv", "out/summary.csv", None),
+        ("rapport été 2024.txt", "rapport été 2024.txt", None),
+    ]
     assert (folder / "out" / "summary.csv").read_text() == "a,b\n1,2\n"
     assert (folder / "rapport été 2024.txt").read_text() == "ok"
     fake.add(fenced("open('again.txt', 'w').write('x')"))
@@ -56,7 +61,9 @@ def test_new_files_arrive_under_their_names_with_size_and_hash(fake: FakeModelSe
     assert delivered.bytes == 1 and delivered.sha256 == hashlib.sha256(b"x").hexdigest()
 
 
-def test_an_existing_file_is_never_overwritten_unless_asked(fake: FakeModelServer, it: Interpreter, folder: Path, settings: Settings) -> None:
+def test_an_existing_file_is_never_overwritten_unless_asked(
+    fake: FakeModelServer, it: Interpreter, folder: Path, settings: Settings
+) -> None:
     # The user's own files are read-only inside; a file the code made and that came back already is not.
     assert ask(fake, it, "open('report.csv', 'w').write('first')")[0][1] == "report.csv"
     assert ask(fake, it, "open('report.csv', 'w').write('second')")[0][1] == "report (2).csv"
@@ -66,7 +73,9 @@ def test_an_existing_file_is_never_overwritten_unless_asked(fake: FakeModelServe
     assert (folder / "report.csv").read_text() == "third"
 
 
-def test_files_added_to_the_folder_become_visible(fake: FakeModelServer, it: Interpreter, folder: Path) -> None:
+def test_files_added_to_the_folder_become_visible(
+    fake: FakeModelServer, it: Interpreter, folder: Path
+) -> None:
     ask(fake, it, "x = 1")
     (folder / "later.csv").write_text("a\n5\n")
     fake.add(fenced("import pandas as pd\nprint(pd.read_csv('later.csv').a.sum())"))
@@ -75,7 +84,9 @@ def test_files_added_to_the_folder_become_visible(fake: FakeModelServer, it: Int
     assert "restarted" in fake.requests[-1]["messages"][-1]["content"]  # the model knows x is gone
 
 
-def test_the_users_files_cannot_be_replaced_from_inside(fake: FakeModelServer, it: Interpreter, folder: Path) -> None:
+def test_the_users_files_cannot_be_replaced_from_inside(
+    fake: FakeModelServer, it: Interpreter, folder: Path
+) -> None:
     got = ask(
         fake,
         it,
@@ -86,7 +97,9 @@ def test_the_users_files_cannot_be_replaced_from_inside(fake: FakeModelServer, i
     assert got == [] and (folder / "data.csv").read_text() == "a,b\n1,2\n"
 
 
-def test_links_and_special_files_are_never_followed(fake: FakeModelServer, it: Interpreter, folder: Path, tmp_path: Path) -> None:
+def test_links_and_special_files_are_never_followed(
+    fake: FakeModelServer, it: Interpreter, folder: Path, tmp_path: Path
+) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("host secret")
     got = ask(
@@ -102,32 +115,53 @@ def test_links_and_special_files_are_never_followed(fake: FakeModelServer, it: I
     assert all(note and "hard link" in note for p, saved, note in got if saved is None)
 
 
-def test_a_link_in_the_users_folder_does_not_redirect_a_copy(fake: FakeModelServer, it: Interpreter, folder: Path, tmp_path: Path) -> None:
+def test_a_link_in_the_users_folder_does_not_redirect_a_copy(
+    fake: FakeModelServer, it: Interpreter, folder: Path, tmp_path: Path
+) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (folder / "reports").symlink_to(elsewhere)  # the user's own link
-    got = ask(fake, it, "import os\nos.makedirs('reports2', exist_ok=True)\nopen('reports2/r.txt', 'w').write('r')")
+    got = ask(
+        fake, it, "import os\nos.makedirs('reports2', exist_ok=True)\nopen('reports2/r.txt', 'w').write('r')"
+    )
     assert got == [("reports2/r.txt", "reports2/r.txt", None)]
-    fake.add(fenced("import os, shutil\nos.makedirs('x/reports', exist_ok=True)\nopen('x/reports/r.txt', 'w').write('r')"))
+    fake.add(
+        fenced(
+            "import os, shutil\nos.makedirs('x/reports', exist_ok=True)\nopen('x/reports/r.txt', 'w').write('r')"
+        )
+    )
     it.ask("again")
     assert list(elsewhere.iterdir()) == []
 
 
-def test_the_size_cap_names_what_was_not_copied(fake: FakeModelServer, settings: Settings, folder: Path) -> None:
+def test_the_size_cap_names_what_was_not_copied(
+    fake: FakeModelServer, settings: Settings, folder: Path
+) -> None:
     with Interpreter(settings.with_(max_files_mb=1), user_dir=folder, files_dir=folder) as it:
-        got = ask(fake, it, "open('big.bin', 'wb').write(b'x' * 2_000_000)\nopen('small.txt', 'w').write('s')")
+        got = ask(
+            fake, it, "open('big.bin', 'wb').write(b'x' * 2_000_000)\nopen('small.txt', 'w').write('s')"
+        )
     big = next(g for g in got if g[0] == "big.bin")
     assert big[1] is None and big[2] and "limit" in big[2]
     assert not (folder / "big.bin").exists() and (folder / "small.txt").exists()
 
 
 def test_many_small_files_are_bounded(fake: FakeModelServer, it: Interpreter, folder: Path) -> None:
-    got = ask(fake, it, "import os\nos.makedirs('many')\nfor i in range(10_000):\n    open(f'many/f{i}.txt', 'w').write('x')")
+    got = ask(
+        fake,
+        it,
+        "import os\nos.makedirs('many')\nfor i in range(10_000):\n    open(f'many/f{i}.txt', 'w').write('x')",
+    )
     assert len(got) <= 201 and got[-1][2] and "more files not copied" in got[-1][2]
 
 
-def test_a_failed_attempts_files_do_not_come_back(fake: FakeModelServer, it: Interpreter, folder: Path) -> None:
-    fake.add(fenced("open('half.csv', 'w').write('x')\nraise RuntimeError('oops')"), fenced("open('done.csv', 'w').write('y')"))
+def test_a_failed_attempts_files_do_not_come_back(
+    fake: FakeModelServer, it: Interpreter, folder: Path
+) -> None:
+    fake.add(
+        fenced("open('half.csv', 'w').write('x')\nraise RuntimeError('oops')"),
+        fenced("open('done.csv', 'w').write('y')"),
+    )
     result = it.ask("write")
     assert [f.path for f in result.files] == ["done.csv"] and not (folder / "half.csv").exists()
 
@@ -142,10 +176,26 @@ def test_the_cli_converts_an_excel_sheet_next_to_the_workbook(fake: FakeModelSer
     q2.append(["region", "units"])
     q2.append(["south", 7])
     book.save(tmp_path / "sales.xlsx")
-    fake.add(fenced("import pandas as pd\npd.read_excel('sales.xlsx', sheet_name='Q2').to_csv('q2.csv', index=False)"))
-    env = {**os.environ, "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "k", "CI_MAGIC_MODEL": "fake-model"}
+    fake.add(
+        fenced(
+            "import pandas as pd\npd.read_excel('sales.xlsx', sheet_name='Q2').to_csv('q2.csv', index=False)"
+        )
+    )
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": "k",
+        "CI_MAGIC_MODEL": "fake-model",
+    }
     proc = subprocess.run(
-        [sys.executable, "-m", "ci_magic.cli", "ask", "--json", "Convert the Q2 sheet of sales.xlsx to q2.csv"],
+        [
+            sys.executable,
+            "-m",
+            "ci_magic.cli",
+            "ask",
+            "--json",
+            "Convert the Q2 sheet of sales.xlsx to q2.csv",
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,

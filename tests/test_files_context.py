@@ -16,7 +16,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from ci_magic.context import files
+from ci_magic.context import file_peeks, files
 from ci_magic.context.files import FilesContext, describe_files
 from ci_magic.core.errors import ContextError
 from ci_magic.core.results import estimate_tokens
@@ -95,9 +95,10 @@ def test_excel_sheets_headers_and_sizes(tmp_path: Path, monkeypatch: pytest.Monk
         "e.g. row: '2024-04-01', 'north', 3",
         "    sheet 'Q2', 1 row × 3 columns; columns: 'only', 'a', 'header'",
     ]
-    monkeypatch.setattr(files, "XLSX_STRINGS", -1)  # as if the shared strings were huge: sheet names only
+    # As if the shared strings were huge: sheet names only.
+    monkeypatch.setattr(file_peeks, "XLSX_STRINGS", -1)
     assert line_of(describe(tmp_path), "sales.xlsx").split("\n")[1:] == ["    sheet 'Q1'", "    sheet 'Q2'"]
-    monkeypatch.setattr(files, "XLSX_STRINGS", 10**9)
+    monkeypatch.setattr(file_peeks, "XLSX_STRINGS", 10**9)
     monkeypatch.setattr(files, "WORKBOOKS", 0)  # past the workbooks openpyxl may open: sheet names only
     assert line_of(describe(tmp_path), "sales.xlsx").split("\n")[1:] == ["    sheet 'Q1'", "    sheet 'Q2'"]
     monkeypatch.undo()
@@ -162,7 +163,7 @@ def test_missing_optional_libraries_leave_kind_and_size(
     pq.write_table(pa.table({"x": [1]}), tmp_path / "t.parquet")
     (tmp_path / "t.xlsx").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
     (tmp_path / "t.pdf").write_bytes(b"%PDF-1.4\n")
-    monkeypatch.setattr(files, "_library", lambda name: None)
+    monkeypatch.setattr(file_peeks, "_library", lambda name: None)
     parquet = f"Parquet, {(tmp_path / 't.parquet').stat().st_size} B"
     assert [e.description for e in describe(tmp_path).files] == [parquet, "PDF, 9 B", "Excel workbook, 22 B"]
 

@@ -31,7 +31,9 @@ def it(settings: Settings, executor: ScriptedExecutor, tmp_path: Path) -> Iterat
         yield interp
 
 
-def test_success_first_try(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame) -> None:
+def test_success_first_try(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
     fake.add(fenced("monthly = sales.groupby(sales.date.dt.month).revenue.mean()\nprint(monthly.head(2))"))
     executor.add(Step("date\n1  100.0\n", creates={"monthly": pd.Series([100.0], name="revenue")}))
     result = it.ask("Average revenue by month", {"sales": sales})
@@ -44,21 +46,29 @@ def test_success_first_try(fake: FakeModelServer, it: Interpreter, executor: Scr
     assert "monthly" in result.values  # what the code created comes back by default
 
 
-def test_error_then_fix_sends_traceback_and_output(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame) -> None:
-    fake.add(fenced("print('partial output')\nsales['revnue'].sum()"), fenced("print(sales['revenue'].sum() > 0)"))
+def test_error_then_fix_sends_traceback_and_output(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
+    fake.add(
+        fenced("print('partial output')\nsales['revnue'].sum()"), fenced("print(sales['revenue'].sum() > 0)")
+    )
     executor.add(error("KeyError", "'revnue'", stdout="partial output\n"), "True\n")
     result = it.ask("Total revenue?", {"sales": sales})
     assert result.ok and [a.outcome for a in result.attempts] == ["error", "ok"]
     feedback = fake.requests[1]["messages"][-1]["content"]
     assert "KeyError" in feedback and "revnue" in feedback and "partial output" in feedback
-    assert "The columns are exactly" in feedback and "'revenue'" in feedback  # the real names, next to the error
+    assert (
+        "The columns are exactly" in feedback and "'revenue'" in feedback
+    )  # the real names, next to the error
     # The failed code and the whole dialogue are sent back, and the retry starts from the user's data.
     assert fake.requests[1]["messages"][-2]["role"] == "assistant"
     assert executor.runs[1].pristine
     assert result.attempts[0].problem == feedback and result.attempts[1].problem is None
 
 
-def test_reply_without_code_is_a_failed_attempt(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor) -> None:
+def test_reply_without_code_is_a_failed_attempt(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
     fake.add("I think the answer is probably 42.", fenced("print(6 * 7)"))
     executor.add("42\n")
     result = it.ask("What is six times seven?")
@@ -67,7 +77,9 @@ def test_reply_without_code_is_a_failed_attempt(fake: FakeModelServer, it: Inter
     assert len(executor.runs) == 1  # nothing ran for the reply without code
 
 
-def test_a_truncated_reply_is_sent_back_as_such(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor) -> None:
+def test_a_truncated_reply_is_sent_back_as_such(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
     fake.add(Turn(reply="```python\nprint(1)\n", truncate=True), fenced("print(1)"))
     executor.add("1\n", "1\n")
     result = it.ask("one")
@@ -86,14 +98,18 @@ def test_attempts_exhausted(fake: FakeModelServer, it: Interpreter, executor: Sc
 def test_timeout_and_death_are_fed_back(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
     fake.add(fenced("while True: pass"), fenced("import os; os._exit(1)"), fenced("print('fast')"))
     executor = ScriptedExecutor([timeout(1.5), died(), "fast\n"])
-    with Interpreter(settings.with_(limits=Limits(timeout_s=1.5)), executor=executor, user_dir=tmp_path) as it:
+    with Interpreter(
+        settings.with_(limits=Limits(timeout_s=1.5)), executor=executor, user_dir=tmp_path
+    ) as it:
         result = it.ask("loop", attempts=3)
     assert [a.outcome for a in result.attempts] == ["timeout", "died", "ok"]
     assert "stopped after 1.5 s" in fake.requests[1]["messages"][-1]["content"]
     assert "variables you created are gone" in fake.requests[2]["messages"][-1]["content"]
 
 
-def test_the_answer_check_rejects_with_its_reason(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor) -> None:
+def test_the_answer_check_rejects_with_its_reason(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
     fake.add(fenced("print('about 7')"), fenced("print('@answer[7]')"))
     executor.add("about 7\n", "@answer[7]\n")
 
@@ -109,8 +125,12 @@ def test_the_answer_check_rejects_with_its_reason(fake: FakeModelServer, it: Int
     assert result.ok and result.attempts[1].rejected is None
 
 
-def test_follow_up_sees_the_earlier_question_and_code(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame) -> None:
-    fake.add(fenced("by_month = sales.groupby(sales.date.dt.month).revenue.sum()"), fenced("print(len(by_month))"))
+def test_follow_up_sees_the_earlier_question_and_code(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
+    fake.add(
+        fenced("by_month = sales.groupby(sales.date.dt.month).revenue.sum()"), fenced("print(len(by_month))")
+    )
     executor.add("", "12\n")
     assert it.ask("revenue by month", {"sales": sales}).ok
     assert it.ask("how many months?", {"sales": sales}).outputs[0]["text"] == "12\n"
@@ -126,7 +146,9 @@ def test_server_errors_are_clear(fake: FakeModelServer, it: Interpreter, status:
     assert it.asks[-1].error is not None and it.asks[-1].error.startswith("ProviderResponseError")
 
 
-def test_a_repeated_failure_restarts_the_dialogue_with_notes(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame) -> None:
+def test_a_repeated_failure_restarts_the_dialogue_with_notes(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
     broken = fenced("print(sales['year'].max())")
     fake.add(broken, broken, fenced("print(sales['date'].dt.year.max())"))
     executor.add(error("KeyError", "'year'"), error("KeyError", "'year'"), "2024\n")
@@ -139,14 +161,19 @@ def test_a_repeated_failure_restarts_the_dialogue_with_notes(fake: FakeModelServ
     # ... with what went wrong, and the real column names, as notes.
     assert "Earlier attempts at this question failed" in third[-1]["content"]
     assert "KeyError: 'year'" in third[-1]["content"] and "'revenue'" in third[-1]["content"]
-    assert "repeats code that already failed" in fake.requests[1]["messages"][-1]["content"] or len(fake.requests[1]["messages"]) == 4
+    assert (
+        "repeats code that already failed" in fake.requests[1]["messages"][-1]["content"]
+        or len(fake.requests[1]["messages"]) == 4
+    )
 
 
-def test_privacy_below_samples_keeps_values_out_of_repair_messages(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
+def test_privacy_below_samples_keeps_values_out_of_repair_messages(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
     frame = pd.DataFrame({"city": ["Paris", "ZEBRA123"]})
     fake.add(fenced("pd.to_numeric(df.city)"), fenced("print(len(df))"))
     executor = ScriptedExecutor(
-        [error("ValueError", "Unable to parse string \"ZEBRA123\" at position 1", stdout="Paris 12.5\n"), "2\n"]
+        [error("ValueError", 'Unable to parse string "ZEBRA123" at position 1', stdout="Paris 12.5\n"), "2\n"]
     )
     with Interpreter(settings.with_(context_detail="schema"), executor=executor, user_dir=tmp_path) as it:
         assert it.ask("Convert city", {"df": frame}).ok
@@ -155,13 +182,18 @@ def test_privacy_below_samples_keeps_values_out_of_repair_messages(fake: FakeMod
     assert "Unable to parse string" in fake.requests[1]["messages"][-1]["content"]  # the kind of error stays
 
 
-def test_files_of_the_working_attempt_only_come_back(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
+def test_files_of_the_working_attempt_only_come_back(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "q2.csv").write_text("the user's own\n")
     fake.add(fenced("bad()"), fenced("df.to_csv('q2.csv')"))
     executor = ScriptedExecutor(
-        [Step(error("NameError", "bad"), writes={"broken.csv": b"from the failed attempt"}), Step("", writes={"q2.csv": b"a,b\n1,2\n"})]
+        [
+            Step(error("NameError", "bad"), writes={"broken.csv": b"from the failed attempt"}),
+            Step("", writes={"q2.csv": b"a,b\n1,2\n"}),
+        ]
     )
     with Interpreter(settings, executor=executor, user_dir=tmp_path, files_dir=out) as it:
         result = it.ask("Save q2")
@@ -171,7 +203,9 @@ def test_files_of_the_working_attempt_only_come_back(fake: FakeModelServer, sett
     assert (out / "q2 (2).csv").read_bytes() == b"a,b\n1,2\n" and not (out / "broken.csv").exists()
 
 
-def test_a_per_ask_timeout_does_not_restart_the_sandbox(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
+def test_a_per_ask_timeout_does_not_restart_the_sandbox(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
     fake.add(fenced("x = 1"), fenced("print(x)"))
     executor = ScriptedExecutor(["", "1\n"])
     with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:

@@ -26,7 +26,9 @@ def _cannot_run_as_nobody() -> str | None:
         return "not root: the whole suite already runs unprivileged"
     if shutil.which("setpriv") is None:
         return "setpriv (util-linux) is not installed"
-    probe = subprocess.run([*NOBODY, sys.executable, "-c", "import ci_magic, pytest"], capture_output=True, text=True)
+    probe = subprocess.run(
+        [*NOBODY, sys.executable, "-c", "import ci_magic, pytest"], capture_output=True, text=True
+    )
     if probe.returncode != 0:
         return f"user 'nobody' cannot run this Python ({probe.stderr.strip()[-200:]}); .ci/run grants it"
     return None
@@ -38,7 +40,9 @@ def test_attack_suite_as_an_unprivileged_user() -> None:
     work = Path(tempfile.mkdtemp(prefix="ci_magic-nobody-"))
     work.chmod(0o777)  # pytest's own tmp folders are private to root; nobody needs a place of its own
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "CI_MAGIC", "PYTEST"))}
-    env.update(HOME=str(work), TMPDIR=str(work), CI_MAGIC_TRACE_DIR="off", CI_MAGIC_CACHE_DIR=str(work / "cache"))
+    env.update(
+        HOME=str(work), TMPDIR=str(work), CI_MAGIC_TRACE_DIR="off", CI_MAGIC_CACHE_DIR=str(work / "cache")
+    )
     try:
         proc = subprocess.run(
             [

@@ -33,7 +33,9 @@ def test_child_environment_has_no_secrets(sandbox: Sandbox) -> None:
 
 def test_allowlist_drops_everything_unknown() -> None:
     env = child_environment(
-        "/h", "/t", {"PATH": "/secret/bin", "AWS_SECRET_ACCESS_KEY": "x", "LC_ALL": "C", "FOO": "1", "LC_TOKEN": "y"}
+        "/h",
+        "/t",
+        {"PATH": "/secret/bin", "AWS_SECRET_ACCESS_KEY": "x", "LC_ALL": "C", "FOO": "1", "LC_TOKEN": "y"},
     )
     assert env["LC_ALL"] == "C" and env["HOME"] == "/h" and env["TMPDIR"] == "/t"
     assert "FOO" not in env and "AWS_SECRET_ACCESS_KEY" not in env and "LC_TOKEN" not in env

@@ -38,7 +38,9 @@ def test_an_idle_sandbox_is_shut_down_and_the_next_ask_says_so(
     assert "the sandbox was idle for a while and has been restarted" in last.lower()
 
 
-def test_an_idle_local_sandbox_is_closed(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_idle_local_sandbox_is_closed(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(executors, "IDLE_POLL_S", 0.05)
     slot = ExecutorSlot(lambda: ScriptedExecutor(), idle_s=0.2)
     first = slot.get()

@@ -40,7 +40,9 @@ def test_the_first_batch_is_as_small_as_can_settle() -> None:
     assert first_batch(["a", "b"], remaining=1) == 1
 
 
-def test_majority_of_samples_wins_and_its_values_come_back(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
+def test_majority_of_samples_wins_and_its_values_come_back(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
     frame = pd.DataFrame({"x": [1, 2, 3, 4]})
     fake.add(
         fenced("answer = int(df.x.sum()) + 1\nprint(answer)"),  # the repair loop's answer: 11 (wrong)
@@ -73,7 +75,13 @@ def test_majority_of_samples_wins_and_its_values_come_back(fake: FakeModelServer
 
 def test_samples_come_in_one_request_where_the_server_honours_n(settings: Settings, tmp_path: Path) -> None:
     with FakeModelServer(n_choices=True) as fake:
-        fake.add(fenced("print(4)"), fenced("print(4) # b"), fenced("print(5)"), fenced("print(4) # d"), fenced("print(4) # e"))
+        fake.add(
+            fenced("print(4)"),
+            fenced("print(4) # b"),
+            fenced("print(5)"),
+            fenced("print(4) # d"),
+            fenced("print(4) # e"),
+        )
         executor = ScriptedExecutor(rules=[(r"print\(4\)", "4\n"), (r"print\(5\)", "5\n")])
         s = settings.with_(base_url=fake.base_url, samples=5)
         with Interpreter(s, executor=executor, user_dir=tmp_path) as it:
@@ -88,7 +96,9 @@ def test_samples_come_in_one_request_where_the_server_honours_n(settings: Settin
     assert [a.number for a in result.attempts] == [1, 2, 3, 4, 5]
 
 
-def test_sampling_stops_once_the_answer_is_settled(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
+def test_sampling_stops_once_the_answer_is_settled(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
     fake.add(fenced("print(2 + 2)"), fenced("print(4)"), fenced("print(5)"))
     executor = ScriptedExecutor(["4\n", "4\n", "4\n"])
     with Interpreter(settings.with_(samples=3), executor=executor, user_dir=tmp_path) as it:
@@ -98,7 +108,9 @@ def test_sampling_stops_once_the_answer_is_settled(fake: FakeModelServer, settin
     assert len(executor.runs) == 3  # the chosen code ran again: the sandbox held the sample's variables
 
 
-def test_failed_samples_do_not_vote_and_a_sample_can_rescue_a_failed_loop(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
+def test_failed_samples_do_not_vote_and_a_sample_can_rescue_a_failed_loop(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
     fake.add(
         fenced("raise ValueError('first')"),
         fenced("raise ValueError('second')"),  # the loop (2 attempts) fails
@@ -106,7 +118,12 @@ def test_failed_samples_do_not_vote_and_a_sample_can_rescue_a_failed_loop(fake: 
         fenced("print(42)"),  # sample 3 answers
     )
     executor = ScriptedExecutor(
-        [error("ValueError", "first"), error("ValueError", "second"), error("NameError", "undefined_name"), "42\n"]
+        [
+            error("ValueError", "first"),
+            error("ValueError", "second"),
+            error("NameError", "undefined_name"),
+            "42\n",
+        ]
     )
     with Interpreter(settings.with_(samples=3, attempts=2), executor=executor, user_dir=tmp_path) as it:
         result = it.ask("The answer?")

@@ -96,7 +96,12 @@ class ExecutorSlot:
         """The executor if there is one already (a background start that has finished counts), else None."""
         with self._lock:
             starting = self._starting
-            if self._executor is None and starting is not None and starting.done() and starting.exception() is None:
+            if (
+                self._executor is None
+                and starting is not None
+                and starting.done()
+                and starting.exception() is None
+            ):
                 self._executor, self._starting = starting.result(), None
                 self._had_one = True
         if self._executor is not None:

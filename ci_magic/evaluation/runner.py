@@ -177,9 +177,13 @@ def run_eval(
     *,
     settings: Any,
     attempts: int,
+    fresh: bool = False,
     progress: TextIO = sys.stderr,
 ) -> Iterator[dict[str, Any]]:
-    """Ask every question; yields (and writes to ``out``) one record per question."""
+    """Ask every question; yields (and writes to ``out``) one record per question.
+
+    ``cached_replies`` counts the model replies of a question that the reply cache replayed (``fresh``: none):
+    a time per question is the model's only where it is 0."""
     from ..core.interpreter import Interpreter
     from ..providers.resolve import make_provider
 
@@ -192,6 +196,8 @@ def run_eval(
             "response_text": "",
             "attempts": 0,
             "samples": 0,
+            "replies": 0,
+            "cached_replies": 0,
             "prompt_tokens": 0,
             "completion_tokens": 0,
             "seconds": 0.0,
@@ -208,6 +214,7 @@ def run_eval(
                     system_extra=ANSWER_RULES,
                     check=answer_check(q),
                     vote_key=answer_key(q),
+                    fresh=fresh,
                 )
             final = result.final
             last = final.execution if final is not None and final.execution is not None else None
@@ -218,6 +225,8 @@ def run_eval(
                 response_text=response_text(q, last) if last is not None else "",
                 attempts=sum(not a.sample for a in result.attempts),
                 samples=1 + sum(a.sample for a in result.attempts),
+                replies=len(result.attempts),
+                cached_replies=sum(a.cached for a in result.attempts),
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 ok=result.ok,

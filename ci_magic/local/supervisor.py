@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         ],
     )
+    from .batch import install as install_batched_samples
+
+    install_batched_samples(fastapi_app)  # the OpenAI `n` parameter, which llama-cpp-python ignores
     activity = Activity(fastapi_app, args.alias)
     config = uvicorn.Config(
         activity, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5

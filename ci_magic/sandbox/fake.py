@@ -54,8 +54,12 @@ def ok(stdout: str = "", *, outputs: list[dict[str, Any]] | None = None) -> Exec
 
 def error(name: str, value: str, *, stdout: str = "") -> ExecutionResult:
     """A run that raised ``name: value``."""
-    outputs: list[dict[str, Any]] = [{"output_type": "stream", "name": "stdout", "text": stdout}] if stdout else []
-    outputs.append({"output_type": "error", "ename": name, "evalue": value, "traceback": [f"{name}: {value}"]})
+    outputs: list[dict[str, Any]] = (
+        [{"output_type": "stream", "name": "stdout", "text": stdout}] if stdout else []
+    )
+    outputs.append(
+        {"output_type": "error", "ename": name, "evalue": value, "traceback": [f"{name}: {value}"]}
+    )
     return ExecutionResult("error", outputs, name, value, f"{name}: {value}", seconds=0.01)
 
 
@@ -95,7 +99,9 @@ class ScriptedExecutor:
     def add(self, *steps: Step | ExecutionResult | str) -> None:
         self._script.extend(s if isinstance(s, Step) else Step(s) for s in steps)
 
-    def run(self, code: str, frames: Mapping[str, Any] | None = None, *, pristine: bool = False) -> ExecutionResult:
+    def run(
+        self, code: str, frames: Mapping[str, Any] | None = None, *, pristine: bool = False
+    ) -> ExecutionResult:
         if self.closed:
             raise SandboxError("The scripted executor is closed.")
         mentioned = tuple(sorted(n for n in (frames or {}) if re.search(rf"\b{re.escape(n)}\b", code)))
@@ -105,7 +111,9 @@ class ScriptedExecutor:
         step = next((s for pattern, s in self._rules if pattern.search(code)), None)
         if step is None:
             if not self._script:
-                raise AssertionError(f"ScriptedExecutor: no scripted step left for run {len(self.runs)}:\n{code}")
+                raise AssertionError(
+                    f"ScriptedExecutor: no scripted step left for run {len(self.runs)}:\n{code}"
+                )
             step = self._script.pop(0)
         execution = step.execution()
         if execution.ok:
@@ -121,7 +129,13 @@ class ScriptedExecutor:
         found = {}
         for name, value in self.held.items():
             shape = getattr(value, "shape", None)
-            kind = "frame" if shape is not None and len(shape) == 2 else "series" if shape is not None else "scalar"
+            kind = (
+                "frame"
+                if shape is not None and len(shape) == 2
+                else "series"
+                if shape is not None
+                else "scalar"
+            )
             found[name] = (kind, int(getattr(value, "size", 1)))
         return found
 

@@ -1,21 +1,20 @@
-"""The child kernel: the only module that imports ``jupyter_client``.
+"""The local sandbox's kernel: its lifecycle and its executions (with ``kernel_messages.py``, the only modules
+of the local sandbox that import ``jupyter_client``).
 
 A private kernel spec pins the child to this Python and routes it through ``launcher.py`` (limits, bubblewrap,
 then ipykernel), with an allow-listed environment (no keys, no ``OPENAI_*``). The kernel's five ZeroMQ
 sockets are bound *here*, in the parent's private folder, and handed to the kernel as listening descriptors, so
-the sandbox needs no writable host path and never sees another kernel's sockets. The client's sockets cap the
-size of every message and the iopub queue, so a hostile kernel cannot make the parent allocate without bound.
-Executions are bounded in wall time: on timeout the kernel is interrupted, and restarted if it does not come
-back. The launcher's report (bubblewrap's child pid) is read from the parent's private folder.
+the sandbox needs no writable host path and never sees another kernel's sockets. What the kernel sends back is
+read by ``kernel_messages.py`` (size-capped sockets, output collected until idle). Executions are bounded in
+wall time: on timeout the kernel is interrupted, and restarted if it does not come back. The launcher's report
+(bubblewrap's child pid) is read from the parent's private folder.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import json
 import os
-import queue
 import signal
 import socket
 import sys
@@ -25,58 +24,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import zmq
-from jupyter_client.blocking.client import BlockingKernelClient
-from jupyter_client.connect import channel_socket_types
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
 
 from ..core.errors import SandboxError
 from ..core.results import ExecutionResult
 from ..core.settings import Limits
-from .outputs import OutputCollector, trim_traceback
+from .kernel_messages import (
+    SandboxKernelManager,
+    decode,
+    drain,
+    expression_values,
+    outcome_result,
+    resync,
+    wait_reply,
+)
+from .outputs import OutputCollector
 
 KERNEL_NAME = "ci_magic_child"
 HERE = Path(__file__).resolve().parent
-#: No single message from the kernel may be larger (ZMQ drops the connection instead of allocating).
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-#: Messages queued on the iopub socket before ZeroMQ drops newer ones (with MAX_MESSAGE_BYTES: a bound).
-IOPUB_HWM = 128
 #: Bytes of output one execution may stream at us before it counts as a flood and is interrupted.
 FLOOD_FACTOR = 50
-PORTS = (1, 2, 3, 4, 5)
-#: After the execute reply, how long to wait for the idle status before calling the output lost.
-LOST_OUTPUT_GRACE_S = 2.0  # shell, iopub, stdin, control, hb: names of the pre-bound sockets
-
-
-class _BoundedSockets:
-    """Client-side sockets with a message size cap (and a bounded iopub queue), set before they connect."""
-
-    def _create_connected_socket(self, channel: str, identity: bytes | None = None) -> zmq.Socket[Any]:
-        url = self._make_url(channel)  # type: ignore[attr-defined]
-        sock: zmq.Socket[Any] = self.context.socket(channel_socket_types[channel])  # type: ignore[attr-defined]
-        sock.linger = 1000
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-        sock.setsockopt(
-            zmq.RECONNECT_IVL, 20
-        )  # after an oversized message ZeroMQ drops and re-makes the link
-        if channel == "iopub":
-            sock.setsockopt(zmq.RCVHWM, IOPUB_HWM)
-        if identity:
-            sock.identity = identity
-        sock.connect(url)
-        return sock
-
-
-class BoundedClient(_BoundedSockets, BlockingKernelClient):
-    pass
-
-
-class SandboxKernelManager(_BoundedSockets, KernelManager):
-    """Keeps the pre-bound socket files across restarts (the default removes them on every restart)."""
-
-    def cleanup_ipc_files(self) -> None:
-        return
+PORTS = (1, 2, 3, 4, 5)  # shell, iopub, stdin, control, hb: names of the pre-bound sockets
 
 
 @dataclass
@@ -101,7 +69,7 @@ class ChildKernel:
         self._km: SandboxKernelManager | None = None
         self._kc: Any = None
         self.last_expressions: dict[str, Any] = {}
-        self._replies: dict[str, dict[str, Any]] = {}
+        self._replies: dict[str, dict[str, Any]] = {}  # shell replies not yet asked for, by request id
         self.starts = 0
         self._sockets = self._bind_sockets()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for every (re)start of the launcher
@@ -162,7 +130,7 @@ class ChildKernel:
             kernel_spec_manager=ksm,
             transport="ipc",
             ip=self.socket_prefix,
-            client_class="ci_magic.sandbox.kernel.BoundedClient",
+            client_class="ci_magic.sandbox.kernel_messages.BoundedClient",
         )
         km.shell_port, km.iopub_port, km.stdin_port, km.control_port, km.hb_port = PORTS
         km.connection_file = str(self.control / "connection.json")
@@ -303,102 +271,40 @@ class ChildKernel:
             recovered = self._drain(msg_id, collector, time.monotonic() + self.limits.interrupt_grace_s)
             if recovered in ("timeout", "flood"):
                 self.restart()
-                return self._result(outcome, collector, started, restarted=True, timeout=timeout)
-            return self._result(outcome, collector, started, timeout=timeout)
+                return outcome_result(outcome, collector, started, restarted=True, timeout=timeout)
+            return outcome_result(outcome, collector, started, timeout=timeout)
         if outcome == "lost":
             if not self._resync():
                 self.restart()
-            return self._result("lost", collector, started)
+            return outcome_result("lost", collector, started)
         if outcome == "died":
             death = self._exit_description()
             self.restart()
-            return self._result("died", collector, started, restarted=True, death=death)
+            return outcome_result("died", collector, started, restarted=True, death=death)
         error = next((o for o in collector.outputs if o["output_type"] == "error"), None)
-        return self._result("error" if error else "ok", collector, started)
+        return outcome_result("error" if error else "ok", collector, started)
 
-    def _resync(self, attempts: int = 5) -> bool:
-        """After ZeroMQ dropped an oversized message it reconnects the iopub socket, losing what is sent
-        meanwhile: wait until a kernel_info round trip shows up on iopub again."""
-        for _ in range(attempts):
-            probe = self._kc.kernel_info()
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline:
-                try:
-                    msg = self._kc.get_iopub_msg(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if isinstance(msg, dict) and msg.get("parent_header", {}).get("msg_id") == probe:
-                    return True
-        return False
-
-    def _expressions_reply(self, msg_id: str) -> dict[str, Any]:
-        # ipykernel sends the execute_reply before the idle status, so it is already waiting here.
-        try:
-            reply = self._reply(msg_id, time.monotonic() + 5.0)
-        except SandboxError:
-            return {}
-        found = {}
-        for k, v in (reply.get("content", {}).get("user_expressions") or {}).items():
-            if isinstance(v, dict) and v.get("status") == "ok":
-                with contextlib.suppress(SandboxError):
-                    found[k] = _decode(v)
-        return found
-
-    def _reply(self, msg_id: str, deadline: float) -> dict[str, Any]:
-        while True:
-            found = self._replies.pop(msg_id, None)
-            if found is not None:
-                return found
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SandboxError("The sandbox kernel did not answer a bookkeeping request in time.")
-            self._take_replies(min(remaining, 0.25))
-
-    def _take_replies(self, timeout: float) -> None:
-        """Move waiting shell replies into ``_replies`` (at most a few kept: only ours are ever asked for)."""
-        try:
-            reply = self._kc.get_shell_msg(timeout=timeout)
-        except queue.Empty:
-            return
-        parent = reply.get("parent_header", {}).get("msg_id") if isinstance(reply, dict) else None
-        if isinstance(parent, str):
-            if len(self._replies) > 16:
-                self._replies.clear()
-            self._replies[parent] = reply
+    # _drain and _resync are methods so that the gateway's RemoteKernel can add what its connection needs.
 
     def _drain(self, msg_id: str, collector: OutputCollector, deadline: float) -> str:
         """Collect iopub output for ``msg_id`` until idle ('done'), the deadline ('timeout'), an output flood
         ('flood') or death."""
         flood = FLOOD_FACTOR * (self.limits.max_output_bytes + self.limits.max_display_bytes)
-        replied: float | None = None
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return "timeout"
-            try:
-                msg = self._kc.get_iopub_msg(timeout=min(remaining, 0.25))
-            except queue.Empty:
-                if not self.alive:
-                    return "died"
-                # The reply came but the idle status never does: a message over MAX_MESSAGE_BYTES was dropped
-                # by ZeroMQ (with the ones queued behind it). Do not wait for the time limit.
-                if replied is None:
-                    self._take_replies(0)
-                    if msg_id in self._replies:
-                        replied = time.monotonic()
-                elif time.monotonic() - replied > LOST_OUTPUT_GRACE_S:
-                    return "lost"
-                continue
-            if not isinstance(msg, dict) or msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            content = msg.get("content")
-            if msg.get("msg_type") == "status" and isinstance(content, dict):
-                if content.get("execution_state") == "idle":
-                    return "done"
-                continue
-            collector.add(msg)
-            if collector.received > flood:
-                return "flood"
+        return drain(
+            self._kc, self._replies, msg_id, collector, deadline, flood=flood, alive=lambda: self.alive
+        )
+
+    def _resync(self, attempts: int = 5) -> bool:
+        """After ZeroMQ dropped an oversized message: wait until iopub works again (see kernel_messages)."""
+        return resync(self._kc, attempts)
+
+    def _expressions_reply(self, msg_id: str) -> dict[str, Any]:
+        # ipykernel sends the execute_reply before the idle status, so it is already waiting here.
+        try:
+            reply = wait_reply(self._kc, self._replies, msg_id, time.monotonic() + 5.0)
+        except SandboxError:
+            return {}
+        return expression_values(reply)
 
     def _exit_description(self) -> str:
         provisioner = getattr(self._km, "provisioner", None)
@@ -410,78 +316,18 @@ class ChildKernel:
             return f"the kernel process was killed by signal {-code}"
         return f"the kernel process exited with code {code}"
 
-    def _result(
-        self,
-        outcome: str,
-        collector: OutputCollector,
-        started: float,
-        *,
-        restarted: bool = False,
-        timeout: float = 0.0,
-        death: str = "",
-    ) -> ExecutionResult:
-        outputs = collector.finish()
-        seconds = time.monotonic() - started
-        if outcome == "ok":
-            return ExecutionResult("ok", outputs, seconds=seconds)
-        if outcome == "error":
-            err = next(o for o in outputs if o["output_type"] == "error")
-            return ExecutionResult(
-                "error",
-                outputs,
-                error_name=str(err.get("ename", "Error"))[:200],
-                error_value=str(err.get("evalue", ""))[:5000],
-                traceback=trim_traceback([str(line) for line in err.get("traceback", [])][:500]),
-                seconds=seconds,
-            )
-        if outcome in ("timeout", "flood"):
-            how = " and did not respond to an interrupt, so the sandbox was restarted" if restarted else ""
-            message = (
-                f"Execution exceeded the {timeout:g} s time limit{how}."
-                if outcome == "timeout"
-                else f"The code printed far more output than can be shown; it was stopped{how}."
-            )
-            name = "TimeoutError" if outcome == "timeout" else "OutputFlood"
-            return ExecutionResult(
-                "timeout", outputs, name, message, message, seconds=seconds, restarted=restarted
-            )
-        if outcome == "lost":
-            message = (
-                f"The code produced an output larger than {MAX_MESSAGE_BYTES // 2**20} MB at once, which was "
-                "dropped. Show less (e.g. df.head(), a summary, or save it to a file)."
-            )
-            return ExecutionResult("error", outputs, "OutputTooLarge", message, message, seconds=seconds)
-        message = f"The sandbox kernel died while running the code ({death}); it was restarted."
-        return ExecutionResult(
-            "died", outputs, "KernelDied", message, message, seconds=seconds, restarted=restarted
-        )
-
     def evaluate(self, expression: str, timeout: float = 30.0) -> Any:
         """Evaluate a helper expression that returns a JSON string, and decode it (no pickling)."""
         if self._kc is None or not self.alive:
             self.restart()
         msg_id = self._kc.execute("", silent=True, user_expressions={"r": expression})
-        reply = self._reply(msg_id, time.monotonic() + timeout)
+        reply = wait_reply(self._kc, self._replies, msg_id, time.monotonic() + timeout)
         value = (reply.get("content", {}).get("user_expressions") or {}).get("r", {})
         if not isinstance(value, dict) or value.get("status") != "ok":
             ename = value.get("ename") if isinstance(value, dict) else None
             evalue = value.get("evalue") if isinstance(value, dict) else None
             raise SandboxError(f"Sandbox bookkeeping failed: {str(ename)[:100]}: {str(evalue)[:300]}")
-        return _decode(value)
+        return decode(value)
 
 
-def _decode(value: dict[str, Any]) -> Any:
-    """A user_expression result whose text/plain is the repr of a JSON string (no pickling anywhere)."""
-    try:
-        raw = value["data"]["text/plain"]
-        if not isinstance(raw, str):
-            raise ValueError("not text")
-        text = ast.literal_eval(raw)
-        if not isinstance(text, str):
-            raise ValueError("not a string")
-        return json.loads(text)
-    except (KeyError, TypeError, ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-        raise SandboxError(f"Sandbox bookkeeping returned malformed data ({type(exc).__name__}).") from None
-
-
-__all__ = ["BoundedClient", "ChildKernel", "Launch"]
+__all__ = ["ChildKernel", "Launch"]

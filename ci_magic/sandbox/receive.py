@@ -2,7 +2,7 @@
 
 The sandbox can write any bytes into its outbox and answer bookkeeping requests with any text. So:
 
-- frames are read as bytes (already size-capped and symlink-safe, see ``hostview.read_beneath``), never
+- frames are read as bytes (already size-capped and symlink-safe, see ``host_files.read_beneath``), never
   memory-mapped (the sandbox could truncate a mapped file and crash the parent with SIGBUS, or change a
   frame after it arrived); the Arrow file is opened from memory, its declared rows × columns and the memory its
   conversion would take are checked against the limit before anything is materialised, then the whole

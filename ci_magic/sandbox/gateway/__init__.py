@@ -39,8 +39,9 @@ from ...core.errors import SandboxError
 from ...core.executor import Sink
 from ...core.results import ExecutionResult
 from ...core.settings import Limits
-from .. import _Sent, _session_base
-from .. import version as frame_version
+from ..frames_in import Sent as _Sent
+from ..frames_in import session_base as _session_base
+from ..frames_in import version as frame_version
 from ..scan import code_names
 from . import files, transfer
 from .kernel import GW_MODULE, RemoteKernel, kernel_environment, startup_code

@@ -18,7 +18,7 @@ from typing import Any
 
 from ...core.errors import TransferError
 from ...core.executor import Sink
-from .. import hostview
+from .. import host_files
 from ..isolation import SKIPPED_DIRS
 from . import child
 from .kernel import RemoteKernel
@@ -94,7 +94,7 @@ class UserFiles:
                     )
                     continue
                 try:
-                    data = hostview.read_beneath(base, rel, MAX_FILES_BYTES - total)
+                    data = host_files.read_beneath(base, rel, MAX_FILES_BYTES - total)
                 except TransferError as exc:
                     warnings.append(str(exc))
                     continue
@@ -109,7 +109,7 @@ class UserFiles:
 def _lstat_beneath(base: int, rel: str) -> os.stat_result | None:
     parts = rel.split("/")
     try:
-        folder = hostview.open_dir_beneath(base, "/".join(parts[:-1])) if len(parts) > 1 else os.dup(base)
+        folder = host_files.open_dir_beneath(base, "/".join(parts[:-1])) if len(parts) > 1 else os.dup(base)
     except (OSError, TransferError):
         return None
     try:

@@ -28,9 +28,11 @@ from typing import Any
 
 from ...core.errors import SandboxError, TransferError
 from ...core.settings import Limits, is_secret_name
-from .. import CHILD_MODULE, transfer
-from ..kernel import MAX_MESSAGE_BYTES, ChildKernel
+from .. import transfer
+from ..kernel import ChildKernel
+from ..kernel_messages import MAX_MESSAGE_BYTES
 from ..outputs import OutputCollector
+from ..startup import CHILD_MODULE
 from . import child
 from .client import KernelChannels, OutputLost
 from .rest import GatewayHTTPError, GatewayREST

@@ -55,7 +55,7 @@ class GatewayREST:
             finally:
                 exc.close()  # it holds the response's socket
             hint = {
-                401: " The gateway refused the token (Ask.gateway_token / the token= argument).",
+                401: " The gateway refused the token (set CI_MAGIC_GATEWAY_TOKEN to the one it was started with).",
                 403: " The gateway refused this user (its unauthorized_users / authorized_users settings).",
                 404: " The gateway does not know it (the kernel may have been culled or deleted).",
             }.get(exc.code, "")

@@ -82,7 +82,9 @@ class LocalGateway:
     def stop(self) -> None:
         """Stop the gateway (it shuts its kernels down first), then remove its folder."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # its own clean shutdown: kernels first
+            # Its own clean shutdown, kernels first. SIGTERM, not SIGINT: a gateway started from a background job
+            # inherits SIGINT ignored.
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:

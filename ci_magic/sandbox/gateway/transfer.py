@@ -16,7 +16,8 @@ from typing import Any
 import pyarrow as pa
 
 from ...core.errors import SandboxError, TransferError
-from .. import MAX_CELLS_BACK, receive, transfer
+from .. import receive, transfer
+from ..values_out import MAX_CELLS_BACK
 from . import child
 from .kernel import RemoteKernel
 

@@ -1,0 +1,141 @@
+"""What the code leaves running in the local sandbox: stray processes after a run, CPU burnt while idle.
+
+Both are seen and stopped from outside (``host_process.py``), so nothing in the sandbox can hide or refuse.
+After every run the processes the code left (a fork bomb's, a forgotten server's) are killed, so the next run
+starts with the kernel alone, and the sandbox is restarted when they cannot be. A watchdog thread restarts a
+sandbox that keeps a core busy while no code runs (a background thread left behind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from ..core.results import ExecutionResult
+from .host_process import SandboxProcess
+from .kernel import ChildKernel
+
+MAX_LEFTOVER_PROCESSES = 32
+LEFTOVER_MESSAGE = (
+    "The code left many processes running (for example by forking in a loop); the sandbox was restarted and "
+    "its variables are gone. Do not start processes."
+)
+STRAYS_MESSAGE = (
+    "The code started many processes (for example by forking in a loop); they were stopped. Do not start "
+    "processes."
+)
+#: A background thread that keeps this share of a core busy while no code runs counts as runaway.
+BUSY_SHARE = 0.25
+
+
+def stop_strays(result: ExecutionResult, process: SandboxProcess, kernel: ChildKernel) -> ExecutionResult:
+    """Processes the code left running are stopped from outside (a fork bomb's, a forgotten server's): the
+    next execution starts with the kernel alone. If they cannot be stopped, the sandbox is restarted."""
+    kernels = process.children()
+    try:
+        stopped = process.stop_strays(kernels[0] if kernels else -1)
+    except OSError:
+        kernel.restart()
+        return replace(
+            result,
+            outcome="error",
+            error_name="LeftoverProcesses",
+            error_value=LEFTOVER_MESSAGE,
+            traceback=LEFTOVER_MESSAGE,
+            restarted=True,
+        )
+    if process.process_count() > MAX_LEFTOVER_PROCESSES:
+        # Stopped, but not collected by the kernel: they would hold the process limit forever.
+        kernel.restart()
+        return replace(
+            result,
+            outcome="error",
+            error_name="LeftoverProcesses",
+            error_value=LEFTOVER_MESSAGE,
+            traceback=LEFTOVER_MESSAGE,
+            restarted=True,
+        )
+    note = f"[ci_magic stopped {stopped} process(es) the code left running]\n"
+    if stopped > MAX_LEFTOVER_PROCESSES and result.ok:
+        # A fork bomb that happened to finish: the model must learn not to do it again.
+        return replace(
+            result,
+            outcome="error",
+            error_name="LeftoverProcesses",
+            error_value=STRAYS_MESSAGE,
+            traceback=STRAYS_MESSAGE,
+        )
+    outputs = (
+        [*result.outputs, {"output_type": "stream", "name": "stderr", "text": note}]
+        if stopped
+        else result.outputs
+    )
+    return replace(result, outputs=outputs)
+
+
+class CpuWatchdog:
+    """Restarts a sandbox that keeps a core busy while no code runs (a background thread left behind).
+
+    ``process`` and ``idle_cpu_s`` are asked anew every second: the process changes with every restart, the
+    limit with ``set_limits``."""
+
+    def __init__(
+        self,
+        kernel: ChildKernel,
+        process: Callable[[], SandboxProcess | None],
+        idle_cpu_s: Callable[[], float],
+    ) -> None:
+        self._kernel = kernel
+        self._process = process
+        self._idle_cpu_s = idle_cpu_s
+        self._running = threading.Event()
+        self._closed = threading.Event()
+        self._runs = 0  # finished runs: idle use is measured from the latest
+        self.killed_reason: str | None = None  # why it restarted the sandbox, until taken
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, name="ci_magic-sandbox-cpu", daemon=True).start()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Around a run: the CPU the code uses while it runs is its own."""
+        self._running.set()
+        try:
+            yield
+        finally:
+            self._runs += 1
+            self._running.clear()
+
+    def take_reason(self) -> str | None:
+        """Why the watchdog restarted the sandbox since the last call, if it did."""
+        reason, self.killed_reason = self.killed_reason, None
+        return reason
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _watch(self) -> None:
+        busy, runs, last = 0.0, -1, 0.0
+        while not self._closed.wait(1.0):
+            process = self._process()
+            if self._running.is_set() or process is None:
+                busy, runs = 0.0, -1
+                continue
+            try:
+                now = process.cpu_seconds()
+            except OSError:
+                continue
+            if runs != self._runs:  # a run ended since we last looked: measure from here
+                busy, runs, last = 0.0, self._runs, now
+                continue
+            used, last = now - last, now
+            busy = busy + used if used > BUSY_SHARE else 0.0
+            if busy > self._idle_cpu_s() and not self._running.is_set():
+                self.killed_reason = (
+                    f"the sandbox was restarted because code kept using the CPU after its execution ended "
+                    f"({busy:.0f} s of CPU); its variables are gone, the DataFrames were reloaded."
+                )
+                self._kernel.kill()
+                busy = 0.0

@@ -1,0 +1,177 @@
+"""What every (re)start of the local sandbox is made of: the launcher's instructions, the kernel's environment
+and the code it runs first.
+
+Once per session, with isolation, the seccomp filter and the sandbox's passwd files are written into the
+parent's private folder and bubblewrap's view of the user's folder is planned; without it, the working folder
+gets links to the user's files. Before every start the launcher is told the limits, the fresh cgroups, the
+pre-bound sockets and (with isolation) bubblewrap's command line. The kernel's environment is an allow-list of
+the parent's (never a key or token), and its first code loads the helper module (``transfer.py``) from a file
+so the sandbox never imports the ci_magic package.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core.settings import Limits, is_secret_name
+from . import isolation, seccomp
+
+#: The name the helper module (``transfer.py``) has inside the kernel.
+CHILD_MODULE = "_ci_child"
+#: Environment variables the child may see; everything else (keys above all) is dropped.
+ENV_ALLOW = ("LANG", "LANGUAGE", "TZ", "TERM", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+ENV_ALLOW_PREFIXES = ("LC_",)
+#: This folder: shown read-only inside the sandbox, for the launcher and the helper module.
+HERE = Path(__file__).resolve().parent
+
+
+def child_environment(home: str, tmp: str, parent: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The kernel's environment: an allow-list of the parent's (never a key or token), plus its own places."""
+    source = os.environ if parent is None else parent
+    env = {
+        k: v
+        for k, v in source.items()
+        if (k in ENV_ALLOW or k.startswith(ENV_ALLOW_PREFIXES)) and not is_secret_name(k)
+    }
+    env.update(
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        HOME=home,
+        TMPDIR=tmp,
+        MPLCONFIGDIR=f"{home}/.config/matplotlib",
+        MPLBACKEND="module://matplotlib_inline.backend_inline",
+        IPYTHONDIR=f"{home}/.ipython",
+        JUPYTER_CONFIG_DIR=f"{home}/.jupyter",
+        JUPYTER_DATA_DIR=f"{home}/.local/share/jupyter",
+        JUPYTER_RUNTIME_DIR=f"{home}/.local/share/jupyter/runtime",
+        JUPYTER_PLATFORM_DIRS="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS=source.get("OMP_NUM_THREADS", str(os.cpu_count() or 1)),
+    )
+    return env
+
+
+def startup_code(module_file: str) -> str:
+    """The kernel's first code: the helper module exec'd from its file, and the usual imports."""
+    return (
+        "import sys as _s, types as _t\n"
+        f"_m = _t.ModuleType({CHILD_MODULE!r}); _m.__file__ = {module_file!r}\n"
+        f"exec(compile(open({module_file!r}).read(), {module_file!r}, 'exec'), _m.__dict__)\n"
+        f"_s.modules[{CHILD_MODULE!r}] = _m\n"
+        "del _s, _t, _m\n"
+        f"import {CHILD_MODULE}\n"
+        "import pandas as pd, numpy as np\n"
+        "import matplotlib.pyplot as plt\n"
+    )
+
+
+@dataclass(frozen=True)
+class BwrapPlan:
+    """What bubblewrap builds at every start of a session, the same each time."""
+
+    probe: isolation.Probe
+    view: isolation.View
+    seccomp: bool  # whether the filter could be written (the report says so when not)
+
+
+def plan_bwrap(
+    control: Path,
+    probe: isolation.Probe,
+    user_dir: Path,
+    network: bool,
+    problems: list[str],
+    warnings: list[str],
+) -> BwrapPlan:
+    """Write the seccomp filter and the passwd files into ``control`` and plan the view of ``user_dir``; what
+    is missing goes to ``problems`` (the isolation report), what the user should know to ``warnings``."""
+    try:
+        (control / "seccomp.bpf").write_bytes(seccomp.program())
+        with_seccomp = True
+    except seccomp.SeccompUnavailable as exc:
+        with_seccomp = False
+        problems.append(f"no seccomp filter ({exc})")
+    uid = isolation.ROOT_MODE_UID if probe.mode == "privileged" else isolation.USERNS_UID
+    for name, text in isolation.passwd_files(uid).items():
+        path = control / name
+        path.write_text(text)
+        path.chmod(0o644)
+    view = isolation.plan(user_dir, extra_ro=[str(HERE)], network=network)
+    if view.omitted:
+        warnings.append(
+            f"{view.omitted} entries of {user_dir} are not visible in the sandbox (it shows the "
+            f"first {isolation.MAX_USER_ENTRIES})."
+        )
+    return BwrapPlan(probe, view, with_seccomp)
+
+
+def link_user_files(user_dir: Path, host_work: Path) -> None:
+    """Without isolation the working folder holds links to the user's files (nothing protects them)."""
+    try:
+        entries = sorted(p for p in user_dir.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return
+    for entry in entries[: isolation.MAX_USER_ENTRIES]:
+        target = host_work / entry.name
+        if not target.exists():
+            target.symlink_to(entry)
+
+
+def tmp_mb(limits: Limits) -> int:
+    """The size of the sandbox's /tmp and of its /dev/shm, each."""
+    return max(16, limits.disk_mb // 4)
+
+
+def memory_bytes(limits: Limits) -> int:
+    """The memory cgroup's limit: the kernel's memory and every tmpfs the sandbox can fill."""
+    return (limits.memory_mb + limits.disk_mb + 2 * tmp_mb(limits)) * 1024 * 1024
+
+
+def launcher_config(
+    limits: Limits,
+    *,
+    cgroups: dict[str, dict[str, str]],
+    sockets: dict[str, int],
+    control: Path,
+    inbox: Path,
+    bwrap: BwrapPlan | None,
+    workdir: Path | None,
+) -> dict[str, Any]:
+    """The launcher's instructions for one start: in bubblewrap when there is a ``bwrap`` plan, else as a plain
+    child process in ``workdir``."""
+    config: dict[str, Any] = {
+        "limits": asdict(limits),
+        "cgroups": cgroups,
+        "sockets": sockets,
+        "log": str(control / "kernel.log"),
+    }
+    inner: dict[str, Any] = {"sockets": sockets, "isolated": bwrap is not None}
+    if bwrap is None:
+        return {**config, "workdir": str(workdir), "bwrap": None, "inner": inner}
+    args = isolation.bwrap_args(
+        bwrap.view,
+        mode=bwrap.probe.mode,
+        network=limits.network,
+        disk_mb=limits.disk_mb,
+        tmp_mb=tmp_mb(limits),
+        control={
+            isolation.CONNECTION: str(control / "connection.json"),
+            "/etc/passwd": str(control / "passwd"),
+            "/etc/group": str(control / "group"),
+        },
+        inbox=str(inbox),
+        seccomp=bwrap.seccomp,
+    )
+    inner["drop_to"] = isolation.ROOT_MODE_UID if bwrap.probe.mode == "privileged" else None
+    inner["connection_file"] = isolation.CONNECTION
+    return {
+        **config,
+        "bwrap": bwrap.probe.bwrap,
+        "bwrap_args": args,
+        "seccomp": str(control / "seccomp.bpf"),
+        "inner": inner,
+    }
