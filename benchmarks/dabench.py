@@ -38,6 +38,7 @@ def run(model: str | None, attempts: int, samples: int, limit: int | None, out: 
         str(attempts),
         "--samples",
         str(samples),
+        "--fresh",  # every reply from the model, so the times are the model's (eval records any replay)
     ]
     if model:
         cmd += ["--model", model]
@@ -71,6 +72,9 @@ def run(model: str | None, attempts: int, samples: int, limit: int | None, out: 
         "strict_abq": summary["strict"]["ABQ"],
         "answered_abq": summary["official_answered_only"]["ABQ"],
         "mean_seconds": statistics.mean(r["seconds"] for r in rows),
+        "median_seconds": statistics.median(r["seconds"] for r in rows),
+        "cached_replies": sum(r.get("cached_replies", 0) for r in rows),
+        "replies": sum(r.get("replies", 0) for r in rows),
         "mean_prompt_tokens": statistics.mean(r["prompt_tokens"] for r in rows),
         "mean_completion_tokens": statistics.mean(r["completion_tokens"] for r in rows),
         "mean_attempts": statistics.mean(r["attempts"] for r in rows),
@@ -93,11 +97,12 @@ def main() -> int:
         help="run only these configurations (repeatable); the others are kept from the file",
     )
     ap.add_argument("--commit", default="", help="recorded with the figures")
+    ap.add_argument("--label", default="", help="suffix of the results file (e.g. a variant being compared)")
     args = ap.parse_args()
     results_dir = ROOT / "benchmarks" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     label = args.model or "qwen2.5-coder-1.5b"
-    path = results_dir / f"dabench-{label}.json"
+    path = results_dir / f"dabench-{label}{'-' + args.label if args.label else ''}.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     doc.update(model=label, dataset="dabench-dev (57 questions)")
     configs = {
@@ -108,13 +113,14 @@ def main() -> int:
     for name, (key, attempts, samples) in configs.items():
         if args.only and name not in args.only:
             continue
-        pred = results_dir / f"dabench-{label}-{name}.pred.jsonl"
+        pred = path.with_name(f"{path.stem}-{name}.pred.jsonl")
         result = run(args.model, attempts, samples, args.limit, pred)
         result["commit"] = args.commit
+        result["command"] = " ".join(["python", "benchmarks/dabench.py", *sys.argv[1:]])
         doc[key] = result
         print(
             f"{label} {name} (attempts={attempts}, samples={samples}): strict accuracy "
-            f"{result['strict_abq']:.1%} on {result['questions']} questions; {result['mean_seconds']:.1f} s, "
+            f"{result['strict_abq']:.1%} on {result['questions']} questions; {result['mean_seconds']:.1f} s (median {result['median_seconds']:.1f}), "
             f"{result['mean_prompt_tokens']:.0f} prompt + {result['mean_completion_tokens']:.0f} completion "
             f"tokens, {result['mean_attempts']:.2f} attempts and {result['mean_samples']:.2f} samples per question",
             flush=True,

@@ -53,7 +53,7 @@ BUFFER = 1 << 20
 
 
 class Null:
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         return len(data)
 
 

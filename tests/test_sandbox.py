@@ -165,3 +165,12 @@ def test_polars_and_arrow_frames_travel_as_themselves(sandbox: Sandbox) -> None:
     back = sandbox.fetch(["by_city", "doubled"])
     assert isinstance(back["by_city"], pl.DataFrame) and back["by_city"]["n"].to_list() == [4, 2]
     assert isinstance(back["doubled"], pa.Table) and back["doubled"].column("y").to_pylist() == [3.0, 5.0]
+
+
+def test_folders_made_for_binds_below_tmp_can_be_entered_and_tmp_keeps_its_mode() -> None:
+    # A clean clone in /tmp/project: its venv is bound below the sandbox's own /tmp, and the folders bwrap makes
+    # on the way must be enterable by the sandbox user (else: "No module named 'zmq'" at start).
+    from ci_magic.sandbox.isolation import _intermediate_dirs
+
+    found = _intermediate_dirs(["/tmp/project/.venv", "/root/.pyenv/versions/3.11.7", "/sandbox/work/a"])
+    assert found == ["/root", "/root/.pyenv", "/root/.pyenv/versions", "/tmp/project"]

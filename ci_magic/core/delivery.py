@@ -35,7 +35,7 @@ class _Hashing:
     def __init__(self, out: Sink | None) -> None:
         self.out, self.digest, self.size = out, hashlib.sha256(), 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.digest.update(data)
         self.size += len(data)
         if self.out is not None:

@@ -22,9 +22,10 @@ Frame = Any
 
 
 class Sink(Protocol):
-    """Where a copied file's bytes go (a file opened for writing, or a hashing counter)."""
+    """Where a copied file's bytes go (a file opened for writing, or a hashing counter). ``data`` may be a view
+    of a buffer that is reused for the next chunk: use it before returning, never keep it."""
 
-    def write(self, data: bytes, /) -> int: ...
+    def write(self, data: bytes | memoryview, /) -> int: ...
 
 
 @runtime_checkable

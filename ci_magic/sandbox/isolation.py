@@ -359,13 +359,17 @@ def bwrap_args(
 
 def _intermediate_dirs(mounts: list[str]) -> list[str]:
     """Ancestors of the mount points that are not themselves inside a mount (bwrap created them)."""
-    points = set(mounts) | {SANDBOX_ROOT, "/tmp", "/proc", "/dev"}
+    points = set(mounts) | {SANDBOX_ROOT, "/proc", "/dev"}
     found = set()
     for mount in mounts:
         parts = mount.strip("/").split("/")[:-1]
         for i in range(1, len(parts) + 1):
             folder = "/" + "/".join(parts[:i])
-            if not any(folder == p or folder.startswith(p.rstrip("/") + "/") for p in points):
+            # /tmp keeps its 1777, but folders bwrap made in it (a venv under /tmp/project) need the same
+            # 0755 as any other: made under the launcher's umask, the sandbox user could not enter them.
+            if folder != "/tmp" and not any(
+                folder == p or folder.startswith(p.rstrip("/") + "/") for p in points
+            ):
                 found.add(folder)
     return sorted(found)
 
