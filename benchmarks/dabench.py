@@ -15,12 +15,47 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "eval"
 DEV = SHARED / "dabench-dev"
+
+
+def asked(limit: int | None, scratch: Path) -> tuple[Path, Path]:
+    """The questions and labels of the questions asked: with --limit, the first N only, so the accuracy is over
+    those (the scorer counts a question without a prediction as wrong)."""
+    if not limit:
+        return DEV / "questions.jsonl", DEV / "labels.jsonl"
+    lines = [line for line in (DEV / "questions.jsonl").read_text().splitlines() if line.strip()][:limit]
+    ids = {json.loads(line)["id"] for line in lines}
+    labels = [line for line in (DEV / "labels.jsonl").read_text().splitlines() if line.strip()]
+    (scratch / "q.jsonl").write_text("".join(f"{line}\n" for line in lines))
+    (scratch / "l.jsonl").write_text("".join(f"{x}\n" for x in labels if json.loads(x)["id"] in ids))
+    return scratch / "q.jsonl", scratch / "l.jsonl"
+
+
+def accuracy(out: Path, limit: int | None) -> dict[str, float]:
+    """The shared scorer's strict figures for a predictions file, over the questions asked."""
+    with tempfile.TemporaryDirectory() as scratch:
+        questions, labels = asked(limit, Path(scratch))
+        score = subprocess.run(
+            [
+                *(sys.executable, str(SHARED / "score.py"), "--pred", str(out), "--labels", str(labels)),
+                *("--questions", str(questions), "--json"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    summary = json.loads(score.stdout)
+    return {
+        "questions": summary["strict"]["n_questions"],
+        "strict_abq": summary["strict"]["ABQ"],
+        "answered_abq": summary["official_answered_only"]["ABQ"],
+    }
 
 
 def run(model: str | None, attempts: int, samples: int, limit: int | None, out: Path) -> dict[str, object]:
@@ -47,30 +82,11 @@ def run(model: str | None, attempts: int, samples: int, limit: int | None, out: 
     started = time.monotonic()
     subprocess.run(cmd, check=True)
     wall = time.monotonic() - started
-    score = subprocess.run(
-        [
-            sys.executable,
-            str(SHARED / "score.py"),
-            "--pred",
-            str(out),
-            "--labels",
-            str(DEV / "labels.jsonl"),
-            "--questions",
-            str(DEV / "questions.jsonl"),
-            "--json",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    summary = json.loads(score.stdout)
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     return {
         "attempts": attempts,
         "samples": samples,
-        "questions": len(rows),
-        "strict_abq": summary["strict"]["ABQ"],
-        "answered_abq": summary["official_answered_only"]["ABQ"],
+        **accuracy(out, limit),
         "mean_seconds": statistics.mean(r["seconds"] for r in rows),
         "median_seconds": statistics.median(r["seconds"] for r in rows),
         "cached_replies": sum(r.get("cached_replies", 0) for r in rows),
@@ -98,6 +114,11 @@ def main() -> int:
     )
     ap.add_argument("--commit", default="", help="recorded with the figures")
     ap.add_argument("--label", default="", help="suffix of the results file (e.g. a variant being compared)")
+    ap.add_argument(
+        "--rescore",
+        action="store_true",
+        help="only score the kept predictions again (no model runs); times and tokens are kept",
+    )
     args = ap.parse_args()
     results_dir = ROOT / "benchmarks" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +135,10 @@ def main() -> int:
         if args.only and name not in args.only:
             continue
         pred = path.with_name(f"{path.stem}-{name}.pred.jsonl")
+        if args.rescore:
+            if key in doc and pred.exists():
+                doc[key].update(accuracy(pred, args.limit), rescored=" ".join(["python", *sys.argv]))
+            continue
         result = run(args.model, attempts, samples, args.limit, pred)
         result["commit"] = args.commit
         result["command"] = " ".join(["python", "benchmarks/dabench.py", *sys.argv[1:]])

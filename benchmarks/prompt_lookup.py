@@ -44,7 +44,9 @@ def load(gguf: Path, draft: bool) -> Any:
         n_ctx=8192,
         n_threads=threads,
         n_threads_batch=threads,
-        logits_all=False,
+        # Drafts are verified from the logits of every drafted position, so llama-cpp-python needs logits_all
+        # with a draft model (without it: "could not broadcast ... into shape (0,)"). Part of its cost.
+        logits_all=draft,
         use_mlock=False,
         verbose=False,
         draft_model="prompt-lookup-decoding" if draft else None,

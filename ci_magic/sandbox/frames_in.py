@@ -30,6 +30,29 @@ if TYPE_CHECKING:  # the gateway sandbox uses the versions, not the local kernel
 COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
 
 
+def check_name(name: str) -> None:
+    if not name.isidentifier():
+        raise TransferError(
+            f"{name!r} is not a valid Python name, so it cannot be a variable in the sandbox."
+        )
+
+
+def write_frame(name: str, obj: Any, path: Path, warnings: list[str]) -> None:
+    """The frame as an Arrow IPC file at ``path`` (what both sandboxes send); a TransferError if it cannot be."""
+    try:
+        stringified = transfer.frame_to_arrow(obj, str(path))
+    except Exception as exc:
+        raise TransferError(
+            f"The frame {name!r} could not be copied into the sandbox ({type(exc).__name__}: {exc}). "
+            "Convert unusual column types (e.g. with .astype(str)) and try again."
+        ) from exc
+    if stringified:
+        warnings.append(
+            f"{name}: columns {', '.join(map(repr, stringified))} hold mixed types and were sent to the sandbox "
+            "as strings."
+        )
+
+
 @dataclass
 class Sent:
     """A frame as it was sent."""
@@ -81,26 +104,11 @@ class Inbox:
         spec: dict[str, str] = {}
         sent: dict[str, Sent] = {}
         for name, obj in frames.items():
-            if not name.isidentifier():
-                raise TransferError(
-                    f"{name!r} is not a valid Python name, so it cannot be a variable in the sandbox."
-                )
+            check_name(name)
             held = self.sent.get(name)
             if not force and held is not None and version(obj) == held.version:
                 continue
-            path = self.folder / f"{name}.arrow"
-            try:
-                stringified = transfer.frame_to_arrow(obj, str(path))
-            except Exception as exc:
-                raise TransferError(
-                    f"The frame {name!r} could not be copied into the sandbox ({type(exc).__name__}: {exc}). "
-                    "Convert unusual column types (e.g. with .astype(str)) and try again."
-                ) from exc
-            if stringified:
-                warnings.append(
-                    f"{name}: columns {', '.join(map(repr, stringified))} hold mixed types and were sent to "
-                    "the sandbox as strings."
-                )
+            write_frame(name, obj, self.folder / f"{name}.arrow", warnings)
             spec[name] = self.path(name)
             snapshot = obj.copy(deep=False) if isinstance(obj, pd.DataFrame | pd.Series) else obj
             sent[name] = Sent(snapshot, version(obj))

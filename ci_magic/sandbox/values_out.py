@@ -46,32 +46,45 @@ def fetch(
     except SandboxError as exc:  # the sandbox's own exporter failed or answered garbage: nothing comes back
         warnings.append(f"No values could be brought back: {exc}")
         return {}
-    if not isinstance(docs, dict):
-        warnings.append("No values could be brought back: the sandbox answered with something else.")
-        return {}
-    fetched: dict[str, Any] = {}
     try:
         fd = open_outbox()
     except (TransferError, OSError) as exc:
         warnings.append(f"No values could be brought back: {exc}")
         return {}
+
+    def frame_bytes(name: str) -> bytes:
+        filename = f"out-{name}.arrow"
+        data = host_files.read_beneath(fd, filename, limit)
+        with contextlib.suppress(OSError):
+            os.unlink(filename, dir_fd=fd)
+        return data
+
     try:
-        for name in names:
-            doc = docs.get(name)
-            try:
-                if not isinstance(doc, dict) or "error" in doc:
-                    error = doc.get("error") if isinstance(doc, dict) else None
-                    raise TransferError(str(error or f"{name!r} came back malformed")[:300])
-                if doc.get("kind") == "scalar":
-                    fetched[name] = receive.read_scalar(doc.get("json"), name=name)
-                    continue
-                filename = f"out-{name}.arrow"
-                data = host_files.read_beneath(fd, filename, limit)
-                with contextlib.suppress(OSError):
-                    os.unlink(filename, dir_fd=fd)
-                fetched[name] = receive.read_frame(data, name=name, max_bytes=limit, max_cells=MAX_CELLS_BACK)
-            except TransferError as exc:
-                warnings.append(str(exc))
+        return collect(docs, names, frame_bytes, limit, warnings)
     finally:
         os.close(fd)
+
+
+def collect(
+    docs: object, names: list[str], frame_bytes: Callable[[str], bytes], limit: int, warnings: list[str]
+) -> dict[str, Any]:
+    """The values the sandbox's exporter described in ``docs`` (its answer, not trusted): scalars from their
+    JSON, frames from the Arrow bytes ``frame_bytes`` fetches; whatever fails becomes a warning naming it."""
+    if not isinstance(docs, dict):
+        warnings.append("No values could be brought back: the sandbox answered with something else.")
+        return {}
+    fetched: dict[str, Any] = {}
+    for name in names:
+        doc = docs.get(name)
+        try:
+            if not isinstance(doc, dict) or "error" in doc:
+                error = doc.get("error") if isinstance(doc, dict) else None
+                raise TransferError(str(error or f"{name!r} came back malformed")[:300])
+            if doc.get("kind") == "scalar":
+                fetched[name] = receive.read_scalar(doc.get("json"), name=name)
+                continue
+            data = frame_bytes(name)
+            fetched[name] = receive.read_frame(data, name=name, max_bytes=limit, max_cells=MAX_CELLS_BACK)
+        except TransferError as exc:
+            warnings.append(str(exc))
     return fetched

@@ -16,31 +16,18 @@ from typing import Any
 import pyarrow as pa
 
 from ...core.errors import SandboxError, TransferError
-from .. import receive, transfer
-from ..values_out import MAX_CELLS_BACK
+from .. import receive
+from ..frames_in import check_name, write_frame
+from ..values_out import collect
 from . import child
 from .kernel import RemoteKernel
 
 
 def put_frame(kernel: RemoteKernel, name: str, obj: Any, scratch: Path, warnings: list[str]) -> list[str]:
     """Send one frame's Arrow bytes (not yet bound); returns the message ids for :func:`commit`."""
-    if not name.isidentifier():
-        raise TransferError(
-            f"{name!r} is not a valid Python name, so it cannot be a variable in the sandbox."
-        )
+    check_name(name)
     path = scratch / f"{name}.arrow"
-    try:
-        stringified = transfer.frame_to_arrow(obj, str(path))
-    except Exception as exc:
-        raise TransferError(
-            f"The frame {name!r} could not be copied into the sandbox ({type(exc).__name__}: {exc}). "
-            "Convert unusual column types (e.g. with .astype(str)) and try again."
-        ) from exc
-    if stringified:
-        warnings.append(
-            f"{name}: columns {', '.join(map(repr, stringified))} hold mixed types and were sent to the "
-            "sandbox as strings."
-        )
+    write_frame(name, obj, path, warnings)
     try:
         with pa.memory_map(str(path), "r") as source:  # sent from the page cache, not copied first
             return kernel.put("frame", name, memoryview(source.read_buffer()), child.CHUNK)
@@ -103,28 +90,13 @@ def fetch(kernel: RemoteKernel, names: list[str], limit: int, warnings: list[str
         docs = json.loads(docs_text) if isinstance(docs_text, str) else None
     except (ValueError, RecursionError):
         docs = None
-    if not isinstance(docs, dict):
-        warnings.append("No values could be brought back: the sandbox answered with something else.")
-        return {}
-    fetched: dict[str, Any] = {}
-    for name in names:
-        doc = docs.get(name)
-        try:
-            if not isinstance(doc, dict) or "error" in doc:
-                error = doc.get("error") if isinstance(doc, dict) else None
-                raise TransferError(str(error or f"{name!r} came back malformed")[:300])
-            if doc.get("kind") == "scalar":
-                fetched[name] = receive.read_scalar(doc.get("json"), name=name)
-                continue
-            if name in refused or name not in done:
-                raise TransferError(
-                    f"{name!r} could not be brought back ({refused.get(name, 'incomplete')})."
-                )
-            blob = b"".join(chunks.pop(name))
-            fetched[name] = receive.read_frame(blob, name=name, max_bytes=limit, max_cells=MAX_CELLS_BACK)
-        except TransferError as exc:
-            warnings.append(str(exc))
-    return fetched
+
+    def frame_bytes(name: str) -> bytes:
+        if name in refused or name not in done:
+            raise TransferError(f"{name!r} could not be brought back ({refused.get(name, 'incomplete')}).")
+        return b"".join(chunks.pop(name))
+
+    return collect(docs, names, frame_bytes, limit, warnings)
 
 
 __all__ = ["commit", "fetch", "put_frame", "values"]
