@@ -24,8 +24,9 @@ from conftest import fenced
 
 from ci_magic.core.errors import SandboxError, TransferError
 from ci_magic.core.events import ignore
+from ci_magic.core.executors import make_executor
 from ci_magic.core.loop import run_attempts
-from ci_magic.core.settings import Limits, Settings
+from ci_magic.core.settings import GATEWAY_TOKEN_ENV, Limits, Settings
 from ci_magic.providers.fake import FakeModelServer
 from ci_magic.providers.resolve import make_provider
 from ci_magic.sandbox import transfer
@@ -386,3 +387,14 @@ def test_the_repair_loop_runs_on_the_gateway(gateway: LocalGateway, user_dir: Pa
     feedback = fake.requests[1]["messages"][-1]["content"]
     assert "KeyError" in feedback and "revnue" in feedback and "partial" in feedback
     assert attempts[1].execution is not None and attempts[1].execution.outputs[0]["text"] == "60.0\n"
+
+
+def test_settings_made_in_python_take_the_token_from_the_environment(
+    gateway: LocalGateway, user_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(GATEWAY_TOKEN_ENV, gateway.token)
+    executor = make_executor(Settings(gateway_url=gateway.url, limits=Limits(timeout_s=30)), user_dir)
+    try:
+        assert executor.run("print(6 * 7)").text().strip() == "42"
+    finally:
+        executor.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from .executor import Executor
-from .settings import Limits, Settings
+from .settings import GATEWAY_TOKEN_ENV, Limits, Settings
 
 #: How often the idle watcher looks.
 IDLE_POLL_S = 5.0
@@ -32,7 +33,8 @@ def make_executor(settings: Settings, user_dir: str | Path | None) -> Executor:
             settings.limits,
             user_dir,
             url=settings.gateway_url,
-            token=settings.gateway_token,
+            # Settings(...) made in Python does not read the environment: the token is still only ever there.
+            token=settings.gateway_token or os.environ.get(GATEWAY_TOKEN_ENV) or None,
             kernel_name=settings.gateway_kernel,
         )
         return gateway

@@ -57,6 +57,7 @@ HOW_TO_SET: dict[str, dict[str, str]] = {
 #: The notebook's own defaults for what the Python API and the CLI leave off: "Run All" after a kernel restart
 #: replays the same replies, and the sandbox starts while the user reads data.
 NOTEBOOK_REPLY_CACHE = True
+GATEWAY_TOKEN_ENV = "CI_MAGIC_GATEWAY_TOKEN"  # the gateway's token: read from the environment only
 NOTEBOOK_PRESTART = True
 
 _TRUE = ("1", "true", "yes", "on")
@@ -227,7 +228,7 @@ class Settings:
             prices=prices,
             require_isolation=parse_flag(require, "CI_MAGIC_REQUIRE_ISOLATION") if require else False,
             gateway_url=env.get("CI_MAGIC_GATEWAY_URL") or None,
-            gateway_token=env.get("CI_MAGIC_GATEWAY_TOKEN") or None,
+            gateway_token=env.get(GATEWAY_TOKEN_ENV) or None,
         )
         if overrides.get("prices") is not None:
             overrides = {**overrides, "prices": {**prices, **overrides["prices"]}}
