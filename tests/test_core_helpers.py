@@ -110,3 +110,26 @@ def test_the_front_ends_and_the_core_are_in_no_import_cycle() -> None:
     # (The context package is being rewritten separately; its own internal cycles are reported by the script.)
     ours = [c for c in cycles if not all(m.startswith("ci_magic.context.") for m in c)]
     assert ours == []
+
+
+def test_a_sandbox_still_starting_is_waited_for_before_its_view_is_judged() -> None:
+    # The race behind a flaky "delete user file" case: a prestarted sandbox still starting when the ask looked for
+    # new files counted as none, so the ask ran in a sandbox whose view predates the user's new file.
+    import threading
+
+    from ci_magic.core.executors import ExecutorSlot
+    from ci_magic.sandbox.fake import ScriptedExecutor
+
+    gate, made = threading.Event(), []
+
+    def make() -> ScriptedExecutor:
+        gate.wait(10)
+        made.append(ScriptedExecutor())
+        return made[-1]
+
+    slot = ExecutorSlot(make, idle_s=600)
+    slot.prestart()
+    assert slot.current is None  # not started yet: current does not wait
+    threading.Timer(0.2, gate.set).start()
+    assert slot.settled() is made[0]  # settled does
+    slot.close()

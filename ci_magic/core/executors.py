@@ -110,6 +110,16 @@ class ExecutorSlot:
             self._watch()
         return self._executor
 
+    def settled(self) -> Executor | None:
+        """Like :attr:`current`, but a background start still in progress is waited for (a failed one counts as
+        none here; :meth:`get` raises its error)."""
+        with self._lock:
+            starting = self._starting if self._executor is None else None
+        if starting is not None:
+            with contextlib.suppress(Exception):
+                starting.result()
+        return self.current
+
     def touch(self) -> None:
         self._last_used = time.monotonic()
 

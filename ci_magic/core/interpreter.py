@@ -194,7 +194,9 @@ class Interpreter:
         return result
 
     def _stale(self) -> bool:
-        current = self._slot.current
+        # A sandbox still starting in the background planned its view before files made since: wait for it
+        # (the ask would anyway) rather than let it miss them.
+        current = self._slot.settled()
         return current is not None and current.stale(self._delivered)
 
     def _refuse_unisolated(self, executor: Executor) -> None:
