@@ -57,8 +57,9 @@ HOW_TO_SET: dict[str, dict[str, str]] = {
 #: The notebook's own defaults for what the Python API and the CLI leave off: "Run All" after a kernel restart
 #: replays the same replies, and the sandbox starts while the user reads data.
 NOTEBOOK_REPLY_CACHE = True
-GATEWAY_TOKEN_ENV = "CI_MAGIC_GATEWAY_TOKEN"  # the gateway's token: read from the environment only
 NOTEBOOK_PRESTART = True
+#: The gateway's token is read from the environment only, never from configuration files or settings shown.
+GATEWAY_TOKEN_ENV = "CI_MAGIC_GATEWAY_TOKEN"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
