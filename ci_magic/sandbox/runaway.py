@@ -37,26 +37,10 @@ def stop_strays(result: ExecutionResult, process: SandboxProcess, kernel: ChildK
     try:
         stopped = process.stop_strays(kernels[0] if kernels else -1)
     except OSError:
-        kernel.restart()
-        return replace(
-            result,
-            outcome="error",
-            error_name="LeftoverProcesses",
-            error_value=LEFTOVER_MESSAGE,
-            traceback=LEFTOVER_MESSAGE,
-            restarted=True,
-        )
+        return _restarted_for_leftovers(kernel, result)
     if process.process_count() > MAX_LEFTOVER_PROCESSES:
         # Stopped, but not collected by the kernel: they would hold the process limit forever.
-        kernel.restart()
-        return replace(
-            result,
-            outcome="error",
-            error_name="LeftoverProcesses",
-            error_value=LEFTOVER_MESSAGE,
-            traceback=LEFTOVER_MESSAGE,
-            restarted=True,
-        )
+        return _restarted_for_leftovers(kernel, result)
     note = f"[ci_magic stopped {stopped} process(es) the code left running]\n"
     if stopped > MAX_LEFTOVER_PROCESSES and result.ok:
         # A fork bomb that happened to finish: the model must learn not to do it again.
@@ -139,3 +123,16 @@ class CpuWatchdog:
                 )
                 self._kernel.kill()
                 busy = 0.0
+
+
+def _restarted_for_leftovers(kernel: ChildKernel, result: ExecutionResult) -> ExecutionResult:
+    """Leftover processes that could not be stopped for good: a fresh kernel, and the run reported as failed."""
+    kernel.restart()
+    return replace(
+        result,
+        outcome="error",
+        error_name="LeftoverProcesses",
+        error_value=LEFTOVER_MESSAGE,
+        traceback=LEFTOVER_MESSAGE,
+        restarted=True,
+    )
