@@ -625,6 +625,31 @@ def test_fork_bomb_is_contained(sandbox: Sandbox, unchanged: None) -> None:
     assert sandbox._process is not None and len(sandbox._process.processes()) <= 2  # nothing left running
 
 
+def test_a_process_left_running_is_stopped_even_where_a_thread_ended(
+    sandbox: Sandbox, unchanged: None
+) -> None:
+    # After every run the parent looks for leftovers with two cheap reads (live processes, tasks). A thread that
+    # ends while a process starts keeps the task count equal: the live-process count must still give it away.
+    sandbox.run(
+        "import threading, subprocess, sys\n_go = threading.Event()\n_t = threading.Thread(target=_go.wait)\n_t.start()"
+    )
+    assert sandbox.run("x = 1").ok  # the sandbox is settled with the waiting thread
+    result = sandbox.run(
+        "_go.set(); _t.join()\n_p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])"
+    )
+    assert "[ci_magic stopped 1 process(es) the code left running]" in result.text(), result
+    assert sandbox._process is not None and len(sandbox._process.processes()) <= 2
+
+
+def test_processes_nobody_collects_restart_the_sandbox(sandbox: Sandbox) -> None:
+    # Ended children the kernel never waits for cannot be killed, yet each holds a slot of the process limit.
+    sandbox.send_frames({"df": pd.DataFrame({"a": [1, 2]})})
+    result = sandbox.run("import os\nfor _ in range(40):\n    if os.fork() == 0:\n        os._exit(0)")
+    assert result.error_name == "LeftoverProcesses" and result.restarted, result
+    assert sandbox.run("print(df.a.sum())").text() == "3\n"  # a fresh kernel, the frames back
+    assert sandbox._process is not None and sandbox._process.process_count() <= 2
+
+
 def test_background_cpu_after_the_run_restarts_the_sandbox(sandbox: Sandbox) -> None:
     sandbox.send_frames({"df": pd.DataFrame({"a": [1, 2]})})
     started = sandbox.kernel.starts

@@ -21,11 +21,17 @@ class Accounting:
     cpu_cgroup: Path | None = None  # cpuacct.usage (v1) or cpu.stat (v2)
     owned: list[Path] = field(default_factory=list)  # cgroup folders to remove when done
 
-    def cgroup_processes(self) -> int | None:
+    def cgroup_footprint(self) -> tuple[int, int] | None:
+        """(processes, tasks) in the pids cgroup. Tasks count threads and ended processes nobody collected yet
+        (both hold a slot of the limit); processes count only live ones."""
         if self.pids_cgroup is None:
             return None
+        folder = str(self.pids_cgroup)  # read after every run: plain opens, no pathlib
         try:
-            return int((self.pids_cgroup / "pids.current").read_text())
+            with open(folder + "/cgroup.procs", "rb") as fh:
+                processes = fh.read().count(b"\n")  # one pid per line
+            with open(folder + "/pids.current", "rb") as fh:
+                return processes, int(fh.read())
         except (OSError, ValueError):
             return None
 

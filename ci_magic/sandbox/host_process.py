@@ -34,6 +34,7 @@ class SandboxProcess:
         except (AttributeError, OSError):
             self._pidfd = None
         self._pid_ns = self._read_link("ns/pid")
+        self._settled_tasks: int | None = None
 
     def _alive(self) -> bool:
         if self._pidfd is None:
@@ -135,10 +136,25 @@ class SandboxProcess:
 
     def process_count(self) -> int:
         """Processes in the sandbox, ended-but-uncollected ones included (they hold a slot of the limit)."""
-        counted = self.accounting.cgroup_processes()
-        if counted is not None:
-            return max(0, counted - 2)  # the launcher and bubblewrap joined the cgroup too
         return len(self.processes(zombies=True))
+
+    def may_have_strays(self) -> bool:
+        """Whether a run may have left processes behind, to be looked for with :meth:`processes`.
+
+        Asked after every run, so with cgroups it costs two small reads: more live processes than bubblewrap's
+        child and the kernel (the launcher and bubblewrap outside joined the cgroup too), or a task count (threads
+        and uncollected processes) different from the last :meth:`settle`. Without cgroups, the full count."""
+        now = self.accounting.cgroup_footprint()
+        if now is None:
+            return self.process_count() > 2
+        processes, tasks = now
+        return processes > 4 or tasks != self._settled_tasks
+
+    def settle(self) -> None:
+        """Remember the task count once a look found nothing left (or after cleaning up): new threads of the
+        kernel (a thread pool started by the code) are then paid for once, not after every run."""
+        now = self.accounting.cgroup_footprint()
+        self._settled_tasks = now[1] if now else None
 
     def stop_strays(self, keep: int, rounds: int = 50) -> int:
         """SIGKILL every process of the sandbox but its first one and ``keep`` (the kernel), from outside.

@@ -182,8 +182,10 @@ class Sandbox:
                 self._frames.restore(self._kernel, {k for k in frames if k in wanted} - set(sent))
         before = self._last_files if self._last_files is not None else self._files()
         result = self._kernel.execute(code)
-        if not result.restarted and self._process is not None and self._process.process_count() > 2:
+        if not result.restarted and self._process is not None and self._process.may_have_strays():
             result = runaway.stop_strays(result, self._process, self._kernel)
+            if self._process is not None:
+                self._process.settle()
         self._check_restarted()
         after = self._files()
         self._last_files = after
