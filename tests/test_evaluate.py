@@ -147,3 +147,15 @@ def test_replayed_replies_are_recorded_and_fresh_asks_the_model(
     assert (replayed["replies"], replayed["cached_replies"]) == (1, 1)  # its time is not the model's
     assert (fresh["replies"], fresh["cached_replies"]) == (1, 0)
     assert len(fake.requests) == 2 and first["ok"] and replayed["ok"] and fresh["ok"]
+
+
+def test_each_question_sees_only_its_own_table(fake: FakeModelServer, tmp_path: Path) -> None:
+    # The tables' folder holds every question's table; a user asking about one file has only that one.
+    (tmp_path / "other.csv").write_text("a\n1\n")
+    (question,) = read_questions(write_questions(tmp_path))[:1]
+    fake.add(fenced("open('made.txt', 'w').write('x')\nprint(f'@mean_x[{round(df.x.mean(), 2)}]')"))
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k")
+    (record,) = run_eval([question], tmp_path, io.StringIO(), settings=settings, attempts=1, progress=io.StringIO())
+    sent = "\n".join(m["content"] for m in fake.requests[0]["messages"])
+    assert record["ok"] and "'t.csv'" in sent and "other.csv" not in sent and "q.jsonl" not in sent
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.csv", "q.jsonl", "t.csv"]  # nothing written here

@@ -1,16 +1,20 @@
 """``ci-magic eval``: run DABench-format questions through the same loop as ``%%ask``.
 
 Each question (question + constraints + ``@name[value]`` answer format, one table) is asked in a fresh sandbox
-with the table loaded as ``df``. The answer is what the working code prints; a check turns output that lacks a
+with the table loaded as ``df``, in a working folder of its own that holds only that table: as for a user with
+this one file, not a list of every other question's tables in each prompt (a third of its tokens on DABench). The answer is what the working code prints; a check turns output that lacks a
 required ``@name[...]`` into a failed attempt with that reason, so the repair loop fixes formats, not only errors.
 One question crashing or timing out is recorded and the run goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -191,6 +195,7 @@ def run_eval(
     started = time.monotonic()
     for index, q in enumerate(questions, 1):
         t0 = time.monotonic()
+        stack = contextlib.ExitStack()
         record: dict[str, Any] = {
             "id": q.id,
             "response_text": "",
@@ -205,7 +210,9 @@ def run_eval(
         }
         try:
             frame = load_table(tables / q.file_name)
-            with Interpreter(settings, provider=provider, user_dir=tables) as interp:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="ci_magic-eval-"))
+            shutil.copy2(tables / q.file_name, Path(folder) / Path(q.file_name).name)
+            with Interpreter(settings, provider=provider, user_dir=Path(folder)) as interp:
                 result = interp.ask(
                     q.prompt(),
                     {"df": frame},
@@ -235,6 +242,8 @@ def run_eval(
             record["error"] = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # one broken question must not end the run
             record["error"] = f"crash: {type(exc).__name__}: {exc}"
+        finally:
+            stack.close()  # the question's folder, with whatever its code wrote
         record["seconds"] = round(time.monotonic() - t0, 2)
         out.write(json.dumps(record) + "\n")
         out.flush()
