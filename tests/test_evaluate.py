@@ -155,7 +155,13 @@ def test_each_question_sees_only_its_own_table(fake: FakeModelServer, tmp_path: 
     (question,) = read_questions(write_questions(tmp_path))[:1]
     fake.add(fenced("open('made.txt', 'w').write('x')\nprint(f'@mean_x[{round(df.x.mean(), 2)}]')"))
     settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k")
-    (record,) = run_eval([question], tmp_path, io.StringIO(), settings=settings, attempts=1, progress=io.StringIO())
+    (record,) = run_eval(
+        [question], tmp_path, io.StringIO(), settings=settings, attempts=1, progress=io.StringIO()
+    )
     sent = "\n".join(m["content"] for m in fake.requests[0]["messages"])
     assert record["ok"] and "'t.csv'" in sent and "other.csv" not in sent and "q.jsonl" not in sent
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.csv", "q.jsonl", "t.csv"]  # nothing written here
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "other.csv",
+        "q.jsonl",
+        "t.csv",
+    ]  # nothing written here
