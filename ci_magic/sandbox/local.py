@@ -184,8 +184,6 @@ class Sandbox:
         result = self._kernel.execute(code)
         if not result.restarted and self._process is not None and self._process.may_have_strays():
             result = runaway.stop_strays(result, self._process, self._kernel)
-            if self._process is not None:
-                self._process.settle()
         self._check_restarted()
         after = self._files()
         self._last_files = after

@@ -41,6 +41,7 @@ def stop_strays(result: ExecutionResult, process: SandboxProcess, kernel: ChildK
     if process.process_count() > MAX_LEFTOVER_PROCESSES:
         # Stopped, but not collected by the kernel: they would hold the process limit forever.
         return _restarted_for_leftovers(kernel, result)
+    process.settle()  # the kernel alone again: the next runs need not look unless this changes
     note = f"[ci_magic stopped {stopped} process(es) the code left running]\n"
     if stopped > MAX_LEFTOVER_PROCESSES and result.ok:
         # A fork bomb that happened to finish: the model must learn not to do it again.
