@@ -2,8 +2,9 @@
 
 Each question (question + constraints + ``@name[value]`` answer format, one table) is asked in a fresh sandbox
 with the table loaded as ``df``, in a working folder of its own that holds only that table: as for a user with
-this one file, not a list of every other question's tables in each prompt (a third of its tokens on DABench). The answer is what the working code prints; a check turns output that lacks a
-required ``@name[...]`` into a failed attempt with that reason, so the repair loop fixes formats, not only errors.
+this one file, not a list of every other question's tables in each prompt (22% of a first prompt's characters on
+the DABench dev set). The answer is what the working code prints; a check turns output that lacks a required
+``@name[...]`` into a failed attempt with that reason, so the repair loop fixes formats, not only errors.
 One question crashing or timing out is recorded and the run goes on.
 """
 
@@ -174,6 +175,14 @@ def load_table(path: Path) -> Any:
         return pd.read_csv(path, encoding="latin-1")
 
 
+@contextlib.contextmanager
+def own_folder(table: Path) -> Iterator[Path]:
+    """A temporary working folder holding a copy of ``table`` only; removed with whatever the code wrote."""
+    with tempfile.TemporaryDirectory(prefix="ci_magic-eval-") as folder:
+        shutil.copy2(table, Path(folder) / table.name)
+        yield Path(folder)
+
+
 def run_eval(
     questions: list[Question],
     tables: Path,
@@ -195,7 +204,6 @@ def run_eval(
     started = time.monotonic()
     for index, q in enumerate(questions, 1):
         t0 = time.monotonic()
-        stack = contextlib.ExitStack()
         record: dict[str, Any] = {
             "id": q.id,
             "response_text": "",
@@ -210,9 +218,10 @@ def run_eval(
         }
         try:
             frame = load_table(tables / q.file_name)
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="ci_magic-eval-"))
-            shutil.copy2(tables / q.file_name, Path(folder) / Path(q.file_name).name)
-            with Interpreter(settings, provider=provider, user_dir=Path(folder)) as interp:
+            with (
+                own_folder(tables / q.file_name) as folder,
+                Interpreter(settings, provider=provider, user_dir=folder) as interp,
+            ):
                 result = interp.ask(
                     q.prompt(),
                     {"df": frame},
@@ -242,8 +251,6 @@ def run_eval(
             record["error"] = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # one broken question must not end the run
             record["error"] = f"crash: {type(exc).__name__}: {exc}"
-        finally:
-            stack.close()  # the question's folder, with whatever its code wrote
         record["seconds"] = round(time.monotonic() - t0, 2)
         out.write(json.dumps(record) + "\n")
         out.flush()
