@@ -20,7 +20,8 @@ from ci_magic.providers.fake import FakeModelServer
 SECRET = "sk-adversarial-secret-0042"
 
 CASES = {
-    "infinite loop": ("while True:\n    pass", "time limit"),
+    # The ask's own limit (--timeout 8), also in the sandbox that %load_ext started with the default one.
+    "infinite loop": ("while True:\n    pass", "the 8 s time limit"),
     "memory bomb": ("hog = bytearray(16 * 1024**3)", "MemoryError"),
     "os._exit": ("import os\nos._exit(3)", "exited with code 3"),
     "segfault": ("import ctypes\nctypes.string_at(0)", "killed by signal 11"),
@@ -34,7 +35,7 @@ CASES = {
     ),
     "fork bomb": (
         "import os\nwhile True:\n    os.fork()",
-        "|".join(["processes", "died", "Resource", "BlockingIOError", "time limit"]),
+        "|".join(["processes", "died", "Resource", "BlockingIOError", "the 8 s time limit"]),
     ),
     # The user's file is a read-only mount in the sandbox's folder; its host path does not exist inside.
     "delete user file": ("import os\nos.remove('precious.csv')", "busy|Read-only file system|not permitted"),

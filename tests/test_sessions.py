@@ -52,6 +52,31 @@ def test_an_idle_local_sandbox_is_closed(
     slot.close()
 
 
+def test_limits_set_while_the_sandbox_starts_in_the_background_apply_to_it() -> None:
+    # %load_ext prestarts the sandbox with the defaults (60 s); a first `%%ask --timeout 8` arrives while it is
+    # still starting. The 8 s must reach that sandbox, not be dropped because there was no sandbox yet.
+    import threading
+
+    from ci_magic.core.settings import Limits
+
+    gate = threading.Event()
+
+    def make() -> ScriptedExecutor:
+        gate.wait(10)
+        return ScriptedExecutor()
+
+    slot = ExecutorSlot(make, idle_s=600)
+    slot.prestart()
+    slot.set_limits(Limits(timeout_s=8))
+    gate.set()
+    executor = slot.get()
+    assert isinstance(executor, ScriptedExecutor) and executor.limits == Limits(timeout_s=8)
+    slot.drop()  # a new sandbox is made from its own settings, not from the dropped one's limits
+    fresh = slot.get()
+    assert isinstance(fresh, ScriptedExecutor) and fresh.limits is None
+    slot.close()
+
+
 def test_ask_reset_starts_over(shell: object, fake: FakeModelServer) -> None:
     from IPython.utils.capture import capture_output
 

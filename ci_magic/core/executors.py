@@ -60,6 +60,9 @@ class ExecutorSlot:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._busy = 0
+        # The latest per-ask limits (time, output sizes): an executor still starting in the background was made
+        # with the settings of its start, and gets these when it is taken.
+        self._limits: Limits | None = None
 
     def prestart(self) -> None:
         """Start the executor in the background, so the first ask does not wait for it (warm pool of one)."""
@@ -87,7 +90,7 @@ class ExecutorSlot:
         with self._lock:
             starting, self._starting = self._starting, None
         if self._executor is None:
-            self._executor = starting.result() if starting is not None else self._make()
+            self._executor = self._adopt(starting.result()) if starting is not None else self._make()
             self._had_one = True
             self._watch()
         self._last_used = time.monotonic()
@@ -104,7 +107,7 @@ class ExecutorSlot:
                 and starting.done()
                 and starting.exception() is None
             ):
-                self._executor, self._starting = starting.result(), None
+                self._executor, self._starting = self._adopt(starting.result()), None
                 self._had_one = True
         if self._executor is not None:
             self._watch()
@@ -124,15 +127,26 @@ class ExecutorSlot:
         self._last_used = time.monotonic()
 
     def set_limits(self, limits: Limits) -> None:
-        """Limits that do not need a new sandbox (time, output, transfer sizes), for the next runs."""
-        if self._executor is not None:
-            self._executor.set_limits(limits)
+        """Limits that do not need a new sandbox (time, output, transfer sizes), for the next runs; an executor
+        still starting gets them when it is taken."""
+        with self._lock:
+            self._limits = limits
+            executor = self._executor
+        if executor is not None:
+            executor.set_limits(limits)
+
+    def _adopt(self, executor: Executor) -> Executor:
+        """An executor started in the background, with the limits set since its start began."""
+        if self._limits is not None:
+            executor.set_limits(self._limits)
+        return executor
 
     def drop(self) -> None:
         """End the executor now (a started or starting one); the next :meth:`get` starts a fresh one."""
         with self._lock:
             starting, self._starting = self._starting, None
             executor, self._executor = self._executor, None
+            self._limits = None  # the next executor is made from the settings of its own start
         if starting is not None:
             with contextlib.suppress(Exception):  # a failed prestart has nothing to close
                 starting.result().close()

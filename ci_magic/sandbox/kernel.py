@@ -8,6 +8,10 @@ the sandbox needs no writable host path and never sees another kernel's sockets.
 read by ``kernel_messages.py`` (size-capped sockets, output collected until idle). Executions are bounded in
 wall time: on timeout the kernel is interrupted, and restarted if it does not come back. The launcher's report
 (bubblewrap's child pid) is read from the parent's private folder.
+
+Every start binds sockets of its own. Processes of an ended kernel can outlive it for a moment (a fork bomb's
+hundreds take seconds to die) and still hold its listening sockets: with shared sockets they accepted the next
+kernel's connections, answered in the old kernel's name and left the new one deaf.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ HERE = Path(__file__).resolve().parent
 #: Bytes of output one execution may stream at us before it counts as a flood and is interrupted.
 FLOOD_FACTOR = 50
 PORTS = (1, 2, 3, 4, 5)  # shell, iopub, stdin, control, hb: names of the pre-bound sockets
+#: How long a (re)start may take to be ready and run its start-up code: the fixed part of a restart's cost.
+START_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -71,15 +77,19 @@ class ChildKernel:
         self.last_expressions: dict[str, Any] = {}
         self._replies: dict[str, dict[str, Any]] = {}  # shell replies not yet asked for, by request id
         self.starts = 0
-        self._sockets = self._bind_sockets()
+        self._sockets: dict[str, socket.socket] = {}
+        self._generation = 0  # of the sockets: each start binds its own
+        self._bind_sockets()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for every (re)start of the launcher
 
     @property
     def socket_prefix(self) -> str:
-        return str(self.control / "k")
+        return str(self.control / f"k{self._generation}")
 
-    def _bind_sockets(self) -> dict[str, socket.socket]:
-        found = {}
+    def _bind_sockets(self) -> None:
+        """Listening sockets for the next start (the previous start's closed and removed first)."""
+        self._close_sockets()
+        self._generation += 1
         for port in PORTS:
             path = f"{self.socket_prefix}-{port}"
             if len(path.encode()) > 100:
@@ -87,11 +97,17 @@ class ChildKernel:
                     f"The sandbox's folder {self.control} has too long a path for its sockets."
                 )
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sockets[path] = sock
             sock.bind(path)
             sock.listen(64)
             sock.set_inheritable(True)
-            found[path] = sock
-        return found
+
+    def _close_sockets(self) -> None:
+        for path, sock in self._sockets.items():
+            sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self._sockets = {}
 
     @property
     def socket_fds(self) -> dict[str, int]:
@@ -123,7 +139,9 @@ class ChildKernel:
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
         return self.control / "kernels"
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = START_TIMEOUT_S) -> None:
+        if self.starts:  # sockets of its own for every start (see the module's docstring)
+            self._bind_sockets()
         ksm = KernelSpecManager(kernel_dirs=[str(self._write_launch())])
         km = SandboxKernelManager(
             kernel_name=KERNEL_NAME,
@@ -155,20 +173,32 @@ class ChildKernel:
 
     def _connect(self, timeout: float) -> None:
         assert self._km is not None
+        deadline = time.monotonic() + timeout
         kc = self._km.client()
         kc.start_channels(hb=False)
         try:
             kc.wait_for_ready(timeout=timeout)
-        except RuntimeError as exc:
+        except Exception as exc:  # RuntimeError (not ready), or a message jupyter_client could not read
             kc.stop_channels()
             raise SandboxError(
-                f"The sandbox kernel did not become ready within {timeout:.0f} s ({exc}).{self.log_tail()}"
+                f"The sandbox kernel did not become ready within {timeout:.0f} s "
+                f"({type(exc).__name__}: {str(exc)[:200]}).{self.log_tail()}"
             ) from exc
         self._kc = kc
-        if self.startup_code:
-            result = self.execute(self.startup_code, timeout=timeout, silent=True)
-            if not result.ok:
-                raise SandboxError(f"The sandbox kernel could not be prepared: {result.error_value}")
+        self.run_startup(max(1.0, deadline - time.monotonic()))
+
+    def run_startup(self, timeout: float) -> None:
+        """The start-up code, within what is left of the start's time; a start that cannot run it fails
+        (SandboxError) instead of restarting again from inside the restart."""
+        if not self.startup_code:
+            return
+        result = self.execute(self.startup_code, timeout=timeout, silent=True, recover=False)
+        if not result.ok:
+            self._kc.stop_channels()
+            self._kc = None  # the next execution starts afresh
+            raise SandboxError(
+                f"The sandbox kernel could not be prepared: {result.error_name}: {result.error_value}"
+            )
 
     def log_tail(self, chars: int = 800) -> str:
         """The end of the launcher's and the kernel's output (bubblewrap's complaints, a kernel's traceback)."""
@@ -195,7 +225,7 @@ class ChildKernel:
     def alive(self) -> bool:
         return self._km is not None and bool(self._km.is_alive())
 
-    def restart(self, timeout: float = 60.0) -> None:
+    def restart(self, timeout: float = START_TIMEOUT_S) -> None:
         if self._km is None:
             self.start(timeout)
             return
@@ -226,9 +256,7 @@ class ChildKernel:
             with contextlib.suppress(Exception):  # already gone: nothing left to clean
                 self._km.shutdown_kernel(now=True)
             self._km = None
-        for sock in self._sockets.values():
-            sock.close()
-        self._sockets.clear()
+        self._close_sockets()
         self._log.close()
 
     def interrupt(self) -> None:
@@ -244,11 +272,13 @@ class ChildKernel:
         *,
         silent: bool = False,
         expressions: dict[str, str] | None = None,
+        recover: bool = True,
     ) -> ExecutionResult:
         """Run ``code``; errors, timeouts and deaths come back as data. Restarts the kernel if needed.
 
         ``expressions`` (JSON-returning helper calls) are evaluated by the kernel right after a successful run and
-        land decoded in :attr:`last_expressions`, in the same round trip as the code.
+        land decoded in :attr:`last_expressions`, in the same round trip as the code. Without ``recover`` (the
+        start-up code, inside a start) a kernel that timed out or died is left to the caller, not restarted.
         """
         if self._kc is None or not self.alive:
             self.restart()
@@ -267,6 +297,8 @@ class ChildKernel:
         if outcome == "done" and expressions:
             self.last_expressions = self._expressions_reply(msg_id)
         if outcome in ("timeout", "flood"):
+            if not recover:
+                return outcome_result(outcome, collector, started, timeout=timeout)
             self.interrupt()
             recovered = self._drain(msg_id, collector, time.monotonic() + self.limits.interrupt_grace_s)
             if recovered in ("timeout", "flood"):
@@ -274,13 +306,14 @@ class ChildKernel:
                 return outcome_result(outcome, collector, started, restarted=True, timeout=timeout)
             return outcome_result(outcome, collector, started, timeout=timeout)
         if outcome == "lost":
-            if not self._resync():
+            if recover and not self._resync():
                 self.restart()
             return outcome_result("lost", collector, started)
         if outcome == "died":
             death = self._exit_description()
-            self.restart()
-            return outcome_result("died", collector, started, restarted=True, death=death)
+            if recover:
+                self.restart()
+            return outcome_result("died", collector, started, restarted=recover, death=death)
         error = next((o for o in collector.outputs if o["output_type"] == "error"), None)
         return outcome_result("error" if error else "ok", collector, started)
 

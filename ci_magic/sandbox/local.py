@@ -29,6 +29,9 @@ from .host_process import SandboxProcess
 from .kernel import ChildKernel, Launch
 from .scan import code_names
 
+#: How long a restart waits for the previous sandbox's processes to be gone (part of a restart's fixed cost).
+END_TIMEOUT_S = 10.0
+
 
 class Sandbox:
     """A session: one sandbox kernel that outlives single asks, so follow-up questions see earlier variables."""
@@ -90,7 +93,15 @@ class Sandbox:
     # -- starting -----------------------------------------------------------------------------------------------
 
     def _launch_config(self) -> dict[str, Any]:
-        """The launcher's instructions for the next (re)start: a fresh set of cgroups, the same view."""
+        """The launcher's instructions for the next (re)start: a fresh set of cgroups, the same view.
+
+        The previous sandbox is gone first: its processes (a fork bomb's hundreds) would otherwise take the
+        CPU, memory and process slots the new kernel needs to start."""
+        if self._process is not None and not self._process.end(END_TIMEOUT_S):
+            self.warnings.append(
+                f"processes of the previous sandbox were still ending after {END_TIMEOUT_S:g} s; the new one "
+                "was started beside them."
+            )
         name = f"{self.session_dir.name}-{self._kernel.starts + 1}"
         self._accounting.remove()  # the previous start's cgroups: empty once its processes are gone
         memory = startup.memory_bytes(self.limits)
@@ -299,6 +310,7 @@ class Sandbox:
         if hasattr(self, "_kernel"):
             self._kernel.shutdown()
         if self._process is not None:
+            self._process.end(END_TIMEOUT_S)  # closed means gone: nothing of it still runs or holds a slot
             self._process.close()
             self._process = None
         self._accounting.remove()

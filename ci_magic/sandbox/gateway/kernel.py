@@ -165,11 +165,7 @@ class RemoteKernel(ChildKernel):
 
     def _prepare(self, timeout: float) -> None:
         assert self._kc is not None
-        result = self.execute(self.startup_code, timeout=timeout, silent=True)
-        if not result.ok:
-            raise SandboxError(
-                f"The kernel on the gateway could not be prepared: {result.error_name}: {result.error_value}"
-            )
+        self.run_startup(timeout)
         previous = self.report.get("workdir")
         report = self.evaluate(self.setup(previous if isinstance(previous, str) else None), timeout=timeout)
         self.report = report if isinstance(report, dict) else {}
