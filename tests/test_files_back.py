@@ -209,3 +209,63 @@ def test_the_cli_converts_an_excel_sheet_next_to_the_workbook(fake: FakeModelSer
     # The model saw the workbook's sheets without being told.
     sent = fake.requests[0]["messages"][-1]["content"]
     assert "sales.xlsx" in sent and "'Q2'" in sent
+
+
+def test_files_that_would_run_where_they_land_arrive_inert(
+    fake: FakeModelServer, it: Interpreter, folder: Path
+) -> None:
+    # The notebook's folder is first on the user kernel's sys.path, and tools load some names from it: a
+    # ci_magic.py written in the sandbox would be what the next `%load_ext ci_magic` imports, on the host.
+    names = [
+        "ci_magic.py",
+        "pandas.PY",
+        "conftest.py",
+        "sitecustomize.py",
+        "pkg/__init__.py",
+        "lib/_speedups.cpython-311-x86_64-linux-gnu.so",
+        "libfoo.so.1",
+        "evil.pth",
+        "pyproject.toml",
+        "Makefile",
+        "jupyter_server_config.json",
+        "ipython_config.py",
+    ]
+    code = "import os\n" + "".join(
+        f"os.makedirs(os.path.dirname({n!r}) or '.', exist_ok=True); open({n!r}, 'w').write('print(1)')\n"
+        for n in names
+    )
+    got = {
+        path: (saved, note)
+        for path, saved, note in ask(fake, it, code + "open('report.csv', 'w').write('a\\n')")
+    }
+    assert got.pop("report.csv") == ("report.csv", None)  # data arrives as it is
+    for name in names:
+        saved, note = got[name]
+        assert saved == name + ".txt" and note and "rename it to use it" in note, (name, saved, note)
+        assert not (folder / name).exists() and (folder / saved).read_text() == "print(1)"
+    sys_path_first = subprocess.run(
+        [sys.executable, "-c", "import ci_magic; print(ci_magic.__file__)"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    assert sys_path_first.returncode == 0 and str(folder) not in sys_path_first.stdout  # the real package
+
+
+def test_a_look_alike_of_a_users_file_arrives_with_a_note(
+    fake: FakeModelServer, it: Interpreter, folder: Path
+) -> None:
+    (folder / "caf\u00e9.csv").write_text("the user's own\n")  # composed é
+    got = {
+        path: (saved, note)
+        for path, saved, note in ask(
+            fake,
+            it,
+            "open('d\u0430ta.csv', 'w').write('a,b\\n6,6\\n')\n"  # Cyrillic а
+            "open('cafe\u0301.csv', 'w').write('x\\n')",  # decomposed é
+        )
+    }
+    for path, twin in (("d\u0430ta.csv", "data.csv"), ("cafe\u0301.csv", "caf\u00e9.csv")):
+        saved, note = got[path]
+        assert saved == path and note is not None and f"looks like {twin!r}" in note, (path, note)
+    assert (folder / "data.csv").read_text() == "a,b\n1,2\n"

@@ -323,3 +323,44 @@ def test_empty_and_missing_folders(tmp_path: Path) -> None:
     (tmp_path / ".hidden").write_text("x")
     assert describe(tmp_path).text.startswith("The working folder has no files to show")
     assert describe(tmp_path / "missing").files == []
+
+
+def test_files_a_sandbox_could_have_delivered_cost_a_bounded_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every ask describes the folder in the user's kernel, and the sandbox's code can leave files there.
+    import zipfile
+
+    import openpyxl
+
+    # A workbook whose styles part inflates to 200 MB: openpyxl would read it whole, on every ask.
+    book = openpyxl.Workbook()
+    book.active.title = "data"
+    book.save(tmp_path / "plain.xlsx")
+    with (
+        zipfile.ZipFile(tmp_path / "plain.xlsx") as src,
+        zipfile.ZipFile(tmp_path / "bomb.xlsx", "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for item in src.infolist():
+            body = src.read(item.filename)
+            if item.filename == "xl/styles.xml":
+                body = body.replace(b"<fonts", b" " * 200_000_000 + b"<fonts", 1)
+            dst.writestr(item, body)
+    (tmp_path / "plain.xlsx").unlink()
+    opened: list[Any] = []
+    real = openpyxl.load_workbook
+    monkeypatch.setattr(openpyxl, "load_workbook", lambda *a, **k: opened.append(1) or real(*a, **k))
+    # CSVs of quotes that never close: csv.Sniffer's time grows with the square of what it is given.
+    for i in range(3):
+        (tmp_path / f"quotes{i}.csv").write_text(',"a' * 11_000 + "\n")
+    seen: list[int] = []
+    sniff = file_peeks.csv.Sniffer.sniff
+    monkeypatch.setattr(
+        file_peeks.csv.Sniffer,
+        "sniff",
+        lambda self, sample, *a, **k: seen.append(len(sample)) or sniff(self, sample, *a, **k),
+    )
+    ctx = describe(tmp_path)
+    assert "sheet" in line_of(ctx, "bomb.xlsx") and "data" in ctx.text
+    assert opened == []  # sheet names from the workbook part, the bomb never inflated
+    assert len(seen) == 3 and max(seen) <= file_peeks.SNIFF_CHARS

@@ -95,3 +95,49 @@ def test_unreachable_model_is_a_clear_error(shell: InteractiveShell, monkeypatch
         result = shell.run_cell("%%ask\nq")
     assert not result.success and "Could not connect to the model server" in cap.stdout + cap.stderr
     assert "Traceback" not in cap.stdout + cap.stderr
+
+
+def test_a_generated_cell_run_again_runs_in_the_sandbox(
+    shell: InteractiveShell, fake: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Code that behaves when sandboxed and steals when not: running the offered cell again ("Run All") must
+    # not be its way into the user's kernel.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-user-secret-77")
+    code = (
+        "import os\nkey = os.environ.get('OPENAI_API_KEY')\n"
+        "where = 'outside' if key else 'inside'\nprint(where)\ntotal = sales.revenue.sum()"
+    )
+    fake.add(fenced(code))
+    with capture_output() as cap:
+        assert shell.run_cell("%%ask\nTotal revenue").success, cap.stderr
+    offered = shell.rl_next_input
+    assert offered is not None and offered.startswith("%%sandbox") and code in offered
+    shell.user_ns["sales"].loc[0, "revenue"] = 100.0  # the re-run sees the notebook's frame as it is now
+    with capture_output() as cap:
+        assert shell.run_cell(offered).success, cap.stderr
+    assert "inside" in cap.stdout and "sk-user-secret-77" not in cap.stdout
+    assert shell.user_ns["total"] == 150.0 and shell.user_ns["key"] is None
+    assert shell.user_ns["where"] == "inside"
+    # A failing cell fails (Run All stops there); without ci_magic the cell does not run at all.
+    with capture_output():
+        assert not shell.run_cell("%%sandbox\nraise ValueError('nope')").success
+        shell.run_cell("%unload_ext ci_magic")
+        outside = shell.run_cell(offered)
+    assert not outside.success and shell.user_ns.get("where") == "inside"
+    shell.run_cell("%load_ext ci_magic")
+
+
+def test_values_brought_back_never_hide_builtins_unasked(
+    shell: InteractiveShell, fake: FakeModelServer
+) -> None:
+    fake.add(fenced("len = 3\nsorted = 'x'\ntotal = 1"), fenced("len = 3"))
+    with capture_output() as cap:
+        assert shell.run_cell("%%ask\nCount").success, cap.stderr
+    assert "len" not in shell.user_ns and "sorted" not in shell.user_ns and shell.user_ns["total"] == 1
+    assert "would hide Python's built-in 'len'" in "\n".join(
+        o.data.get("text/plain", "") for o in cap.outputs
+    )
+    with capture_output() as cap:
+        assert shell.run_cell("%%ask --keep len\nAgain").success, cap.stderr
+    assert shell.user_ns["len"] == 3
+    del shell.user_ns["len"]

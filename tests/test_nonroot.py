@@ -1,8 +1,10 @@
-"""The attack suite (test_attacks.py) again, as an unprivileged user: the usual case outside containers.
+"""The attack suite again, as an unprivileged user: the usual case outside containers.
 
 As root the sandbox is built by a privileged bubblewrap and drops to uid 65534; as a normal user bubblewrap
-makes a user namespace instead. Both paths must hold. This re-runs tests/test_attacks.py in a child pytest as
-user 'nobody' (uid 65534) through setpriv. Needs root to switch users (CI runs as root); skipped otherwise,
+makes a user namespace instead. Both paths must hold. This re-runs tests/test_attacks.py — and the tests of
+what leaves the sandbox for the user's side (files that would run where they land, look-alike names, the
+record cell, re-running a generated cell, verify) — in a child pytest as user 'nobody' (uid 65534) through
+setpriv. Needs root to switch users (CI runs as root); skipped otherwise,
 since then the whole suite already runs unprivileged.
 """
 
@@ -19,6 +21,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+AS_NOBODY = [
+    "test_attacks.py",
+    "test_record_cell.py",
+    "test_files_back.py::test_files_that_would_run_where_they_land_arrive_inert",
+    "test_files_back.py::test_a_look_alike_of_a_users_file_arrives_with_a_note",
+    "test_magic.py::test_a_generated_cell_run_again_runs_in_the_sandbox",
+    "test_magic.py::test_values_brought_back_never_hide_builtins_unasked",
+    "test_export.py::test_verify_runs_generated_code_in_the_sandbox",
+]
 
 
 def _cannot_run_as_nobody() -> str | None:
@@ -54,7 +65,7 @@ def test_attack_suite_as_an_unprivileged_user() -> None:
                 "-p",
                 "no:cacheprovider",
                 f"--basetemp={work / 'pytest'}",
-                str(ROOT / "tests" / "test_attacks.py"),
+                *[str(ROOT / "tests" / name) for name in AS_NOBODY],
             ],
             capture_output=True,
             text=True,
@@ -64,5 +75,7 @@ def test_attack_suite_as_an_unprivileged_user() -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    assert proc.returncode == 0, (proc.stdout[-6000:], proc.stderr[-2000:])
+    # What failed, and why: the child's error lines first (its whole output is too long to read in a report).
+    why = [line for line in proc.stdout.splitlines() if line.startswith(("E ", "FAILED", "ERROR", "____"))]
+    assert proc.returncode == 0, ("\n".join(why[:120]), proc.stdout[-3000:], proc.stderr[-2000:])
     assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-1000:]

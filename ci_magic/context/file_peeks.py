@@ -34,6 +34,12 @@ TINY_BYTES = 1_000_000  # below this a text file is read whole: lines counted, J
 PDF_BYTES = 200_000_000  # no page count above this
 PDF_LENIENT_BYTES = 10_000_000  # pypdf's lenient mode re-reads a whole broken file: only for small ones
 XLSX_STRINGS = 8_000_000  # openpyxl loads all shared strings even read-only: above this, sheet names only
+# A workbook is a zip that openpyxl inflates part by part (styles, strings, a sheet's rows): a part declared
+# larger than this, or compressed more than XLSX_RATIO to one (a zip bomb's mark), gets sheet names only.
+# zipfile never inflates past a member's declared size, so the declaration bounds what is read.
+XLSX_PART_BYTES = 64_000_000
+XLSX_RATIO = 100
+SNIFF_CHARS = 2048  # csv.Sniffer is quadratic in its input (quotes without an end): it sees this much at most
 IPC_BATCHES = 100  # count_rows reads one message header per record batch
 COLUMNS, SHEETS, HEAD_ROWS = 30, 20, 20
 _PLAIN = re.compile(r"[\w\[\]<>,=/:.+ -]{1,40}")  # Arrow type names; others (nested field names) are quoted
@@ -144,8 +150,8 @@ def _csv(fh: BinaryIO, size: int, ext: str) -> list[Bit]:
     if not tiny and 1 < len(lines) < HEAD_ROWS:
         lines.pop()  # the prefix cut the last line
     sample = "\n".join(lines)
-    try:  # on a bounded sample: the sniffer's cost grows with its input
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    try:  # on a small sample: the sniffer's cost grows with the square of its input
+        dialect: Any = csv.Sniffer().sniff(_sniff_sample(sample), delimiters=",;\t|")
     except csv.Error:
         dialect = None
     rows = list(
@@ -166,6 +172,14 @@ def _csv(fh: BinaryIO, size: int, ext: str) -> list[Bit]:
     return [*bits, Bit(f"delimiter {quote(delimiter)}", 1), *table]
 
 
+def _sniff_sample(sample: str) -> str:
+    """At most SNIFF_CHARS, ending at a line break when there is one within them."""
+    if len(sample) <= SNIFF_CHARS:
+        return sample
+    cut = sample.rfind("\n", 0, SNIFF_CHARS)
+    return sample[: cut if cut > 0 else SNIFF_CHARS]
+
+
 def _sheet_names(fh: BinaryIO, size: int, ext: str) -> list[Bit]:
     """Sheet names from the workbook part alone: no cell and no shared string is read."""
     with zipfile.ZipFile(fh) as z, z.open("xl/workbook.xml") as book:
@@ -175,9 +189,13 @@ def _sheet_names(fh: BinaryIO, size: int, ext: str) -> list[Bit]:
 
 def _excel(fh: BinaryIO, size: int, ext: str) -> list[Bit]:
     with zipfile.ZipFile(fh) as z:  # reads the zip directory only
-        strings = sum(i.file_size for i in z.infolist() if i.filename == "xl/sharedStrings.xml")
+        parts = z.infolist()
     fh.seek(0)
-    if strings > XLSX_STRINGS:
+    strings = sum(i.file_size for i in parts if i.filename == "xl/sharedStrings.xml")
+    inflated = any(
+        i.file_size > XLSX_PART_BYTES or i.file_size > XLSX_RATIO * max(i.compress_size, 1024) for i in parts
+    )
+    if strings > XLSX_STRINGS or inflated:
         return _sheet_names(fh, size, ext)
     wb = _library("openpyxl").load_workbook(fh, read_only=True, data_only=True)  # streams rows on demand
     try:

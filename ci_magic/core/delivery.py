@@ -9,7 +9,12 @@ Rules users can trust:
 - only regular files come out of the sandbox: a symlink, FIFO or device the code planted is never followed or
   read (the executor refuses them), and the destination is walked without following links either, so a link in
   the user's folder cannot send a copy elsewhere;
-- a size cap per ask (``Settings.max_files_mb``): what does not fit is named in a note, not copied.
+- a size cap per ask (``Settings.max_files_mb``): what does not fit is named in a note, not copied;
+- a file never arrives as something that runs by being found there: the notebook's folder is first on the user
+  kernel's ``sys.path``, and Python, IPython, Jupyter, pytest, pip and make load certain names from the folder
+  they work in. A module, extension, path or config file (``pandas.py``, ``conftest.py``, ``x.so``, ``x.pth``,
+  ``pyproject.toml``, ``jupyter_server_config.json``…), at any depth, is saved with ``.txt`` appended and a note:
+  the user renames it to use it (hidden names never leave the sandbox at all).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import contextlib
 import hashlib
 import os
 import stat
+import unicodedata
 from pathlib import Path, PurePosixPath
 
 from .errors import CIMagicError
@@ -27,9 +33,38 @@ from .results import DeliveredFile
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_FREE_NAMES = 100
 MAX_FILES = 200
+#: Suffixes Python imports or loads by finding them on a path (and IPython's scripts).
+CODE_SUFFIXES = (
+    ".py",
+    ".pyw",
+    ".pyc",
+    ".pyo",
+    ".pyd",
+    ".pyi",
+    ".so",
+    ".pth",
+    ".ipy",
+    ".egg-link",
+    ".dylib",
+    ".dll",
+)
+#: Names tools load from the folder they run in.
+TOOL_FILES = frozenset(
+    {
+        "pyproject.toml",
+        "setup.cfg",
+        "tox.ini",
+        "pytest.ini",
+        "makefile",
+        "gnumakefile",
+        "justfile",
+        "noxfile.py",
+    }
+)
+INERT_SUFFIX = ".txt"
 
 
-class _Hashing:
+class HashingSink:
     """A writable that hashes and counts what passes through."""
 
     def __init__(self, out: Sink | None) -> None:
@@ -70,14 +105,15 @@ def deliver(
 
 def _one(executor: Executor, rel: str, dest: Path | None, overwrite: bool, left: int) -> DeliveredFile:
     if dest is None:
-        sink = _Hashing(None)
+        sink = HashingSink(None)
         executor.copy_file(rel, sink, left)
         return DeliveredFile(rel, sink.size, sink.digest.hexdigest())
     folder, name, note = _destination(dest, rel)
+    inert = _inert(name)
     try:
-        fd, chosen, renamed = _create(folder, name, overwrite)
+        fd, chosen, renamed = _create(folder, inert, overwrite and inert == name)
         with os.fdopen(fd, "wb") as out:
-            sink = _Hashing(out)
+            sink = HashingSink(out)
             try:
                 executor.copy_file(rel, sink, left)
             except BaseException:
@@ -88,7 +124,18 @@ def _one(executor: Executor, rel: str, dest: Path | None, overwrite: bool, left:
         os.close(folder)
     parent = str(PurePosixPath(rel).parent) if note is None else "."
     saved = chosen if parent == "." else f"{parent}/{chosen}"
-    if renamed:
+    twin = _look_alike(dest, saved)
+    if twin is not None:
+        note = (
+            f"saved as {saved!r}, which looks like {twin!r} in your folder but is another name (Unicode "
+            "characters that look alike): check which one you open"
+        )
+    elif inert != name:
+        note = (
+            f"saved as {saved!r}: Python, Jupyter or a tool would run a file named {name!r} found in your folder; "
+            "rename it to use it"
+        )
+    elif renamed:
         note = f"saved as {saved!r}: a file named {rel!r} already exists in your folder"
     return DeliveredFile(rel, sink.size, sink.digest.hexdigest(), saved, note)
 
@@ -101,6 +148,47 @@ def _safe_relative(rel: str) -> bool:
         and ".." not in parts
         and all(p not in ("", ".") for p in parts)
     )
+
+
+#: Letters of other scripts drawn like Latin ones (Unicode's confusables, the common part).
+_CONFUSABLE = str.maketrans(
+    "аеорсуххіјѕԁһӏԛԝаАВЕКМНОРСТХУІЈЅαβεικνορτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧ",
+    "aeopcyxxijsdhlqwaABEKMHOPCTXYIJSaBeikvoptuxABEZHIKMNOPTYX",
+)
+
+
+def _skeleton(name: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", name)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return plain.translate(_CONFUSABLE).casefold()
+
+
+def _look_alike(dest: Path, saved: str) -> str | None:
+    """Another entry of the destination folder that looks the same as ``saved`` but is not the same name
+    (Cyrillic "а" for Latin "a", a decomposed "é"): the user could take one for the other."""
+    if saved.isascii():
+        return None
+    parent, _, name = saved.rpartition("/")
+    try:
+        names = os.listdir(dest / parent if parent else dest)
+    except OSError:
+        return None
+    want = _skeleton(name)
+    return next((n for n in sorted(names)[:10_000] if n != name and _skeleton(n) == want), None)
+
+
+def _inert(name: str) -> str:
+    """The name a file is saved under: with ``.txt`` appended when found in a folder it would run (see the
+    module's docstring); case-insensitive, as the folder may be."""
+    low = name.lower()
+    loaded = (
+        low.endswith(CODE_SUFFIXES)
+        or ".so." in low  # versioned shared libraries: libx.so.1
+        or low in TOOL_FILES
+        or (low.startswith(("jupyter_", "ipython_")) and "config" in low)
+        or low.startswith(("sitecustomize", "usercustomize", "__init__", "__main__"))
+    )
+    return name + INERT_SUFFIX if loaded else name
 
 
 def _destination(dest: Path, rel: str) -> tuple[int, str, str | None]:

@@ -80,6 +80,11 @@ class TransferError(SandboxError):
     """A frame or a result could not be moved between the kernels."""
 
 
+class CodeFailed(CIMagicError):
+    """Code run again through ``%%sandbox`` failed there (its error is shown above): the cell fails, so "Run
+    All" stops instead of running later cells on missing results."""
+
+
 class BudgetExceeded(CIMagicError):
     """A token or cost budget was exhausted."""
 

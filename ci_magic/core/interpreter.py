@@ -25,7 +25,7 @@ from .events import Event, EventSink, ignore
 from .executor import Executor
 from .executors import ExecutorSlot, make_executor
 from .loop import BudgetCheck, Check, run_attempts
-from .results import AskResult, AskSummary
+from .results import AskResult, AskSummary, CodeRun, DeliveredFile
 from .settings import Settings
 from .vote import VoteKey, hold_vote, output_key
 
@@ -70,11 +70,6 @@ class Interpreter:
         self._delivered: set[str] = set()  # top-level names of files copied back into the user's folder
         self.asks: list[AskSummary] = []  # every ask, finished or raised, with what it spent
         self.last_trace: AskTrace | None = None  # the latest ask's; the notebook adds its insertion span
-
-    @property
-    def prices(self) -> Mapping[str, Any]:
-        """Per-model price overrides (``settings.prices``), merged over ci_magic.observe.cost's defaults."""
-        return self.settings.prices
 
     @property
     def provider(self) -> Provider:
@@ -278,14 +273,7 @@ class Interpreter:
                 excerpt = final.execution.text()[-600:] if self.settings.context_detail == "samples" else ""
                 self.history.append(prompts.Turn(question, final.code, excerpt))
                 result.values = self._bring_back(executor, keep, before, frames, final.code)
-                result.files = deliver(
-                    executor,
-                    final.execution.files,
-                    self.files_dir,
-                    overwrite=self.settings.overwrite_files,
-                    cap_bytes=self.settings.max_files_mb * 2**20,
-                )
-                self._delivered |= {f.saved_as.split("/")[0] for f in result.files if f.saved_as}
+                result.files = self._deliver(executor, final.execution.files)
             # What isolation is missing comes first and with every ask: a degraded sandbox is never silent.
             result.warnings = [*executor.isolation_warnings(), *executor.warnings]
             executor.warnings.clear()
@@ -306,6 +294,33 @@ class Interpreter:
             )
         )
         return result
+
+    def run_code(self, code: str, frames: Mapping[str, Frame] | None = None) -> CodeRun:
+        """Run code as it is in this session's sandbox (no model): what a generated cell does when it is run
+        again. Its values and files come back as an ask's do; errors are data."""
+        frames = dict(frames or {})
+        with self._slot.using() as executor:
+            self._refuse_unisolated(executor)
+            execution = executor.run(code, frames)
+            run = CodeRun(execution)
+            if execution.ok:
+                run.values = self._bring_back(executor, "auto", set(), frames, code)
+                run.files = self._deliver(executor, execution.files)
+            run.warnings = [*executor.isolation_warnings(), *executor.warnings]
+            executor.warnings.clear()
+        return run
+
+    def _deliver(self, executor: Executor, paths: list[str]) -> list[DeliveredFile]:
+        """The working run's files, copied into ``files_dir`` (core/delivery.py); remembered as ours."""
+        files = deliver(
+            executor,
+            paths,
+            self.files_dir,
+            overwrite=self.settings.overwrite_files,
+            cap_bytes=self.settings.max_files_mb * 2**20,
+        )
+        self._delivered |= {f.saved_as.split("/")[0] for f in files if f.saved_as}
+        return files
 
     def _provider_for(
         self, trace: AskTrace, budget: BudgetCheck | str | None, fresh: bool

@@ -92,6 +92,16 @@ class DeliveredFile:
 
 
 @dataclass
+class CodeRun:
+    """Code run in the sandbox as it is, without the model (a generated cell run again through ``%%sandbox``)."""
+
+    execution: ExecutionResult
+    values: dict[str, Any] = field(default_factory=dict)  # what it assigned, brought back
+    files: list[DeliveredFile] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Attempt:
     """One model reply and what became of it (ci_magic/core/step.py). Built by keyword."""
 

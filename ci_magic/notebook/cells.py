@@ -23,9 +23,23 @@ from urllib.parse import quote
 import nbformat
 from nbformat import NotebookNode
 
-from ..core.results import AskResult
+from ..core.results import AskResult, DeliveredFile
 
 METADATA_KEY = "ci_magic"
+#: The first line of every code cell ci_magic puts into a notebook: run again, the cell goes through this
+#: notebook's sandbox (``%%sandbox``), never the user's kernel; without ci_magic loaded it does not run at all.
+SANDBOX_HEADER = "%%sandbox  # written by the model: runs in ci_magic's sandbox, not in this kernel"
+_HEADER = re.compile(r"\A\s*%%sandbox\b[^\n]*(?:\n|\Z)")
+
+
+def runnable(code: str) -> str:
+    """A generated cell's source: the code under the sandbox header."""
+    return f"{SANDBOX_HEADER}\n{code.rstrip()}"
+
+
+def without_header(source: str) -> str:
+    """The code of a cell, without the sandbox header if it has one."""
+    return _HEADER.sub("", source, count=1)
 
 
 @dataclass
@@ -85,22 +99,27 @@ def vote_line(result: AskResult) -> str:
 def attempts_markdown(result: AskResult) -> str:
     usage = result.usage
     head = (
-        f"**ci_magic** · {result.model} @ {result.endpoint} · {len(result.attempts)} attempt(s) · "
-        f"{usage.total_tokens:,} tokens{' (estimated)' if usage.estimated else ''} · {result.seconds:.1f} s"
+        f"**ci_magic** · {md_text(result.model)} @ {md_text(result.endpoint)} · {len(result.attempts)} "
+        f"attempt(s) · {usage.total_tokens:,} tokens{' (estimated)' if usage.estimated else ''} · "
+        f"{result.seconds:.1f} s"
     )
-    lines = [head, "", f"> {result.question.strip()}", ""]
+    # Everything here but our own words came from the user, the model or the sandbox: as text (escaped) or in
+    # a code fence it cannot close, never as markup a renderer would act on (a remote image fetched on every
+    # opening of the notebook would carry data out of a sandbox that has no network).
+    lines = [head, ""]
+    lines += [f"> {md_text(line)}" for line in result.question.strip().splitlines()] + [""]
     for warning in result.warnings:  # e.g. the sandbox ran without isolation: never silent
-        lines += [f"⚠️ {warning}", ""]
+        lines += [f"⚠️ {md_text(warning)}", ""]
     if result.votes:
         lines += [vote_line(result), ""]
     for i, a in enumerate(result.attempts):
-        status = "✅ worked" if a.ok else f"❌ {a.outcome}"
+        status = "✅ worked" if a.ok else f"❌ {md_text(a.outcome)}"
         lines.append(f"<details><summary>{attempt_label(result, i)}: {status}</summary>\n")
         if a.code is not None:
-            lines.append(f"```python\n{a.code.rstrip()}\n```\n")
+            lines.append(fenced_block(a.code.rstrip(), "python") + "\n")
         if a.execution is not None and not a.ok:
             err = a.execution.traceback or f"{a.execution.error_name}: {a.execution.error_value}"
-            lines.append(f"```\n{err[-1500:]}\n```\n")
+            lines.append(fenced_block(err[-1500:]) + "\n")
         elif a.code is None:
             lines.append("The reply contained no code.\n")
         lines.append("</details>")
@@ -112,16 +131,16 @@ INLINE_IMAGE_BYTES = 5_000_000
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
 
 
-def files_outputs(result: AskResult, folder: Path | None) -> list[NotebookNode]:
+def files_outputs(files: list[DeliveredFile], folder: Path | None) -> list[NotebookNode]:
     """The files the working code wrote: one display listing them as links (JupyterLab opens a link to a file
     of the notebook's folder when clicked), then each saved image inline. Marked as ci_magic's own output."""
-    if not result.files:
+    if not files:
         return []
     rows, images = [], []
-    for f in result.files:
+    for f in files:
         name = f.saved_as or f.path
-        link = f"[{_md_text(name)}]({quote(name)})" if f.saved_as else f"`{_md_text(f.path)}`"
-        note = f" — {_md_text(f.note)}" if f.note else ""
+        link = f"[{md_text(name)}]({quote(name)})" if f.saved_as else f"`{md_text(f.path)}`"
+        note = f" — {md_text(f.note)}" if f.note else ""
         rows.append(f"- {link} · {_size(f.bytes)}{note}")
         mime = _IMAGE_TYPES.get(Path(name).suffix.lower())
         if mime and f.saved_as and folder is not None and 0 < f.bytes <= INLINE_IMAGE_BYTES:
@@ -135,7 +154,7 @@ def files_outputs(result: AskResult, folder: Path | None) -> list[NotebookNode]:
                     )
                 )
     plain = "Files the code wrote:\n" + "\n".join(
-        f"  {f.saved_as or f.path} ({_size(f.bytes)}){f' — {f.note}' if f.note else ''}" for f in result.files
+        f"  {f.saved_as or f.path} ({_size(f.bytes)}){f' — {f.note}' if f.note else ''}" for f in files
     )
     listing = nbformat.v4.new_output(
         "display_data",
@@ -143,14 +162,25 @@ def files_outputs(result: AskResult, folder: Path | None) -> list[NotebookNode]:
             "text/markdown": "**Files the code wrote** (in this folder):\n\n" + "\n".join(rows),
             "text/plain": plain,
         },
-        metadata={METADATA_KEY: {"role": "files", "files": [asdict(f) for f in result.files]}},
+        metadata={METADATA_KEY: {"role": "files", "files": [asdict(f) for f in files]}},
     )
     return [listing, *images]
 
 
-def _md_text(text: str) -> str:
-    """Names from the sandbox shown as text in markdown: no markup, no HTML."""
-    return html.escape(re.sub(r"([\\`*_\[\]()#!|])", r"\\\1", text))
+def md_text(text: str) -> str:
+    """Text from the sandbox or the model shown as text in markdown, on one line: no markup, no HTML."""
+    one_line = " ".join(text.split())
+    return html.escape(re.sub(r"([\\`*_\[\]()#!|:~])", r"\\\1", one_line))
+
+
+def fenced_block(text: str, info: str = "") -> str:
+    """``text`` as a CommonMark code block it cannot end: the fence is longer than any run of backticks in it
+    (a line of three backticks in a traceback would otherwise close the block and start markup)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    # Control characters (terminal colours in tracebacks) and NULs mean nothing in a notebook.
+    clean = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", text)
+    return f"{fence}{info}\n{clean}\n{fence}"
 
 
 def _size(n: int) -> str:
@@ -167,8 +197,8 @@ def _size(n: int) -> str:
 def cells_for(result: AskResult, anchor_cell_id: str | None = None, folder: Path | None = None) -> Insertion:
     insertion_id = uuid.uuid4().hex
     meta = {**provenance(result, insertion_id), "anchor_cell_id": anchor_cell_id}
-    outputs = [*result.outputs, *files_outputs(result, folder)] if result.ok else list(result.outputs)
-    code = nbformat.v4.new_code_cell(source=(result.code or "").rstrip(), outputs=outputs)
+    outputs = [*result.outputs, *files_outputs(result.files, folder)] if result.ok else list(result.outputs)
+    code = nbformat.v4.new_code_cell(source=runnable(result.code or ""), outputs=outputs)
     code.metadata[METADATA_KEY] = {**meta, "role": "code"}
     record = nbformat.v4.new_markdown_cell(source=attempts_markdown(result))
     record.metadata[METADATA_KEY] = {**meta, "role": "record"}
@@ -191,16 +221,7 @@ class FallbackInserter:
         from IPython.display import publish_display_data
 
         result = insertion.result
-        for out in insertion.code_cell.outputs:  # the sandbox's outputs, then the files the code wrote
-            kind = out.get("output_type")
-            if kind == "stream":
-                stream = sys.stderr if out.get("name") == "stderr" else sys.stdout
-                stream.write(str(out.get("text", "")))
-                stream.flush()
-            elif kind in ("display_data", "execute_result"):
-                publish_display_data(dict(out.get("data", {})), dict(out.get("metadata", {})))
-            elif kind == "error":
-                sys.stderr.write("\n".join(out.get("traceback", [])) + "\n")
+        show_outputs(insertion.code_cell.outputs)  # the sandbox's outputs, then the files the code wrote
         publish_display_data(
             {"text/plain": summary_text(result), "text/html": _summary_html(result)},
             # The code travels with the outputs: a headless run (nbclient) drops set_next_input, and
@@ -216,8 +237,24 @@ class FallbackInserter:
             },
         )
         if result.ok and result.code and self.shell is not None:
-            self.shell.set_next_input(result.code.rstrip(), replace=False)
+            self.shell.set_next_input(runnable(result.code), replace=False)
         return True
+
+
+def show_outputs(outputs: list[Any]) -> None:
+    """Outputs of the sandbox (already sanitised) as the running cell's own: streams, displays, errors."""
+    from IPython.display import publish_display_data
+
+    for out in outputs:
+        kind = out.get("output_type")
+        if kind == "stream":
+            stream = sys.stderr if out.get("name") == "stderr" else sys.stdout
+            stream.write(str(out.get("text", "")))
+            stream.flush()
+        elif kind in ("display_data", "execute_result"):
+            publish_display_data(dict(out.get("data", {})), dict(out.get("metadata", {})))
+        elif kind == "error":
+            sys.stderr.write("\n".join(out.get("traceback", [])) + "\n")
 
 
 def summary_text(result: AskResult) -> str:

@@ -41,6 +41,10 @@ def unload(ipython: Any) -> None:
     if state is None:
         return
     uninstall(ipython)
+    # Unloaded means gone: a %%sandbox cell must then fail, not run with a session that was closed.
+    for kind, names in state.magics.magics.items():
+        for name in names:
+            ipython.magics_manager.magics[kind].pop(name, None)
     ipython.events.unregister("pre_run_cell", state.session.cell_started)
     atexit.unregister(state.session.close)
     state.session.close()

@@ -10,12 +10,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic import (
+    Magics,
+    cell_magic,
+    line_cell_magic,
+    line_magic,
+    magics_class,
+    no_var_expand,
+)
 from IPython.display import display, publish_display_data
 
+from ..core.errors import CodeFailed
 from ..core.events import Event
 from ..core.results import estimate_tokens
-from .cells import METADATA_KEY, Insertion
+from .cells import METADATA_KEY, Insertion, files_outputs, show_outputs
 from .options import help_text, parse_line
 from .session import NotebookSession, Preview
 
@@ -44,6 +52,24 @@ class AskMagics(Magics):
         self.session.deliver(insertion)
 
     ask.__doc__ = help_text()
+
+    @no_var_expand
+    @cell_magic
+    def sandbox(self, line: str, cell: str) -> None:
+        """%%sandbox: run the cell in this notebook's sandbox, not in this kernel (the header of every cell
+        ci_magic inserts: running it again never runs model-written code in your kernel). The DataFrames it
+        names are sent, what it assigns and the files it writes come back as an ask's do."""
+        run, notes = self.session.run_code(cell)
+        show_outputs(run.execution.outputs)
+        show_outputs(files_outputs(run.files, self.session.files_dir()))
+        lines = [f"ci_magic: {n}" for n in notes] + [f"ci_magic: warning: {w}" for w in run.warnings]
+        if lines:
+            publish_display_data({"text/plain": "\n".join(lines)}, metadata={METADATA_KEY: {"role": "notes"}})
+        if not run.execution.ok:
+            raise CodeFailed(
+                f"the cell failed in the sandbox ({run.execution.error_name}: "
+                f"{(run.execution.error_value or '')[:300]})."
+            )
 
     @line_magic
     def ask_history(self, line: str = "") -> None:

@@ -11,23 +11,27 @@ hold the session and call it; none of them sets another's fields.
 
 from __future__ import annotations
 
+import builtins
 import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..context.frames import Frame, collect_frames
 from ..core.errors import CIMagicError
 from ..core.events import Event, EventSink, ignore
 from ..core.interpreter import Interpreter
-from ..core.results import AskResult, AskSummary, estimate_prompt_tokens
+from ..core.results import AskResult, AskSummary, CodeRun, estimate_prompt_tokens
 from ..core.settings import Settings
 from ..providers import Message
 from .cells import FallbackInserter, Inserter, Insertion, cells_for
 from .config import Ask
 from .options import AskRequest
 
+#: Names a value brought back must not take unasked: they would hide Python's own (len, sorted, print…).
+BUILTIN_NAMES = frozenset(dir(builtins))
 #: What a preview shows where the question will go when there is none yet (the panel's preview).
 PLACEHOLDER_QUESTION = "(your question)"
 
@@ -225,11 +229,29 @@ class NotebookSession:
         self._records.append(AskRecord(result.summary(), result, insertion))
         return insertion
 
+    def files_dir(self) -> Path | None:
+        """Where files the code writes arrive (the notebook's folder), once there is an interpreter."""
+        return self._interpreter.files_dir if self._interpreter is not None else None
+
+    def run_code(self, code: str) -> tuple[CodeRun, list[str]]:
+        """``%%sandbox``: a generated cell run again, in this notebook's sandbox with the frames it names. What
+        its code assigns (in plain sight in the cell) comes back, as running any cell would set it. Returns the
+        run and the notes (what came back)."""
+        interpreter = self._interpreter_for(self.settings())
+        run = interpreter.run_code(code, self.frames())
+        return run, self._keep(run.values, set(run.values) - BUILTIN_NAMES)
+
     def _keep(self, values: dict[str, Any], explicit: set[str]) -> list[str]:
         """Write values back into the user's namespace, never overwriting a variable not named in ``explicit``."""
         user_ns = self.shell.user_ns
         notes, brought = [], []
         for name, value in values.items():
+            if name in BUILTIN_NAMES and name not in explicit:
+                notes.append(
+                    f"{name!r} was not brought back because it would hide Python's built-in {name!r}; use "
+                    f"--keep {name} if you really want it."
+                )
+                continue
             if name in user_ns and name not in explicit:
                 notes.append(
                     f"{name!r} was not brought back because the notebook already has a variable of that name; "

@@ -37,7 +37,7 @@ from nbformat import NotebookNode
 
 from ..core.errors import UsageError
 from ..core.results import AskResult
-from ..notebook.cells import METADATA_KEY, short_hash
+from ..notebook.cells import METADATA_KEY, fenced_block, md_text, short_hash, without_header
 from ..notebook.options import flags_with_values
 from .environment import EXPORT_KEY, data_files, environment, environment_cell
 
@@ -58,7 +58,10 @@ Record = tuple[str, AskResult, "Insertion"]
 
 
 def strip_magics(source: str) -> str:
-    return "\n".join(line for line in source.splitlines() if not MAGIC_LINE.match(line)).strip("\n")
+    """The cell without ci_magic's magics: the export re-runs anywhere (a generated cell loses its ``%%sandbox``
+    header; verify runs it in a sandbox again)."""
+    lines = without_header(source).splitlines()
+    return "\n".join(line for line in lines if not MAGIC_LINE.match(line)).strip("\n")
 
 
 def split_ask(source: str) -> tuple[str, str]:
@@ -128,7 +131,7 @@ def ask_markdown(options: str, question: str, info: dict[str, Any]) -> NotebookN
             "" if info.get("ok", True) else " · **no working code** (the last attempt is shown, not run)"
         )
         head = (
-            f"**ci_magic ask** · model `{info['model']}` · {info.get('attempts', '?')} attempt(s) · "
+            f"**ci_magic ask** · model {md_text(str(info['model']))} · {info.get('attempts', '?')} attempt(s) · "
             f"{tokens:,} tokens · {float(info.get('seconds') or 0):.1f} s{verdict}"
         )
     lines = [head, ""]
@@ -193,7 +196,7 @@ def export_cells(cells: list[Any], records: list[Record] | None = None) -> list[
                 out.append(code_cell(code, outputs, kind="generated", files=info.get("files")))
                 exported_code.add(code.strip())
             elif code:
-                out[-1].source += f"\n\nLast code tried:\n\n```python\n{code}\n```"
+                out[-1].source += "\n\nLast code tried:\n\n" + fenced_block(code, "python")
             continue
         stripped = strip_magics(source)
         if not stripped.strip() or stripped.strip() in exported_code:
@@ -214,7 +217,8 @@ def _ask_parts(
         skip.add(j)
         if meta.get("role") == "code":
             _take_record(unused, question)
-            return str(cells[j].get("source", "")), list(cells[j].get("outputs", [])), dict(meta)
+            source = without_header(str(cells[j].get("source", "")))
+            return source, list(cells[j].get("outputs", [])), dict(meta)
     # 2. This session's record of the ask.
     record = _take_record(unused, question, cell_id)
     fallback_meta, fallback_results = fallback_outputs(list(cell.get("outputs", [])))
@@ -233,7 +237,7 @@ def _ask_parts(
             and nxt.get("cell_type") == "code"
             and not ASK_CELL.match(str(nxt.get("source", "")))
         ):
-            nxt_source = str(nxt.get("source", "")).strip()
+            nxt_source = without_header(str(nxt.get("source", ""))).strip()
             hash_ok = fallback_meta.get("code_hash") == short_hash(nxt_source)
             if hash_ok or (code is None and fallback_meta.get("ok") and nxt_source):
                 code = nxt_source
@@ -250,7 +254,8 @@ def _take_record(unused: list[Record], question: str, cell_id: str | None = None
 
 
 def _skip_offered_copy(cells: list[Any], i: int, code: str | None, skip: set[int]) -> None:
-    if code and i + 1 < len(cells) and str(cells[i + 1].get("source", "")).strip() == code.strip():
+    nxt = without_header(str(cells[i + 1].get("source", ""))) if i + 1 < len(cells) else None
+    if code and nxt is not None and nxt.strip() == code.strip():
         skip.add(i + 1)
 
 

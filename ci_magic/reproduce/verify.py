@@ -1,7 +1,12 @@
-"""``ci-magic verify EXPORT.ipynb``: re-execute an export headless in a fresh kernel and compare outputs.
+"""``ci-magic verify EXPORT.ipynb``: re-execute an export headless in a fresh sandbox and compare outputs.
 
-The notebook runs with nbclient in its own folder (so relative data paths resolve), every cell even after an
-error. Then, cell by cell, the new outputs must equal the recorded ones after normalisation:
+The export's code was written by a model: it runs where it ran first, in a fresh sandbox (the same isolation
+and limits as an ask's), cell by cell, every cell even after an error, in a folder holding copies of the data
+files the export names. Code that behaves well when it finds itself sandboxed and steals when it does not gets
+no second chance outside. ``--unsandboxed`` (``sandboxed=False``) runs it with nbclient in a plain kernel
+instead, for a notebook the user has read and trusts. Outputs are compared as the sandbox shows them (both
+sides through the same sanitiser). Then, cell by cell, the new outputs must equal the recorded ones after
+normalisation:
 
 - text (streams, ``text/plain``, ``text/html``, ``text/markdown``, JSON, error name and value) exactly, except:
   memory addresses (``0x7f…``, 6+ hex digits) → ``0x…``; IPython's per-process cell file names
@@ -22,20 +27,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import copy
 import importlib.metadata
 import re
 import shutil
 import struct
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
-from ..core.errors import UsageError
+from ..core.delivery import HashingSink
+from ..core.errors import CIMagicError, UsageError
+from ..core.executor import Executor
+from ..core.executors import make_executor
+from ..core.settings import Limits, Settings
+from ..sandbox.sanitize import mime_bundle
 from .environment import EXPORT_KEY, sha256_file
+
+#: A file a cell wrote is hashed up to this size (the sandbox's own file limit is far below).
+MAX_FILE_BYTES = 1 << 40
 
 TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")
 _NORMALISE = [
@@ -187,16 +202,23 @@ def check_data_files(nb: Any, folder: Path) -> tuple[list[Mismatch], list[str]]:
 
 
 def verify(
-    path: str | Path, timeout: float = 600.0, kernel_name: str | None = None
+    path: str | Path,
+    timeout: float = 600.0,
+    kernel_name: str | None = None,
+    *,
+    sandboxed: bool = True,
 ) -> tuple[list[Mismatch], list[str]]:
-    """Run the export in a fresh kernel and compare. It runs in a temporary folder holding copies of the data
-    files the export names, so re-running never changes the notebook's folder (files the code writes are
-    made there, then compared with the hashes recorded when the sandbox wrote them)."""
-    from nbclient import NotebookClient
-
+    """Run the export in a fresh sandbox (or, not ``sandboxed``, a plain kernel) and compare. It runs with
+    copies of the data files the export names, so re-running never changes the notebook's folder (files the
+    code writes are made there, then compared with the hashes recorded when the sandbox wrote them)."""
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"no such notebook: {str(path)!r}.")
+    if sandboxed and kernel_name:
+        raise UsageError(
+            "a kernel name only applies to an unsandboxed run (--unsandboxed): in the sandbox the code runs "
+            "in ci_magic's own kernel."
+        )
     recorded = nbformat.read(file, as_version=4)
     folder = file.resolve().parent
     mismatches, notes = check_data_files(recorded, folder)
@@ -212,22 +234,71 @@ def verify(
             if source.is_file():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
-        client = NotebookClient(
-            fresh,
-            timeout=timeout,
-            kernel_name=name,
-            allow_errors=True,
-            resources={"metadata": {"path": str(work)}},
-        )
-        client.execute()
-        for index, (want, got) in enumerate(zip(recorded.cells, fresh.cells, strict=True)):
-            meta = want.metadata.get(EXPORT_KEY, {})
-            if want.cell_type != "code":
-                continue
-            if meta.get("outputs_recorded", True):
-                mismatches += compare_cell(index, list(want.outputs), list(got.outputs))
-            mismatches += compare_files(index, meta.get("files") or [], work)
+        if sandboxed:
+            with _sandbox(timeout, work, notes) as executor:
+                for cell in fresh.cells:
+                    if cell.cell_type == "code":
+                        cell.outputs = [nbformat.from_dict(o) for o in executor.run(cell.source).outputs]
+                mismatches += _compare(recorded, fresh, lambda rel: _sandbox_sha(executor, rel), shown=True)
+        else:
+            from nbclient import NotebookClient
+
+            NotebookClient(
+                fresh,
+                timeout=timeout,
+                kernel_name=name,
+                allow_errors=True,
+                resources={"metadata": {"path": str(work)}},
+            ).execute()
+            mismatches += _compare(recorded, fresh, lambda rel: _file_sha(work / rel), shown=False)
     return mismatches, notes
+
+
+def _compare(
+    recorded: Any, fresh: Any, sha_of: Callable[[str], str | None], *, shown: bool
+) -> list[Mismatch]:
+    """Cell by cell; ``shown``: the recorded outputs as the sandbox would show them (its sanitiser)."""
+    found: list[Mismatch] = []
+    for index, (want, got) in enumerate(zip(recorded.cells, fresh.cells, strict=True)):
+        meta = want.metadata.get(EXPORT_KEY, {})
+        if want.cell_type != "code":
+            continue
+        if meta.get("outputs_recorded", True):
+            expected = [_as_shown(o) for o in want.outputs] if shown else list(want.outputs)
+            found += compare_cell(index, expected, list(got.outputs))
+        found += compare_files(index, meta.get("files") or [], sha_of)
+    return found
+
+
+def _as_shown(output: Any) -> Any:
+    if output.get("output_type") not in ("display_data", "execute_result"):
+        return output
+    data, _ = mime_bundle(dict(output.get("data") or {}))
+    return {**output, "data": data}
+
+
+@contextlib.contextmanager
+def _sandbox(timeout: float, work: Path, notes: list[str]) -> Iterator[Executor]:
+    """A fresh sandbox over ``work`` with the export's time limit; what isolation is missing goes to notes."""
+    executor = make_executor(Settings(limits=Limits(timeout_s=timeout)), work)
+    try:
+        notes += [f"the sandbox: {w}" for w in executor.isolation_warnings()]
+        yield executor
+    finally:
+        executor.close()
+
+
+def _sandbox_sha(executor: Executor, rel: str) -> str | None:
+    sink = HashingSink(None)
+    try:
+        executor.copy_file(rel, sink, MAX_FILE_BYTES)
+    except CIMagicError:
+        return None
+    return sink.digest.hexdigest()
+
+
+def _file_sha(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
 
 
 def _data_files(nb: Any) -> list[str]:
@@ -238,17 +309,17 @@ def _data_files(nb: Any) -> list[str]:
     return [n for n in names if not Path(n).is_absolute() and ".." not in Path(n).parts]
 
 
-def compare_files(index: int, files: list[Any], work: Path) -> list[Mismatch]:
+def compare_files(index: int, files: list[Any], sha_of: Callable[[str], str | None]) -> list[Mismatch]:
     """Files a generated cell wrote in the sandbox: re-created by the run, with the same sha256."""
     found = []
     for f in files:
         rel = str(f.get("path", "")) if isinstance(f, dict) else ""
         if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
             continue
-        target = work / rel
-        if not target.is_file():
+        sha = sha_of(rel)
+        if sha is None:
             found.append(Mismatch(index, "file", f"{rel} was not written"))
-        elif sha256_file(target) != f.get("sha256"):
+        elif sha != f.get("sha256"):
             found.append(
                 Mismatch(
                     index, "file", f"{rel} differs from the recorded sha256 {str(f.get('sha256'))[:16]}…"

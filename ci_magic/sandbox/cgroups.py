@@ -19,6 +19,7 @@ class Accounting:
 
     pids_cgroup: Path | None = None
     cpu_cgroup: Path | None = None  # cpuacct.usage (v1) or cpu.stat (v2)
+    memory_cgroup: bool = False  # whether a memory limit counts everything (tmpfs and memfd pages included)
     owned: list[Path] = field(default_factory=list)  # cgroup folders to remove when done
 
     def cgroup_footprint(self) -> tuple[int, int] | None:
@@ -82,6 +83,7 @@ def plan_cgroups(
                     acc.pids_cgroup = folder
                 if controller == "cpuacct":
                     acc.cpu_cgroup = folder
+                acc.memory_cgroup = acc.memory_cgroup or controller == "memory"
         return plan, acc
     unified = Path("/sys/fs/cgroup") / own.get("", "/").lstrip("/")
     controllers = (
@@ -94,6 +96,7 @@ def plan_cgroups(
         settings = {"pids.max": str(max_processes)}
         if "memory" in controllers:
             settings["memory.max"] = str(memory_bytes)
+            acc.memory_cgroup = True
         plan[str(folder)] = settings
         acc.owned.append(folder)
         acc.pids_cgroup = folder

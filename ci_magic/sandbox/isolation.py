@@ -23,6 +23,7 @@ as a plain child process (the summary of every ask says so; ``require_isolation`
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import stat
@@ -153,6 +154,9 @@ class View:
     covered_files: list[str] = field(default_factory=list)  # inside paths: /dev/null on top
     user_entries: list[str] = field(default_factory=list)  # names of the user's files shown in the workdir
     omitted: int = 0  # user entries not shown (over MAX_USER_ENTRIES)
+    unscanned: list[str] = field(
+        default_factory=list
+    )  # inside paths shown empty: too deep or too many to check
 
 
 def _pth_paths(site_dir: str) -> set[str]:
@@ -218,35 +222,47 @@ def _special(mode: int) -> bool:
 
 
 def _cover_inside(host_dir: str, inside: str, view: View, keep: frozenset[str] = frozenset()) -> None:
-    """Hide hidden entries, sockets, FIFOs and devices below a bound folder (bounded scan).
+    """Hide hidden entries, sockets, FIFOs and devices below a bound folder.
 
     A socket on a read-only mount still accepts connect(), and a hidden file (.env, .git) is not data the
     model should reach: both are covered inside the sandbox, never changed on the host. ``keep`` holds paths
-    that must stay visible (a virtual environment inside a project folder)."""
+    that must stay visible (a virtual environment inside a project folder). The walk is bounded (entries,
+    depth) and fails closed: a folder it did not look into — below MAX_COVER_DEPTH, or once MAX_COVER_SCAN
+    entries were seen — is covered whole (shown empty) and named in ``view.unscanned``."""
     budget = MAX_COVER_SCAN
     stack = [(host_dir, inside, 0)]
-    while stack and budget > 0:
+    while stack:
         host, dest, depth = stack.pop()
+        if depth > MAX_COVER_DEPTH or budget <= 0:
+            view.covered_dirs.append(dest)
+            view.unscanned.append(dest)
+            continue
         try:
-            entries = list(os.scandir(host))
+            with os.scandir(host) as found:
+                entries = list(itertools.islice(found, budget + 1))
         except OSError:
             continue
+        if len(entries) > budget:  # too many to look at: none of it is shown
+            view.covered_dirs.append(dest)
+            view.unscanned.append(dest)
+            budget = 0
+            continue
+        budget -= len(entries)
         for entry in entries:
-            budget -= 1
             target = f"{dest}/{entry.name}"
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
             if any(k == entry.path or k.startswith(entry.path + "/") for k in keep):
-                if stat.S_ISDIR(st.st_mode) and depth < MAX_COVER_DEPTH and entry.path not in keep:
+                if stat.S_ISDIR(st.st_mode) and entry.path not in keep:
                     stack.append((entry.path, target, depth + 1))
                 continue
             if entry.name.startswith(".") or entry.name in SKIPPED_DIRS:
                 (view.covered_dirs if stat.S_ISDIR(st.st_mode) else view.covered_files).append(target)
             elif _special(st.st_mode):
                 view.covered_files.append(target)
-            elif stat.S_ISDIR(st.st_mode) and depth < MAX_COVER_DEPTH:
+            elif stat.S_ISDIR(st.st_mode):
                 stack.append((entry.path, target, depth + 1))
 
 

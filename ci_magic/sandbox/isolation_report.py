@@ -58,6 +58,11 @@ def verify(
         problems.append(
             f"the process limit ({limits.max_processes}) is best effort: a per-user limit, not a cgroup"
         )
+    if not accounting.memory_cgroup:
+        problems.append(
+            f"no memory cgroup: memory is limited per process ({limits.memory_mb} MB of address space), and "
+            "what the code keeps in its in-memory folders or memfd files is not counted against it"
+        )
     return {
         "isolated": True,
         "tool": "bubblewrap",

@@ -306,9 +306,10 @@ class ChildKernel:
                 return outcome_result(outcome, collector, started, restarted=True, timeout=timeout)
             return outcome_result(outcome, collector, started, timeout=timeout)
         if outcome == "lost":
-            if recover and not self._resync():
+            restarted = recover and not self._resync()
+            if restarted:
                 self.restart()
-            return outcome_result("lost", collector, started)
+            return outcome_result("lost", collector, started, restarted=restarted)
         if outcome == "died":
             death = self._exit_description()
             if recover:

@@ -226,7 +226,9 @@ def outcome_result(
             f"The code produced an output larger than {MAX_MESSAGE_BYTES // 2**20} MB at once, which was "
             "dropped. Show less (e.g. df.head(), a summary, or save it to a file)."
         )
-        return ExecutionResult("error", outputs, "OutputTooLarge", message, message, seconds=seconds)
+        return ExecutionResult(
+            "error", outputs, "OutputTooLarge", message, message, seconds=seconds, restarted=restarted
+        )
     message = f"The sandbox kernel died while running the code ({death}); it was restarted."
     return ExecutionResult(
         "died", outputs, "KernelDied", message, message, seconds=seconds, restarted=restarted

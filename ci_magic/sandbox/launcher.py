@@ -281,7 +281,10 @@ def inner(config: dict[str, Any], rest: list[str]) -> None:
 
     if config.get("connection_file"):  # the parent's file, bound read-only at a path of the sandbox's own
         rest = ["-f", str(config["connection_file"])]
-    sys.argv = ["ipykernel_launcher", *rest]
+    # The working folder holds the user's files and whatever earlier code wrote: a pandas.py there must not
+    # replace pandas for the kernel or its start-up code. IPython's own switch keeps it off sys.path here; the
+    # start-up code appends it last, so the code can still import the user's own modules.
+    sys.argv = ["ipykernel_launcher", "--IPKernelApp.ignore_cwd=True", *rest]
     kernelapp.launch_new_instance()
 
 

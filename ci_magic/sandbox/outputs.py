@@ -65,19 +65,12 @@ class OutputCollector:
             text = content.get("text")
             name = content.get("name")
             if isinstance(text, str) and name in ("stdout", "stderr"):
-                self._add_stream(nbformat.v4.new_output("stream", name=name, text=text))
+                self._add_stream(nbformat.v4.new_output("stream", name=name, text=sanitize.shown_text(text)))
             return
-        if kind == "error":
-            self.outputs.append(
-                nbformat.v4.new_output(
-                    "error",
-                    ename=str(content.get("ename", "Error"))[:200],
-                    evalue=str(content.get("evalue", ""))[:5000],
-                    traceback=[str(line)[:5000] for line in list(content.get("traceback") or [])[:200]],
-                )
-            )
-            return
-        if (
+        # Errors count against the same caps as displays (code can send any number of them), but the first
+        # is always kept: it is how the run failed, and what the repair loop is told (at most ~1 MB, see below).
+        first_error = kind == "error" and not any(o["output_type"] == "error" for o in self.outputs)
+        if not first_error and (
             self._displays() >= MAX_DISPLAYS
             or size > MAX_ONE_DISPLAY
             or self._display_bytes + size > self._max_display
@@ -85,6 +78,19 @@ class OutputCollector:
             self._displays_dropped += 1
             return
         self._display_bytes += size
+        if kind == "error":
+            self.outputs.append(
+                nbformat.v4.new_output(
+                    "error",
+                    ename=sanitize.shown_text(str(content.get("ename", "Error"))[:200]),
+                    evalue=sanitize.shown_text(str(content.get("evalue", ""))[:5000]),
+                    traceback=[
+                        sanitize.shown_text(str(line)[:5000])
+                        for line in list(content.get("traceback") or [])[:200]
+                    ],
+                )
+            )
+            return
         out = nbformat.v4.new_output(kind, **self._safe(content))
         out.setdefault("metadata", {})["ci_magic_size"] = size
         display_id = (content.get("transient") or {}).get("display_id")

@@ -4,9 +4,9 @@ The sandbox can write any bytes into its outbox and answer bookkeeping requests 
 
 - frames are read as bytes (already size-capped and symlink-safe, see ``host_files.read_beneath``), never
   memory-mapped (the sandbox could truncate a mapped file and crash the parent with SIGBUS, or change a
-  frame after it arrived); the Arrow file is opened from memory, its declared rows × columns and the memory its
-  conversion would take are checked against the limit before anything is materialised, then the whole
-  table is validated (offsets, UTF-8) before pandas sees it;
+  frame after it arrived); the Arrow file's metadata is read first (``ipc_limits.py``): a compressed file is
+  refused, its declared rows × columns and the memory its conversion would take are checked against the limit
+  before anything is materialised, then the whole table is validated (offsets, UTF-8) before pandas sees it;
 - scalars and listings are JSON with strict types and sizes;
 - every failure is a :class:`~ci_magic.core.errors.TransferError` with a clear message, never a bare
   exception, a hang or an allocation storm.
@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.errors import TransferError
-from . import transfer
+from . import ipc_limits, transfer
 
 #: Bytes per row a column costs once converted, beyond its Arrow buffers (object arrays: a pointer and an
 #: object per value; nested values much more).
@@ -41,25 +41,32 @@ def _conversion_cost(schema: pa.Schema, rows: int) -> int:
         t = field.type
         if pa.types.is_null(t) or pa.types.is_boolean(t):
             cost += rows * 8  # becomes an object or bool array whatever the file size
-        elif pa.types.is_nested(t) or pa.types.is_dictionary(t) or pa.types.is_binary(t):
-            cost += rows * (_ROW_COST_NESTED if pa.types.is_nested(t) else _ROW_COST_OBJECT)
+        elif pa.types.is_nested(t):
+            cost += rows * _ROW_COST_NESTED
         elif pa.types.is_string(t) or pa.types.is_large_string(t):
             cost += rows * 16  # Arrow-backed strings: offsets may be widened
         else:
-            width = getattr(t, "bit_width", 64)
-            cost += rows * max(1, width // 8)
+            try:
+                cost += rows * max(1, t.bit_width // 8)
+            except ValueError:  # not fixed-width: binary, views (polars' strings and bytes), dictionaries…
+                cost += rows * _ROW_COST_OBJECT
     return cost
 
 
 def read_frame(data: bytes, *, name: str, max_bytes: int, max_cells: int) -> Any:
     """The frame in an Arrow IPC file the sandbox wrote, or TransferError."""
     try:
+        found = ipc_limits.declared(data)  # from the metadata alone: nothing decompressed or built yet
         reader = pa.ipc.open_file(pa.py_buffer(data))
         schema = reader.schema
         columns = len(schema)
-        rows = sum(reader.get_record_batch(i).num_rows for i in range(reader.num_record_batches))
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise TransferError(f"{name!r} came back as an unreadable Arrow file ({_short(exc)}).") from None
+    if found.compressed:
+        raise TransferError(
+            f"{name!r} came back as a compressed Arrow file, which ci_magic never writes; it was not read."
+        )
+    rows = found.rows
     if columns > MAX_COLUMNS or rows * max(1, columns) > max_cells:
         raise TransferError(
             f"{name!r} is too large to bring back ({rows:,} rows × {columns:,} columns; the limit is "

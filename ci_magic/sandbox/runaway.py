@@ -26,8 +26,9 @@ STRAYS_MESSAGE = (
     "The code started many processes (for example by forking in a loop); they were stopped. Do not start "
     "processes."
 )
-#: A background thread that keeps this share of a core busy while no code runs counts as runaway.
-BUSY_SHARE = 0.25
+#: CPU a sandbox may use while no code runs without it counting (ipykernel's own housekeeping is far below):
+#: the CPU used beyond it accumulates, so bursts with rests in between add up as surely as a steady burn.
+IDLE_ALLOWANCE = 0.05  # of a core
 
 
 def stop_strays(result: ExecutionResult, process: SandboxProcess, kernel: ChildKernel) -> ExecutionResult:
@@ -43,8 +44,9 @@ def stop_strays(result: ExecutionResult, process: SandboxProcess, kernel: ChildK
         return _restarted_for_leftovers(kernel, result)
     process.settle()  # the kernel alone again: the next runs need not look unless this changes
     note = f"[ci_magic stopped {stopped} process(es) the code left running]\n"
-    if stopped > MAX_LEFTOVER_PROCESSES and result.ok:
-        # A fork bomb that happened to finish: the model must learn not to do it again.
+    if stopped > MAX_LEFTOVER_PROCESSES and result.outcome in ("ok", "error"):
+        # A fork bomb that happened to finish, or ended in what its processes caused (a failed fork, the
+        # kernel's messages garbled by its copies): that is what the model must learn not to do again.
         return replace(
             result,
             outcome="error",
@@ -116,7 +118,7 @@ class CpuWatchdog:
                 busy, runs, last = 0.0, self._runs, now
                 continue
             used, last = now - last, now
-            busy = busy + used if used > BUSY_SHARE else 0.0
+            busy = max(0.0, busy + used - IDLE_ALLOWANCE)  # a leaky bucket: resting does not reset it
             if busy > self._idle_cpu_s() and not self._running.is_set():
                 self.killed_reason = (
                     f"the sandbox was restarted because code kept using the CPU after its execution ended "

@@ -9,12 +9,18 @@ data out of a sandbox that has no network. Every output bundle therefore passes 
   bundles, widget views of the sandbox's kernel) and unknown types are dropped, with a note;
 - ``text/html`` is cleaned by ``nh3`` (the Rust ``ammonia`` sanitiser): no script, no event handlers, no
   ``<style>``, images only from ``data:`` URLs, links opened with ``noopener``;
-- ``text/markdown`` is cleaned the same way and loses images from remote URLs;
-- ``image/svg+xml`` is kept only without script, event handlers, ``foreignObject`` or remote references;
-- JSON bundles (Plotly, Vega) lose keys that make the browser fetch a remote URL.
+- ``text/markdown`` is rendered to HTML here (CommonMark, by ``markdown-it-py``) and cleaned the same way, so
+  it is shown as ``text/html``: reference-style images, ``javascript:`` links and autolinks are judged on the
+  HTML they become, never by patterns over the markdown;
+- ``image/svg+xml`` is parsed and rebuilt from an allow-list (``svg.py``);
+- JSON bundles (Plotly, Vega) lose every key that makes the browser fetch or open a URL, unless its value is a
+  plain ``data:`` URL: a field, signal or expression there could build any URL.
 
 :func:`terminal_text` removes control sequences (colours included) from text a terminal will print: the CLI
 prints model-written code and sandbox output, and escape sequences can rewrite the terminal or its clipboard.
+:func:`shown_text` is what every text output of the sandbox keeps (streams, errors, ``text/plain``): colours
+(SGR) and the line controls progress bars use, nothing else — a terminal IPython prints ``%%ask``'s outputs
+as they are, and an OSC sequence there sets the clipboard or the window title.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import re
 from typing import Any
 
 import nh3
+from markdown_it import MarkdownIt
+
+from .svg import UnsafeSvg, clean_svg
 
 TEXT_TYPES = frozenset({"text/plain", "text/latex", "application/json"})
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp"})
@@ -67,18 +76,23 @@ STYLE_PROPERTIES = {
     "opacity",
     "display",
 }
-_REMOTE_IMAGE_MD = re.compile(r"!\[([^\]]*)\]\((?!data:)[^)]*\)")
-_SVG_DANGER = re.compile(
-    r"<\s*script|\bon[a-z]+\s*=|javascript:|<\s*foreignObject|(?:xlink:)?href\s*=\s*[\"']?\s*(?:https?:)?//"
-    r"|url\(\s*[\"']?\s*(?:https?:)?//|@import",
-    re.I,
-)
-_FETCHING_KEYS = frozenset({"url", "source", "src", "href", "image"})
-_REMOTE = re.compile(r"^\s*(?:https?:)?//", re.I)
+#: Keys whose value a chart library fetches or opens as a URL ("source": Plotly's layout images; "usermeta":
+#: vega-embed reads its loader options from there).
+_FETCHING_KEYS = frozenset({"url", "source", "src", "href", "image", "usermeta"})
+_DATA_URL = re.compile(r"^\s*data:", re.I)
+_MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough")
 #: CSI, OSC (up to BEL or ST), other ESC sequences, then remaining C0/C1 controls except tab and newline.
 _TERMINAL = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?|\x1b.?"
     r"|[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]"
+)
+
+
+#: Every escape sequence but SGR (colours: ESC [ digits/semicolons m), and controls but \t \n \r \b.
+_NOT_SHOWN = re.compile(
+    r"\x1b\[(?![0-9;]*m)[0-?]*[ -/]*[@-~]|\x1b\[[0-?]*[ -/]*\Z"  # an unfinished one could end in the next chunk
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
+    r"|\x1b(?!\[)[\s\S]?|[\x00-\x07\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f\x80-\x9f]"
 )
 
 
@@ -108,11 +122,25 @@ def _strip_fetches(value: Any, depth: int = 0) -> Any:
         return {
             k: _strip_fetches(v, depth + 1)
             for k, v in value.items()
-            if not (k in _FETCHING_KEYS and isinstance(v, str) and _REMOTE.match(v))
+            if k not in _FETCHING_KEYS or _inert_reference(k, v)
         }
     if isinstance(value, list):
         return [_strip_fetches(v, depth + 1) for v in value]
     return value
+
+
+def _inert_reference(key: str, value: Any) -> bool:
+    """A fetching key kept: a ``data:`` URL, or (Vega's "source", another dataset's name) a bare name."""
+    if not isinstance(value, str):
+        return False  # {"field": …}, {"signal": …}, {"expr": …}: any URL could come out of it
+    if _DATA_URL.match(value):
+        return True
+    return key == "source" and re.fullmatch(r"[A-Za-z_][\w-]*", value) is not None
+
+
+def markdown_html(text: str) -> str:
+    """Markdown rendered to cleaned HTML."""
+    return clean_html(_MARKDOWN.render(text))
 
 
 def mime_bundle(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -120,19 +148,20 @@ def mime_bundle(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     kept: dict[str, Any] = {}
     dropped: list[str] = []
     for mime, value in data.items():
-        if mime in TEXT_TYPES or mime in IMAGE_TYPES:
+        if mime in ("text/plain", "text/latex") and isinstance(value, str):
+            kept[mime] = shown_text(value)
+        elif mime in TEXT_TYPES or mime in IMAGE_TYPES:
             kept[mime] = value
         elif mime == "text/html" and isinstance(value, str | list):
             kept[mime] = clean_html(value if isinstance(value, str) else "".join(value))
         elif mime == "text/markdown" and isinstance(value, str | list):
-            text = value if isinstance(value, str) else "".join(value)
-            kept[mime] = clean_html(_REMOTE_IMAGE_MD.sub(r"\1", text))
+            if "text/html" not in data:  # shown as the HTML it renders to, never re-read as markdown
+                kept["text/html"] = markdown_html(value if isinstance(value, str) else "".join(value))
         elif mime == "image/svg+xml" and isinstance(value, str | list):
-            svg = value if isinstance(value, str) else "".join(value)
-            if _SVG_DANGER.search(svg):
+            try:
+                kept[mime] = clean_svg(value if isinstance(value, str) else "".join(value))
+            except UnsafeSvg:
                 dropped.append(mime)
-            else:
-                kept[mime] = svg
         elif mime.startswith(JSON_TYPES_PREFIXES):
             kept[mime] = _strip_fetches(value)
         else:
@@ -153,6 +182,11 @@ def metadata(meta: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
         elif key in ("needs_background", "isolated") and isinstance(value, bool | str):
             out[key] = value
     return out
+
+
+def shown_text(text: str) -> str:
+    """``text`` with only colour sequences and tab, newline, carriage return and backspace as controls."""
+    return _NOT_SHOWN.sub("", text)
 
 
 def terminal_text(text: str) -> str:

@@ -63,10 +63,12 @@ def startup_code(module_file: str) -> str:
         f"_m = _t.ModuleType({CHILD_MODULE!r}); _m.__file__ = {module_file!r}\n"
         f"exec(compile(open({module_file!r}).read(), {module_file!r}, 'exec'), _m.__dict__)\n"
         f"_s.modules[{CHILD_MODULE!r}] = _m\n"
-        "del _s, _t, _m\n"
+        "del _t, _m\n"
         f"import {CHILD_MODULE}\n"
         "import pandas as pd, numpy as np\n"
         "import matplotlib.pyplot as plt\n"
+        # Last on sys.path (never first, see launcher.py): the user's own modules import, installed ones win.
+        "import os as _o; _s.path.append(_o.getcwd()); del _o, _s\n"
     )
 
 
@@ -105,6 +107,15 @@ def plan_bwrap(
         warnings.append(
             f"{view.omitted} entries of {user_dir} are not visible in the sandbox (it shows the "
             f"first {isolation.MAX_USER_ENTRIES})."
+        )
+    workdir = isolation.WORKDIR + "/"
+    unscanned = [p[len(workdir) :] for p in view.unscanned if p.startswith(workdir)]
+    if unscanned:
+        shown = ", ".join(repr(p) for p in unscanned[:5]) + (" …" if len(unscanned) > 5 else "")
+        warnings.append(
+            f"{len(unscanned)} folder(s) of {user_dir} are shown empty in the sandbox ({shown}): they are deeper "
+            f"than {isolation.MAX_COVER_DEPTH} levels or hold too many entries to check for hidden files "
+            "(.env, keys) and sockets, and what is not checked is not shown."
         )
     return BwrapPlan(probe, view, with_seccomp)
 

@@ -123,6 +123,34 @@ test('script in model-written outputs does not run, inserted or shown as the mag
   await page.screenshot({ path: artifact('hostile-outputs.png'), fullPage: true });
 });
 
+test('text from the sandbox never makes the browser fetch: record cell, markdown and SVG outputs', async ({
+  page
+}) => {
+  // The sandbox has no network, so a URL the browser fetches is the way data would leave: a failed attempt's
+  // error in the record cell, a markdown reference-style image, an SVG image with an entity-encoded URL.
+  const beacons: string[] = [];
+  page.on('request', request => {
+    if (request.url().includes('beacon')) {
+      beacons.push(request.url());
+    }
+  });
+  await openNotebook(page, 'beacons.ipynb', [SETUP, '%%ask --attempts 2\nShow the beacons in the record']);
+  await runCell(page, 0);
+  await runCell(page, 1);
+  await expect(cells(page)).toHaveCount(4);
+  const code = cells(page).nth(2);
+  await expect(code).toContainText('beacons sent');
+  await expect(code.locator('.ci-svg-rect, rect[fill="red"]').first()).toBeAttached(); // the drawing is kept
+  const record = cells(page).nth(3);
+  await expect(record).toContainText('Attempt 1');
+  await record.locator('summary').first().click(); // open the failed attempt: its error is shown as text
+  await expect(record).toContainText('record-beacon.png');
+  await page.waitForTimeout(2000); // an image would have been requested by now
+  expect(beacons).toEqual([]);
+  expect(await page.evaluate(() => (window as any).pwned)).toBeUndefined();
+  await page.screenshot({ path: artifact('beacons.png'), fullPage: true });
+});
+
 test('files the code writes land beside the notebook: linked in the cell, opened, listed in the panel', async ({
   page
 }) => {
