@@ -11,6 +11,7 @@ questions and tables are read from ../shared (evaluation only; they are never co
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import statistics
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "eval"
@@ -37,25 +39,98 @@ def asked(limit: int | None, scratch: Path) -> tuple[Path, Path]:
     return scratch / "q.jsonl", scratch / "l.jsonl"
 
 
-def accuracy(out: Path, limit: int | None) -> dict[str, float]:
-    """The shared scorer's strict figures for a predictions file, over the questions asked."""
+#: Why a question was not answered right, in the order the table shows them.
+OUTCOMES = (
+    "right",
+    "wrong value",  # every answer printed, a value differs
+    "right value, wrong form",  # equal under the scorer's lenient comparison, not the strict one
+    "partly answered",  # some of the asked @names printed
+    "no answer: recurring error",
+    "no answer: answer check",
+    "no answer: timeout",
+    "no answer: no code",
+    "no answer: crashed",
+)
+
+
+def accuracy(out: Path, limit: int | None) -> dict[str, Any]:
+    """The shared scorer's strict figures for a predictions file, over the questions asked, and why each
+    question that is not right failed (the table the README shows)."""
     with tempfile.TemporaryDirectory() as scratch:
         questions, labels = asked(limit, Path(scratch))
+        details = Path(scratch) / "details.jsonl"
         score = subprocess.run(
             [
                 *(sys.executable, str(SHARED / "score.py"), "--pred", str(out), "--labels", str(labels)),
-                *("--questions", str(questions), "--json"),
+                *("--questions", str(questions), "--json", "--lenient", "--details", str(details)),
             ],
             check=True,
             capture_output=True,
             text=True,
         )
+        scored = [json.loads(line) for line in details.read_text().splitlines() if line.strip()]
     summary = json.loads(score.stdout)
+    records = {r["id"]: r for r in (json.loads(x) for x in out.read_text().splitlines() if x.strip())}
+    failures = classify(scored, records)
     return {
         "questions": summary["strict"]["n_questions"],
         "strict_abq": summary["strict"]["ABQ"],
         "answered_abq": summary["official_answered_only"]["ABQ"],
+        "outcomes": dict(collections.Counter(o for o, _ in failures.values())),
+        "recurring_errors": dict(collections.Counter(e for o, e in failures.values() if e)),
+        "by_question": {str(q): o for q, (o, _) in sorted(failures.items())},
     }
+
+
+def classify(scored: list[dict[str, Any]], records: dict[int, dict[str, Any]]) -> dict[int, tuple[str, str]]:
+    """(outcome, the error that recurred where that is why) for every question: see OUTCOMES."""
+    found: dict[int, tuple[str, str]] = {}
+    for row in scored:
+        qid, record = row["id"], records.get(row["id"], {})
+        printed = [v for v in row["pred"].values() if v is not None]
+        if row["all_correct"]:
+            found[qid] = ("right", "")
+        elif row.get("all_correct_lenient"):
+            found[qid] = ("right value, wrong form", "")
+        elif printed and len(printed) == len(row["pred"]):
+            found[qid] = ("wrong value", "")
+        elif printed:
+            found[qid] = ("partly answered", "")
+        else:
+            found[qid] = _unanswered(record)
+    return found
+
+
+def _unanswered(record: dict[str, Any]) -> tuple[str, str]:
+    if "error" in record:
+        return "no answer: crashed", str(record["error"]).split(":", 1)[0]
+    log = [a for a in record.get("attempt_log", []) if not a.get("sample")] or record.get("attempt_log", [])
+    if not log:
+        return "no answer: crashed", ""
+    last = log[-1]
+    if last["outcome"] == "timeout":
+        return "no answer: timeout", ""
+    if last["outcome"] == "no_code":
+        return "no answer: no code", ""
+    if last["outcome"] == "rejected":
+        return "no answer: answer check", ""
+    errors = collections.Counter(a["error"] for a in log if a.get("error"))
+    return "no answer: recurring error", errors.most_common(1)[0][0] if errors else str(last["outcome"])
+
+
+def failure_table(result: dict[str, Any]) -> str:
+    """The outcomes as a markdown table (README), the commonest recurring errors after it."""
+    counts = result.get("outcomes", {})
+    total = sum(counts.values()) or 1
+    rows = [
+        f"| {o} | {counts.get(o, 0)} | {counts.get(o, 0) / total:.0%} |" for o in OUTCOMES if counts.get(o)
+    ]
+    errors = ", ".join(
+        f"{e} × {n}" for e, n in sorted(result.get("recurring_errors", {}).items(), key=lambda x: -x[1])
+    )
+    return "\n".join(["| outcome | questions | share |", "|---|---|---|", *rows]) + (
+        f"\n\nRecurring errors: {errors}." if errors else ""
+    )
 
 
 def run(model: str | None, attempts: int, samples: int, limit: int | None, out: Path) -> dict[str, object]:
@@ -97,7 +172,52 @@ def run(model: str | None, attempts: int, samples: int, limit: int | None, out: 
         "mean_samples": statistics.mean(r.get("samples", 1) for r in rows),
         "errors": sum("error" in r for r in rows),
         "wall_seconds": round(wall, 1),
+        "time_breakdown": time_breakdown(rows, decode_rate(model) if not limit or limit > 5 else None),
     }
+
+
+def time_breakdown(rows: list[dict[str, Any]], decode_tok_s: float | None = None) -> dict[str, float]:
+    """Where a question's time goes, in mean seconds: the model writing the attempts (split into reading the
+    prompt and decoding, with the decode rate measured in the same run), the steps after them (the answer in
+    words, a failed ask's format step), the code running, and the rest (the sandbox's start, the data
+    description, files, our own bookkeeping)."""
+    logs = [r.get("attempt_log", []) for r in rows]
+    model = [sum(a.get("model_seconds", 0.0) for a in log) for log in logs]
+    side = [float(r.get("side_seconds", 0.0)) for r in rows]
+    runs = [sum(a.get("seconds", 0.0) - a.get("model_seconds", 0.0) for a in log) for log in logs]
+    rest = [r["seconds"] - m - w - x for r, m, w, x in zip(rows, model, side, runs, strict=True)]
+    found = {
+        "model_s": round(statistics.mean(model), 2),
+        "after_attempts_s": round(statistics.mean(side), 2),
+        "execution_s": round(statistics.mean(runs), 2),
+        "other_s": round(statistics.mean(rest), 2),
+    }
+    if decode_tok_s:
+        decoded = [sum(a.get("completion_tokens", 0) for a in log) / decode_tok_s for log in logs]
+        found["model_decoding_s"] = round(statistics.mean(decoded), 2)
+        found["model_prompt_s"] = round(found["model_s"] - found["model_decoding_s"], 2)
+        found["decode_tok_s"] = round(decode_tok_s, 1)
+    return found
+
+
+def decode_rate(model: str | None) -> float | None:
+    """Tokens per second the embedded server decodes at, measured now (a short prompt, 160 tokens greedy): the
+    rate that splits the model's time into reading prompts and decoding. None for a remote model."""
+    try:
+        from ci_magic.local import ensure_endpoint
+    except ImportError:
+        return None
+    import openai
+
+    ep = ensure_endpoint(model or "qwen2.5-coder-1.5b")
+    prompt = [{"role": "user", "content": "Count from 1 to 200, one number per line."}]
+    with openai.OpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0, timeout=600) as client:
+        create: Any = client.chat.completions.create
+        create(model=ep.model, messages=prompt, max_tokens=4)  # the prompt is cached from here on
+        started = time.perf_counter()
+        reply = create(model=ep.model, messages=prompt, max_tokens=160, temperature=0)
+        wall = time.perf_counter() - started
+    return (reply.usage.completion_tokens if reply.usage else 0) / wall
 
 
 def main() -> int:
@@ -150,6 +270,7 @@ def main() -> int:
             f"tokens, {result['mean_attempts']:.2f} attempts and {result['mean_samples']:.2f} samples per question",
             flush=True,
         )
+        print(failure_table(result), flush=True)
     if "repair_loop" in doc and "one_shot" in doc:
         doc["loop_over_one_shot"] = round(
             float(doc["repair_loop"]["strict_abq"]) - float(doc["one_shot"]["strict_abq"]), 4

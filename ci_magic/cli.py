@@ -154,6 +154,13 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, help=f"Seconds one execution may run (default: {_LIMITS.timeout_s:g})."
     )
+    parser.add_argument(
+        "--no-words",
+        dest="answer_in_words",
+        action="store_false",
+        default=None,
+        help="Do not end a working ask with an answer in words (one short extra model request).",
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -170,6 +177,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         overwrite_files=getattr(args, "overwrite", None),
         gateway_url=getattr(args, "gateway_url", None),
         gateway_kernel=getattr(args, "gateway_kernel", None),
+        answer_in_words=args.answer_in_words,
         frontend="cli",
     )
     if args.timeout is not None:
@@ -243,9 +251,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
     for file in result.files:
         where = f"saved as {file.saved_as}" if file.saved_as else "not saved"
         say(f"[file {file.path}: {file.bytes:,} bytes, {where}{f'; {file.note}' if file.note else ''}]")
+    from .notebook.cells import answer_lines, best_effort_line
+
     usage = result.usage
     verdict = "succeeded" if result.ok else "failed"
     say("=" * 46)
+    for line in answer_lines(result):
+        say(line)
+    if result.best_effort is not None:
+        say(best_effort_line(result))
+        say(result.best_effort.text)
     say(
         f"{verdict} after {len(result.attempts)} attempt(s) · {usage.prompt_tokens:,} prompt + "
         f"{usage.completion_tokens:,} completion tokens · {result.seconds:.1f} s · {result.model} @ "

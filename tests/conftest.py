@@ -46,8 +46,14 @@ def fake() -> Iterator[FakeModelServer]:
 
 @pytest.fixture
 def settings(fake: FakeModelServer) -> Settings:
+    # The answer in words is one more model request per working ask: tests of the loop script only the code
+    # replies; tests/test_answer.py turns it on.
     return Settings(
-        model="fake-model", base_url=fake.base_url, api_key="test-key", limits=Limits(timeout_s=10)
+        model="fake-model",
+        base_url=fake.base_url,
+        api_key="test-key",
+        limits=Limits(timeout_s=10),
+        answer_in_words=False,
     )
 
 
@@ -70,6 +76,7 @@ def shell(
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     monkeypatch.setenv("CI_MAGIC_MODEL", "fake-model")
+    monkeypatch.setenv("CI_MAGIC_ANSWER_IN_WORDS", "0")  # scripts hold the code replies only
     sh = InteractiveShell.instance()
     sh.run_cell("%load_ext ci_magic")
     sh.run_cell(

@@ -161,7 +161,9 @@ def test_trace_spans_privacy_no_key_and_otel(fake: FakeModelServer, tmp_path: Pa
 
 
 def test_reply_cache_replays_and_fresh_bypasses(fake: FakeModelServer, tmp_path: Path) -> None:
-    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", reply_cache=True)
+    settings = Settings(
+        model="fake-model", base_url=fake.base_url, api_key="k", reply_cache=True, answer_in_words=False
+    )
     fake.add(fenced("x = 6 * 7\nprint(x)"), fenced("print('fresh')"))
     (tmp_path / "work").mkdir()  # the working folder: ci_magic's traces (in tmp_path) are not its files
     with Interpreter(settings, user_dir=tmp_path / "work") as it:

@@ -305,6 +305,7 @@ def kernel(fake: FakeModelServer, tmp_path: Path) -> Iterator[tuple[KernelManage
         "OPENAI_BASE_URL": fake.base_url,
         "OPENAI_API_KEY": "x",
         "CI_MAGIC_MODEL": "fake-model",
+        "CI_MAGIC_ANSWER_IN_WORDS": "0",  # scripts hold the code replies only
     }
     # ipc (ipykernel warns about plain TCP); an absolute path, since the kernel runs in another directory.
     km = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel-ipc"))

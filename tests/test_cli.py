@@ -16,7 +16,7 @@ from ci_magic.providers.fake import FakeModelServer
 def run(args: list[str], server: FakeModelServer | None, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
     if server is not None:
-        env.update(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="k")
+        env.update(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="k", CI_MAGIC_ANSWER_IN_WORDS="0")
     return subprocess.run(
         [sys.executable, "-m", "ci_magic.cli", *args],
         capture_output=True,

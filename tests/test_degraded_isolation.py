@@ -73,7 +73,7 @@ def run_cli(
     args: list[str], fake: FakeModelServer, cwd: Path, **env: str
 ) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "CI_MAGIC_REQUIRE"))}
-    environ.update(OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="k", **env)
+    environ.update(OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="k", CI_MAGIC_ANSWER_IN_WORDS="0", **env)
     return subprocess.run(
         [sys.executable, "-m", "ci_magic.cli", *args],
         capture_output=True,

@@ -46,7 +46,7 @@ def test_format_check_repairs_and_failures_are_recorded(fake: FakeModelServer, t
         *[Turn(status=500, reply="model crashed")] * 3,  # question 2: the server fails (client retries twice)
     )
     out = io.StringIO()
-    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k")
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", answer_in_words=False)
     records = list(run_eval(questions, tmp_path, out, settings=settings, attempts=2, progress=io.StringIO()))
     first, second, third = records
     assert first["ok"] and first["attempts"] == 2 and first["response_text"] == "@mean_x[2.0]\n"
@@ -70,7 +70,7 @@ def test_placeholder_echo_is_rejected(fake: FakeModelServer, tmp_path: Path) -> 
     q = Question(7, "q", "", "@value[number]", "t.csv")
     (tmp_path / "t.csv").write_text("x\n1\n")
     fake.add(fenced("print('@value[number]')"), fenced("print('@value[1]')"))
-    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k")
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", answer_in_words=False)
     (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=2, progress=io.StringIO())
     assert record["ok"] and record["response_text"] == "@value[1]\n"
     assert "placeholder" in fake.requests[1]["messages"][-1]["content"]
@@ -93,7 +93,7 @@ def test_answers_are_rounded_as_the_format_says_and_words_are_checked(
             "m = df.x.mean()\nprint(f'@mean_x[{m}]')\nprint('@above[' + ('yes' if m > 1.5 else 'no') + ']')"
         ),
     )
-    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k")
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", answer_in_words=False)
     (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=2, progress=io.StringIO())
     assert 'must be exactly one of "yes" or "no"' in fake.requests[1]["messages"][-1]["content"]
     # 1.6666666666666667 printed, 1.67 recorded: rounding as the format says costs no model call.
@@ -108,7 +108,9 @@ def test_samples_vote_on_the_answers(fake: FakeModelServer, tmp_path: Path) -> N
         fenced("print('some chatter 1.0')\nprint(f'@median_x[{df.x.median()}]')"),
         fenced("print(f'@median_x[{float(df.x.median()):.4f}]')"),  # 2.0000: the same answer, other text
     )
-    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", samples=3)
+    settings = Settings(
+        model="fake-model", base_url=fake.base_url, api_key="k", answer_in_words=False, samples=3
+    )
     (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=1, progress=io.StringIO())
     assert record["samples"] == 3 and record["attempts"] == 1
     assert record["response_text"].endswith("@median_x[2.0]\n")
@@ -121,7 +123,7 @@ def test_nan_answers_are_sent_back(fake: FakeModelServer, tmp_path: Path) -> Non
         fenced("import numpy as np\nprint(f'@mean_x[{np.mean(df.x.values)}]')"),
         fenced("print(f'@mean_x[{df.x.dropna().mean()}]')"),
     )
-    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k")
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", answer_in_words=False)
     (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=2, progress=io.StringIO())
     assert "printed nan, not a value" in fake.requests[1]["messages"][-1]["content"]
     assert record["ok"] and record["response_text"] == "@mean_x[2.0]\n"
@@ -135,7 +137,9 @@ def test_replayed_replies_are_recorded_and_fresh_asks_the_model(
     questions = read_questions(write_questions(tmp_path))[:1]
     answer = fenced("print(f'@mean_x[{round(df.x.mean(), 2)}]')")
     fake.add(answer, answer)
-    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", reply_cache=True)
+    settings = Settings(
+        model="fake-model", base_url=fake.base_url, api_key="k", answer_in_words=False, reply_cache=True
+    )
 
     def once(fresh: bool) -> dict[str, object]:
         out = io.StringIO()
@@ -154,7 +158,7 @@ def test_each_question_sees_only_its_own_table(fake: FakeModelServer, tmp_path: 
     (tmp_path / "other.csv").write_text("a\n1\n")
     (question,) = read_questions(write_questions(tmp_path))[:1]
     fake.add(fenced("open('made.txt', 'w').write('x')\nprint(f'@mean_x[{round(df.x.mean(), 2)}]')"))
-    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k")
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", answer_in_words=False)
     (record,) = run_eval(
         [question], tmp_path, io.StringIO(), settings=settings, attempts=1, progress=io.StringIO()
     )

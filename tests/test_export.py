@@ -31,6 +31,9 @@ RULES = [
         fenced("by_month = sales.groupby('month').revenue.sum()\nprint(by_month.to_dict())"),
     ),
     ("bar chart", fenced("by_month.plot.bar()\nplt.show()\nby_month.max()")),
+    # The answer in words, written from the outputs (the request carries them; the reply is plain text).
+    (r"\{1: 30\.0, 2: 30\.0, 3: 5\.0\}", "Months 1 and 2 had revenue 30.0 each, month 3 had 5.0."),
+    (r"one or two short sentences", "The highest month had revenue 30.0."),
 ]
 
 
@@ -60,12 +63,12 @@ def test_export_verify_tamper_and_replay(monkeypatch: pytest.MonkeyPatch, tmp_pa
     with FakeModelServer(rules=RULES) as fake:  # type: ignore[arg-type]
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
         built = _run(_notebook(), tmp_path)
-        assert len(fake.requests) == 2
+        assert len(fake.requests) == 4  # each ask: its code, then its answer in words
         nbformat.write(built, tmp_path / "analysis.ipynb")
 
         # Run All again in a fresh kernel: the replay cache answers, the code runs, outputs are recomputed.
         again = _run(_notebook(), tmp_path)
-        assert len(fake.requests) == 2
+        assert len(fake.requests) == 4
         assert any("{1: 30.0" in o.get("text", "") for o in again.cells[2].outputs)
 
     # The export runs without ci_magic's model: no endpoint, no key.
@@ -82,6 +85,9 @@ def test_export_verify_tamper_and_replay(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert kinds == ["environment", "user", "ask", "generated", "ask", "generated", "user"]
     asks = [c for c in exported.cells if c.cell_type == "markdown"]
     assert "Total revenue by month" in asks[0].source and "fake-model" in asks[0].source
+    # The answer in words goes with each ask, as text.
+    assert "**Answer:** Months 1 and 2 had revenue 30.0 each, month 3 had 5.0." in asks[0].source
+    assert "**Answer:** The highest month had revenue 30.0." in asks[1].source
     chart = exported.cells[5]
     assert any("image/png" in o.get("data", {}) for o in chart.outputs)
     assert "by_month.plot.bar()" in chart.source

@@ -186,6 +186,7 @@ def test_the_cli_converts_an_excel_sheet_next_to_the_workbook(fake: FakeModelSer
         "OPENAI_BASE_URL": fake.base_url,
         "OPENAI_API_KEY": "k",
         "CI_MAGIC_MODEL": "fake-model",
+        "CI_MAGIC_ANSWER_IN_WORDS": "0",  # the script holds the code reply only
     }
     proc = subprocess.run(
         [

@@ -60,6 +60,19 @@ def test_csv_header_delimiter_example_and_rows(tmp_path: Path) -> None:
     assert ctx.tokens == estimate_tokens(ctx.text)
 
 
+def test_a_table_with_a_loaded_frames_columns_is_not_described_twice(tmp_path: Path) -> None:
+    import pandas as pd
+
+    (tmp_path / "sales.csv").write_text(",date,units\n0,2024-01-01,3\n1,2024-01-02,4\n")
+    (tmp_path / "other.csv").write_text("date,units,extra\n2024-01-01,3,x\n")
+    frame = pd.read_csv(tmp_path / "sales.csv")  # the blank header cell is "Unnamed: 0" there, and here
+    ctx = describe_files(tmp_path, budget_tokens=2000, loaded={"df": list(frame.columns)})
+    assert line_of(ctx, "sales.csv") == (
+        "CSV, 42 B, 2 rows; delimiter ','; the columns of the DataFrame df described above"
+    )
+    assert "columns: 'date', 'units', 'extra'; e.g. row:" in line_of(ctx, "other.csv")
+
+
 def test_headerless_csv_and_text_files(tmp_path: Path) -> None:
     (tmp_path / "raw.csv").write_text(f"1,{SECRET},3\n4,bob,6\n")
     (tmp_path / "table.txt").write_text("name|score\nann|3\nbob|4\n")

@@ -15,6 +15,7 @@ from conftest import fenced
 
 from ci_magic.core.errors import ProviderResponseError
 from ci_magic.core.interpreter import Interpreter
+from ci_magic.core.results import ExecutionResult
 from ci_magic.core.settings import Limits, Settings
 from ci_magic.providers.fake import FakeModelServer, Turn
 from ci_magic.sandbox.fake import ScriptedExecutor, Step, died, error, timeout
@@ -97,14 +98,33 @@ def test_attempts_exhausted(fake: FakeModelServer, it: Interpreter, executor: Sc
 
 def test_timeout_and_death_are_fed_back(fake: FakeModelServer, settings: Settings, tmp_path: Path) -> None:
     fake.add(fenced("while True: pass"), fenced("import os; os._exit(1)"), fenced("print('fast')"))
-    executor = ScriptedExecutor([timeout(1.5), died(), "fast\n"])
+    executor = ScriptedExecutor([timeout(1.5), "fast\n"])
     with Interpreter(
         settings.with_(limits=Limits(timeout_s=1.5)), executor=executor, user_dir=tmp_path
     ) as it:
         result = it.ask("loop", attempts=3)
-    assert [a.outcome for a in result.attempts] == ["timeout", "died", "ok"]
+    assert [a.outcome for a in result.attempts] == ["timeout", "ok"]
     assert "stopped after 1.5 s" in fake.requests[1]["messages"][-1]["content"]
-    assert "variables you created are gone" in fake.requests[2]["messages"][-1]["content"]
+    fake.add(fenced("import os; os._exit(1)"), fenced("print('fast')"))
+    executor = ScriptedExecutor([died(), "fast\n"])
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("die", attempts=3)
+    assert [a.outcome for a in result.attempts] == ["died", "ok"]
+    assert "variables you created are gone" in fake.requests[3]["messages"][-1]["content"]
+
+
+def test_the_last_attempt_starts_afresh_with_the_failures_as_notes(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
+    # A second repair of the same idea rarely works where the first did not: the last try is an independent one.
+    fake.add(fenced("df.x.mean()"), fenced("df['x'].mean()"), fenced("print(1)"))
+    executor.add(error("NameError", "name 'df' is not defined"), error("KeyError", "'x'"), "1\n")
+    result = it.ask("mean of x", attempts=3)
+    assert result.ok and len(result.attempts) == 3
+    second, last = fake.requests[1]["messages"], fake.requests[2]["messages"]
+    assert any(m["role"] == "assistant" for m in second)  # the first repair continues the dialogue
+    assert [m["role"] for m in last] == ["system", "user"]  # the last starts from the question
+    assert "NameError" in last[-1]["content"] and "KeyError" in last[-1]["content"]
 
 
 def test_the_answer_check_rejects_with_its_reason(
@@ -213,3 +233,41 @@ def test_a_per_ask_timeout_does_not_restart_the_sandbox(
         it.reconfigure(settings.with_(limits=Limits(timeout_s=5)))
         assert it.ask("again").ok
     assert executor.restarts == 0 and executor.limits is not None and executor.limits.timeout_s == 5
+
+
+def test_a_failed_ask_still_gives_the_values_it_printed_in_the_asked_form(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
+    from ci_magic.notebook.cells import attempts_markdown, summary_text
+
+    def check(execution: ExecutionResult) -> str | None:
+        return None if "@mean[" in execution.text() else "it never printed @mean[...]"
+
+    executor = ScriptedExecutor(["mean is 3.5\n", "the mean: 3.5\n"])
+    fake.add(fenced("print('mean is', m)"), fenced("print('the mean:', m)"), "@mean[3.5]")
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("What is the mean? Print @mean[value].", attempts=2, check=check)
+    assert not result.ok  # never shown as a success
+    assert result.best_effort is not None and result.best_effort.text == "@mean[3.5]"
+    assert result.best_effort.from_attempt == 2 and len(executor.runs) == 2  # nothing more was run
+    rescue = fake.requests[-1]["messages"]
+    assert "the mean: 3.5" in rescue[-1]["content"] and "never write code" in rescue[0]["content"]
+    assert "Best effort" in summary_text(result) and "@mean[3.5]" in attempts_markdown(result)
+    assert result.usage.total_tokens > sum(a.usage.total_tokens for a in result.attempts)
+
+    # Lines that still fail the check are dropped, and a run that printed nothing has nothing to give.
+    executor = ScriptedExecutor(["mean is 3.5\n", ""])
+    fake.add(fenced("print(m)"), fenced("x = 1"), "the mean is 3.5")
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        assert it.ask("Mean? Print @mean[value].", attempts=2, check=check).best_effort is None
+
+
+def test_no_attempt_starts_after_the_asks_time_budget(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
+    fake.add(fenced("1/0"), fenced("print(1)"))
+    executor = ScriptedExecutor([error("ZeroDivisionError", "division by zero"), "1\n"])
+    with Interpreter(settings.with_(time_budget_s=0.001), executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("Ratio?", attempts=3)
+    assert not result.ok and len(result.attempts) == 1 and len(fake.requests) == 1
+    assert any("time budget of 0.001 s was spent" in w for w in result.warnings)

@@ -34,7 +34,8 @@ def test_quickstart_executes_with_outputs(monkeypatch: pytest.MonkeyPatch, tmp_p
         NotebookClient(
             nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(work)}}
         ).execute()
-        assert len(server.requests) == 5  # --context-only sent nothing
+        # Each ask: its code, then its answer in words; --context-only sent nothing.
+        assert len(server.requests) == 10
     ask_cells = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%ask\n")]
     assert len(ask_cells) == 5
     month, product, region, q2_sheet, files = ask_cells
@@ -42,9 +43,11 @@ def test_quickstart_executes_with_outputs(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert any("avg_revenue" in o.get("data", {}).get("text/html", "") for o in month.outputs)
     assert any("Gizmo:" in o.get("text", "") for o in product.outputs)
     assert any("units" in o.get("data", {}).get("text/plain", "") for o in region.outputs)
+    said = [o.get("data", {}).get("text/plain", "") for o in month.outputs]
+    assert any("Answer: (The fake model of this demo" in text for text in said)
 
     # File in: the model was told about the workbook's sheets, and the code read one.
-    sent = server.requests[3]["messages"][-1]["content"]
+    sent = server.requests[6]["messages"][-1]["content"]
     assert "sales.xlsx" in sent and "'Q2'" in sent
     assert any("q2_revenue" in o.get("data", {}).get("text/html", "") for o in q2_sheet.outputs)
 

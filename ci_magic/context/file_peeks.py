@@ -56,6 +56,7 @@ class Bit(NamedTuple):
     tier: int = 0  # 0 always shown; 1 header-like, dropped second; 2 example values, dropped first
     counted: bool = False  # a count of content: hidden at "schema"
     line: bool = False  # starts an indented line (a workbook's sheet)
+    names: tuple[str, ...] = ()  # a header's column names, as pandas would read them
 
 
 def kind_of(ext: str) -> str:
@@ -135,7 +136,9 @@ def _table(rows: Iterable[tuple[int, list[Any]]]) -> tuple[list[Bit], bool]:
         ], False
     where = f"columns (header in row {number})" if number > 1 else "columns"
     example = [Bit(f"e.g. row: {_values(below)}", 2)] if below else []
-    return [Bit(f"{where}: {_values(first, NAME_CHARS)}", 1), *example], True
+    # pandas names a blank header cell "Unnamed: <position>": so does a loaded frame's column.
+    names = tuple(str(v) if v not in (None, "") else f"Unnamed: {i}" for i, v in enumerate(first))
+    return [Bit(f"{where}: {_values(first, NAME_CHARS)}", 1, names=names), *example], True
 
 
 def _line_count(data: bytes) -> int:

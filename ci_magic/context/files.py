@@ -21,7 +21,7 @@ import itertools
 import os
 import stat
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -72,9 +72,19 @@ class _File(NamedTuple):
 
 
 def describe_files(
-    folder: Path, *, budget_tokens: int, detail: str = "samples", max_depth: int = 3, max_files: int = 1000
+    folder: Path,
+    *,
+    budget_tokens: int,
+    detail: str = "samples",
+    max_depth: int = 3,
+    max_files: int = 1000,
+    loaded: Mapping[str, Sequence[str]] | None = None,
 ) -> FilesContext:
     """Describe the files under ``folder`` (``max_depth`` folders down at most) within ``budget_tokens``.
+
+    ``loaded`` maps the DataFrames already described to their column names: a table whose header names the
+    same columns (the file the frame was read from, most often) is said to have that frame's columns instead of
+    listing them and an example row again — prompt tokens that bought nothing.
 
     Over the budget, example rows go first, then headers, then files from the end of the listing (a last line
     counts them); the header and that line stay even when they alone exceed a tiny budget. Never raises
@@ -96,7 +106,7 @@ def describe_files(
             spent = estimate_tokens(_header(found))
             books = 0  # workbooks opened with openpyxl
             for opened, entry in enumerate(found, 1):
-                seen = _look(root, entry, opened <= PEEK_FILES, books < WORKBOOKS)
+                seen = _same_as_loaded(_look(root, entry, opened <= PEEK_FILES, books < WORKBOOKS), loaded)
                 books += seen is not None and seen.kind == "Excel workbook"
                 looked += [seen] if seen else []
                 spent += estimate_tokens(_line(entry.path, _body(seen.bits, 0, counts))) if seen else 0
@@ -122,6 +132,21 @@ def describe_files(
         if result.tokens <= budget_tokens:
             break
     return result
+
+
+def _same_as_loaded(f: _File | None, loaded: Mapping[str, Sequence[str]] | None) -> _File | None:
+    """``f`` with a header naming a loaded frame's columns said by that frame's name (its example row dropped)."""
+    if f is None or not loaded:
+        return f
+    bits = list(f.bits)
+    for i, b in enumerate(bits):
+        name = next((n for n, cols in loaded.items() if b.names and list(b.names) == list(cols)), None)
+        if name is not None:
+            bits[i] = Bit(f"the columns of the DataFrame {name} described above", 1)
+            if i + 1 < len(bits) and bits[i + 1].tier == 2 and not bits[i + 1].line:
+                del bits[i + 1]
+            break
+    return f._replace(bits=tuple(bits))
 
 
 def _header(found: list[_File]) -> str:

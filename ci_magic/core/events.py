@@ -20,9 +20,11 @@ EventKind = Literal[
     "no_code",  # data: {"problem": str}
     "exec_done",  # data: {"outcome": str, "outputs": list, "error": str | None, "seconds": float}
     "retry",  # data: {"problem": str}
+    "answer_start",  # data: {"best_effort": bool} (the answer in words, or a failed ask's format step, begins)
+    "answer",  # data: {"text": str | None, "best_effort": bool, "prompt_tokens": int, "completion_tokens": int}
     "vote",  # data: {"chosen_attempt": int | None (its number), "votes": list[int]} (ci_magic/vote.py)
     "done",  # data: {"ok": bool, "attempts": int, "prompt_tokens": int, "completion_tokens": int,
-    #                "warnings": list[str]}
+    #                "warnings": list[str], "answer": str | None, "best_effort": str | None, "files": list}
 ]
 
 

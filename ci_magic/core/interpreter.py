@@ -18,7 +18,7 @@ from ..providers import Message, Provider
 from ..providers.cache import CachedProvider, ReplyCache
 from ..providers.resolve import make_provider
 from ..sandbox.scan import assigned_names
-from . import prompts
+from . import answer, hints, privacy, prompts, rescue
 from .delivery import deliver
 from .errors import SandboxError, UsageError
 from .events import Event, EventSink, ignore
@@ -106,6 +106,7 @@ class Interpreter:
             self._user_dir,
             budget_tokens=max(200, settings.context_tokens // 3),
             detail=settings.context_detail,
+            loaded=hints.columns(frames),
         )
         text = f"{ctx.text}\n\n{files.text}"
         turns = self.history[-HISTORY_TURNS:]
@@ -234,8 +235,9 @@ class Interpreter:
             self._refuse_unisolated(executor)
             self._slot.expired = False  # the model was told (in the opening) if it had expired
             before = set(executor.values()) if keep == "auto" else set()
+            dialogue = [dict(m) for m in messages]  # grows with the loop's replies and feedback
             found = run_attempts(
-                [dict(m) for m in messages],
+                dialogue,
                 provider=provider,
                 executor=executor,
                 frames=frames,
@@ -244,6 +246,7 @@ class Interpreter:
                 emit=on_event,
                 check=check,
                 budget=limit,
+                deadline=started + self.settings.time_budget_s,
             )
             result = AskResult(
                 question, provider.model, provider.endpoint, found, context, local=provider.local
@@ -261,6 +264,11 @@ class Interpreter:
                     key=vote_key,
                     budget=limit,
                 )
+            if not result.ok and check is not None:
+                # No attempt passed: the values the last run printed, put into the asked form (never a success).
+                result.best_effort = rescue.format_answer(
+                    question, result.attempts, provider=provider, check=check, emit=on_event, budget=limit
+                )
             final = result.final
             last_run = next((a for a in reversed(result.attempts) if a.execution is not None), None)
             if final is not None and final.ok and final is not last_run and final.code:
@@ -274,9 +282,19 @@ class Interpreter:
                 self.history.append(prompts.Turn(question, final.code, excerpt))
                 result.values = self._bring_back(executor, keep, before, frames, final.code)
                 result.files = self._deliver(executor, final.execution.files)
+                result.doubt = answer.doubt(final.execution)
             # What isolation is missing comes first and with every ask: a degraded sandbox is never silent.
             result.warnings = [*executor.isolation_warnings(), *executor.warnings]
             executor.warnings.clear()
+        if not result.ok and len(found) < (attempts or self.settings.attempts):
+            result.warnings.append(
+                f"Stopped after {len(found)} attempt(s): the ask's time budget of {self.settings.time_budget_s:g} s "
+                "was spent (time_budget_s)."
+            )
+        if result.ok and self.settings.answer_in_words and privacy.shows_values(self.settings.context_detail):
+            # Outputs show data values: the words step sends them only where the privacy level allows.
+            note = answer.write(result, dialogue, messages, provider=provider, budget=limit, emit=on_event)
+            result.warnings += [note] if note else []
         result.seconds = time.monotonic() - started
         usage = result.usage
         on_event(
@@ -289,6 +307,9 @@ class Interpreter:
                     "prompt_tokens": usage.prompt_tokens,
                     "completion_tokens": usage.completion_tokens,
                     "warnings": list(result.warnings),
+                    "answer": result.words.text if result.words is not None else None,
+                    "doubt": result.doubt,
+                    "best_effort": result.best_effort.text if result.best_effort is not None else None,
                     "files": [dataclasses.asdict(f) for f in result.files],
                 },
             )

@@ -7,13 +7,11 @@ restarted from the question with the failures as notes.
 
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import Mapping
 
-import pandas as pd
-
 from ..providers import Message, Provider
-from . import privacy, prompts
+from . import answer, hints, privacy, prompts
 from .events import Event, EventSink
 from .executor import Executor, Frame
 from .results import Attempt, ExecutionResult, Usage
@@ -21,11 +19,6 @@ from .settings import Settings
 from .step import BudgetCheck, Check, call_model, judge
 
 __all__ = ["BudgetCheck", "Check", "run_attempts"]
-
-#: A failed number conversion: "could not convert string to float: '37,410'", "invalid literal for int()".
-_CONVERSION = re.compile(
-    r"could not convert string to float|invalid literal for int\(\)|Unable to parse string"
-)
 
 #: Sampling temperature for repair attempts (the first attempt uses the configured one, 0 by default).
 RETRY_TEMPERATURE = 0.4
@@ -42,15 +35,21 @@ def run_attempts(
     emit: EventSink,
     check: Check | None = None,
     budget: BudgetCheck | None = None,
+    deadline: float | None = None,
 ) -> list[Attempt]:
     """Ask, run, and feed failures back, at most ``attempts`` times. ``messages`` grows with the dialogue.
 
     ``check`` inspects a successful execution and may return a problem (e.g. "the answer is not in the required
-    format"); the attempt then counts as failed and the problem goes back to the model like a traceback.
+    format"); the attempt then counts as failed and the problem goes back to the model like a traceback. While
+    attempts remain, an output that contradicts any answer (core/answer.py: an empty table, a NaN result) is
+    such a problem too; the last attempt's is left for the caller to show. No attempt starts after
+    ``deadline`` (``time.monotonic()``): the attempts made are returned.
     """
     done: list[Attempt] = []
     opening = [dict(m) for m in messages]  # the system prompt and the question, as first sent
     for number in range(1, attempts + 1):
+        if done and deadline is not None and time.monotonic() >= deadline:
+            break
         # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
         temperature = None if number == 1 else max(settings.temperature, RETRY_TEMPERATURE)
         spent = sum((a.usage for a in done), Usage())
@@ -63,7 +62,7 @@ def run_attempts(
             frames=frames,
             emit=emit,
             pristine=bool(done),
-            check=check,
+            check=check if number == attempts else _doubting(check),
         )
         if attempt.ok:
             done.append(attempt)
@@ -73,13 +72,21 @@ def run_attempts(
         )
         done.append(attempt)
         messages.append({"role": "user", "content": attempt.problem})
-        if _stuck(done):
-            # Small models copy their own failed code while it stays in the dialogue: start over from the
-            # question, with what went wrong as notes, so the next attempt is written afresh.
+        if _stuck(done) or number % 2 == 0:
+            # Small models copy their own failed code while it stays in the dialogue, and a second repair of the
+            # same idea rarely works where the first did not: after every second failure the next attempt starts
+            # over from the question, with what went wrong as notes (an independent try, then its one repair).
             messages[:] = _fresh_start(opening, done, frames, settings.context_detail)
         if number < attempts:
             emit(Event("retry", number, {"problem": attempt.problem}))
     return done
+
+
+def _doubting(check: Check | None) -> Check:
+    def both(execution: ExecutionResult) -> str | None:
+        return (check(execution) if check is not None else None) or answer.doubt(execution)
+
+    return both
 
 
 def feedback(
@@ -108,10 +115,10 @@ def _stuck(done: list[Attempt]) -> bool:
 def schema_names(frames: Mapping[str, Frame]) -> list[str]:
     """Frame and column names: what the model may see at every privacy level."""
     names = list(frames)
-    for obj in frames.values():
-        columns = getattr(obj, "columns", None)
-        if columns is not None:
-            names += [str(c) for c in list(columns)[:5000]]
+    listing = hints.columns(frames)
+    for name, obj in frames.items():
+        if name in listing:
+            names += listing[name]
         elif getattr(obj, "name", None) is not None:
             names.append(str(obj.name))
     return names
@@ -127,9 +134,7 @@ def _fresh_start(
         a.execution is not None and a.execution.error_name in ("KeyError", "AttributeError") for a in done
     ):
         notes += [
-            f"the columns of {n} are exactly {list(o.columns)[:80]!r}"
-            for n, o in frames.items()
-            if isinstance(o, pd.DataFrame)
+            f"the columns of {n} are exactly {cols[:80]!r}" for n, cols in hints.columns(frames).items()
         ]
     fresh = [dict(m) for m in opening]
     fresh[-1]["content"] += prompts.EARLIER_FAILURES.format(notes="\n".join(f"- {n}" for n in notes))
@@ -138,26 +143,11 @@ def _fresh_start(
 
 def _run_feedback(execution: ExecutionResult, settings: Settings, frames: Mapping[str, Frame]) -> str:
     error = execution.traceback or f"{execution.error_name}: {execution.error_value}"
-    if execution.error_name in ("KeyError", "AttributeError") and frames:
-        # The usual cause is a misspelt or guessed column name: put the real ones next to the error.
-        listing = "\n".join(
-            f"{name}: {list(obj.columns)[:80]!r}"
-            for name, obj in frames.items()
-            if isinstance(obj, pd.DataFrame)
-        )
-        if listing:
-            error += f"\nThe columns are exactly:\n{listing}"
-    if execution.error_name == "ValueError" and _CONVERSION.search(execution.error_value or ""):
-        error += (
-            "\nThe column holds text that is not a plain number. Clean it first, e.g. "
-            "pd.to_numeric(s.astype(str).str.replace(',', ''), errors='coerce'), or take the leading number with "
-            "s.astype(str).str.extract(r'^\\s*([-+]?[\\d.]+)')[0].astype(float); then drop the missing values."
-        )
+    for hint in hints.hints(execution, frames):  # the usual cause of this kind of failure, and its fix
+        error += f"\n{hint}"
     if execution.restarted:
         error += "\nThe sandbox was restarted: variables you created are gone; the DataFrames are reloaded."
-    stdout_tail = "".join(o.get("text", "") for o in execution.outputs if o.get("output_type") == "stream")[
-        -1500:
-    ]
+    stdout_tail = execution.stdout()[-1500:]
     if not privacy.shows_values(settings.context_detail):
         # Printed output shows data values, and error messages quote them: this privacy level keeps both from
         # the model. Frame and column names stay (the model has them from the context).

@@ -87,6 +87,37 @@ CHECK_FAILED = """\
 The code ran, but its output does not answer the question: {problem}
 Reply with the complete corrected ```python block."""
 
+IN_WORDS = """\
+The code ran. Its output:
+
+{output}
+
+Now answer the question in one or two short sentences, using only the results in this output (with their \
+numbers, as printed). No code, no headings."""
+
+DOUBT_EMPTY = """\
+it shows an empty result ({line}): a filter, a join or a lookup selected no rows. Check the values you select \
+on against the data description (spelling, case, type) and print what the question asks for."""
+
+DOUBT_NAN = """\
+it printed {line!r}: NaN is not an answer. A computation met missing values or an empty selection: drop \
+missing values in the columns used (e.g. .dropna()) and check that each filter keeps rows."""
+
+FORMAT_SYSTEM = """\
+You copy results into a required answer format. You never write code and never compute anything new: you use \
+only the values that appear in the program output you are given."""
+
+FORMAT_ONLY = """\
+{question}
+
+The code written for this question ran, but it did not print the answer in the required form. This is what \
+it printed:
+
+{output}
+
+Reply with only the answer lines in the required form, one per line, with the values taken from the output \
+above (rounded as the format asks). No code, no explanation."""
+
 TRUNCATED = """\
 Your reply was cut off before the code block was complete ({reason}). Reply again with a shorter, complete \
 ```python block."""

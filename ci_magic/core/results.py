@@ -62,6 +62,10 @@ class ExecutionResult:
     def ok(self) -> bool:
         return self.outcome == "ok"
 
+    def stdout(self) -> str:
+        """What the code printed (stdout and stderr streams, in order)."""
+        return "".join(str(o.get("text", "")) for o in self.outputs if o.get("output_type") == "stream")
+
     def text(self) -> str:
         """Plain-text rendering of the outputs (streams and text/plain), for terminals and the model."""
         parts: list[str] = []
@@ -168,6 +172,26 @@ class AskSummary:
         return "ok" if self.ok else "failed"
 
 
+@dataclass(frozen=True)
+class BestEffort:
+    """Answer lines an ask that failed could still give (core/rescue.py): the values its last run printed, put
+    into the asked form by one more model step without code. Never counted as a success."""
+
+    text: str
+    from_attempt: int  # the attempt whose printed output they come from
+    usage: Usage
+    model_seconds: float
+
+
+@dataclass(frozen=True)
+class Words:
+    """The answer in words (core/answer.py): one or two sentences the model wrote from the working run's outputs."""
+
+    text: str
+    usage: Usage
+    model_seconds: float
+
+
 @dataclass
 class AskResult:
     question: str
@@ -187,6 +211,9 @@ class AskResult:
     seconds: float = 0.0
     chosen: int | None = None  # index of the answer a vote picked; None: the last attempt is the answer
     votes: dict[str, int] = field(default_factory=dict)  # answer (as compared) -> how many samples gave it
+    best_effort: BestEffort | None = None  # a failed ask's answer lines, from its last printed output
+    words: Words | None = None  # a working ask's answer in one or two sentences
+    doubt: str | None = None  # what in the working run's output contradicts an answer (core/answer.py)
 
     @property
     def final(self) -> Attempt | None:
@@ -224,6 +251,9 @@ class AskResult:
         total = Usage()
         for attempt in self.attempts:
             total = total + attempt.usage
+        for extra in (self.best_effort, self.words):
+            if extra is not None:
+                total = total + extra.usage
         return total
 
     def summary(self) -> AskSummary:
@@ -264,6 +294,13 @@ class AskResult:
             "usage": {**asdict(self.usage), "total_tokens": self.usage.total_tokens},
             "chosen": self.chosen,
             "votes": self.votes,
+            "answer": self.words.text if self.words is not None else None,
+            "doubt": self.doubt,
+            "best_effort": (
+                {"text": self.best_effort.text, "from_attempt": self.best_effort.from_attempt}
+                if self.best_effort is not None
+                else None
+            ),
             "values": {k: _describe_value(v) for k, v in self.values.items()},
             "warnings": self.warnings,
             "files": [asdict(f) for f in self.files],

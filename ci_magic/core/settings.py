@@ -158,6 +158,11 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
     attempts: int = 3
     samples: int = 1  # independent answers per ask; more than one votes (ci_magic/vote.py)
+    # No new attempt starts once an ask has run this long (seconds): a slow model or code that keeps timing out
+    # cannot hold the notebook for attempts × (model + timeout).
+    time_budget_s: float = 180.0
+    # A working ask ends with one or two sentences the model writes from its outputs (core/answer.py).
+    answer_in_words: bool = True
     context_tokens: int = 2000
     request_timeout_s: float = 120.0
     temperature: float = 0.0
@@ -189,6 +194,8 @@ class Settings:
             raise UsageError(f"samples must be between 1 and 15, got {self.samples}.")
         if self.context_tokens < 100:
             raise UsageError(f"the context budget must be at least 100 tokens, got {self.context_tokens}.")
+        if self.time_budget_s <= 0:
+            raise UsageError(f"time_budget_s must be positive, got {self.time_budget_s}.")
         if self.max_tokens < 16:
             raise UsageError(f"max_tokens must be at least 16, got {self.max_tokens}.")
         if self.context_detail not in ("schema", "stats", "samples"):
@@ -217,17 +224,19 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Resolve from ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``CI_MAGIC_MODEL``, ``CI_MAGIC_PRICES`` (JSON),
-        ``CI_MAGIC_REQUIRE_ISOLATION`` (1/0), ``CI_MAGIC_GATEWAY_URL`` and ``CI_MAGIC_GATEWAY_TOKEN``; explicit
-        overrides win (``prices`` are merged over the environment's)."""
+        ``CI_MAGIC_REQUIRE_ISOLATION`` (1/0), ``CI_MAGIC_ANSWER_IN_WORDS`` (1/0), ``CI_MAGIC_GATEWAY_URL`` and
+        ``CI_MAGIC_GATEWAY_TOKEN``; explicit overrides win (``prices`` are merged over the environment's)."""
         env = os.environ if environ is None else environ
         prices = parse_prices(env["CI_MAGIC_PRICES"], "CI_MAGIC_PRICES") if env.get("CI_MAGIC_PRICES") else {}
         require = env.get("CI_MAGIC_REQUIRE_ISOLATION")
+        words = env.get("CI_MAGIC_ANSWER_IN_WORDS")
         base = cls(
             model=env.get("CI_MAGIC_MODEL") or None,
             base_url=env.get("OPENAI_BASE_URL") or None,
             api_key=env.get("OPENAI_API_KEY") or None,
             prices=prices,
             require_isolation=parse_flag(require, "CI_MAGIC_REQUIRE_ISOLATION") if require else False,
+            answer_in_words=parse_flag(words, "CI_MAGIC_ANSWER_IN_WORDS") if words else True,
             gateway_url=env.get("CI_MAGIC_GATEWAY_URL") or None,
             gateway_token=env.get(GATEWAY_TOKEN_ENV) or None,
         )

@@ -35,6 +35,7 @@ def call_model(
     temperature: float | None,
     seed: int | None = None,
     start: dict[str, Any] | None = None,
+    max_tokens: int | None = None,
 ) -> Completion:
     """One model request for attempt ``number``: streamed as events, checked against the budget before and
     after, and turned into Cancelled on an interrupt."""
@@ -46,10 +47,32 @@ def call_model(
     if budget is not None:
         budget(spent, messages)
     try:
-        completion = provider.complete(messages, on_text=stream, temperature=temperature, seed=seed)
+        completion = provider.complete(
+            messages, on_text=stream, temperature=temperature, seed=seed, max_tokens=max_tokens
+        )
     except KeyboardInterrupt:
         raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
     model_done(completion, number, emit)
+    if budget is not None:
+        budget(spent + completion.usage, None)
+    return completion
+
+
+def side_step(
+    provider: Provider,
+    messages: list[Message],
+    budget: BudgetCheck | None,
+    spent: Usage,
+    max_tokens: int,
+) -> Completion:
+    """A short request that is not an attempt (the answer in words, a failed ask's format step): checked against
+    the budget like one, at temperature 0, its text not streamed as an attempt's (the caller reports it)."""
+    if budget is not None:
+        budget(spent, messages)
+    try:
+        completion = provider.complete(messages, temperature=0.0, max_tokens=max_tokens)
+    except KeyboardInterrupt:
+        raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
     if budget is not None:
         budget(spent + completion.usage, None)
     return completion

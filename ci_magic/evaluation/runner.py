@@ -96,10 +96,6 @@ def read_questions(path: Path) -> list[Question]:
     return questions
 
 
-def printed(execution: ExecutionResult) -> str:
-    return "".join(str(o.get("text", "")) for o in execution.outputs if o.get("output_type") == "stream")
-
-
 def answer_check(question: Question) -> Any:
     """A loop check: the output must carry every required @name[value], with a value that is not a placeholder
     and, where the format lists the allowed words, one of those words."""
@@ -108,7 +104,7 @@ def answer_check(question: Question) -> Any:
     rules = question.rules
 
     def check(execution: ExecutionResult) -> str | None:
-        found = dict(ANSWER.findall(printed(execution)))
+        found = dict(ANSWER.findall(execution.stdout()))
         missing = [n for n in names if n not in found]
         if missing:
             lines = "\n".join(f'print(f"@{n}[{{{n}}}]")' for n in missing)
@@ -143,7 +139,7 @@ def answer_key(question: Question) -> Any:
     rules = question.rules
 
     def key(execution: ExecutionResult) -> tuple[tuple[str, str], ...] | None:
-        found = dict(ANSWER.findall(printed(execution)))
+        found = dict(ANSWER.findall(execution.stdout()))
         if not all(n in found for n in question.answer_names):
             return None
         return tuple(
@@ -163,7 +159,7 @@ def _canonical(value: str) -> str:
 
 def response_text(question: Question, execution: ExecutionResult) -> str:
     """What the code printed, with the @answers rounded as the format says (ci_magic/answer_format.py)."""
-    return answer_format.normalize_text(question.rules, printed(execution))
+    return answer_format.normalize_text(question.rules, execution.stdout())
 
 
 def load_table(path: Path) -> Any:
@@ -237,8 +233,12 @@ def run_eval(
             if last is None:
                 last = next((a.execution for a in reversed(result.attempts) if a.execution), None)
             usage = result.usage
+            answer = response_text(q, last) if last is not None else ""
+            if not result.ok and result.best_effort is not None:  # the failed ask's values, in the asked form
+                answer = answer_format.normalize_text(q.rules, result.best_effort.text)
             record.update(
-                response_text=response_text(q, last) if last is not None else "",
+                response_text=answer,
+                best_effort=result.best_effort is not None,
                 attempts=sum(not a.sample for a in result.attempts),
                 samples=1 + sum(a.sample for a in result.attempts),
                 replies=len(result.attempts),
@@ -246,6 +246,27 @@ def run_eval(
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 ok=result.ok,
+                answer_in_words=result.words.text if result.words is not None else None,
+                # The steps after the attempts (answer in words, a failed ask's format step): model seconds.
+                side_seconds=round(
+                    sum(x.model_seconds for x in (result.words, result.best_effort) if x is not None), 2
+                ),
+                side_completion_tokens=sum(
+                    x.usage.completion_tokens for x in (result.words, result.best_effort) if x is not None
+                ),
+                # How each reply ended, for the failure table of benchmarks/dabench.py.
+                attempt_log=[
+                    {
+                        "outcome": a.outcome,
+                        "error": a.execution.error_name if a.execution is not None else None,
+                        "sample": a.sample,
+                        "seconds": round(a.model_seconds + (a.execution.seconds if a.execution else 0.0), 2),
+                        "model_seconds": round(a.model_seconds, 2),
+                        "prompt_tokens": a.usage.prompt_tokens,
+                        "completion_tokens": a.usage.completion_tokens,
+                    }
+                    for a in result.attempts
+                ],
             )
         except CIMagicError as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"

@@ -71,6 +71,10 @@ def provenance(result: AskResult, insertion_id: str) -> dict[str, Any]:
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "seconds": round(result.seconds, 2),
+        # Model text: kept as data, shown escaped (the record, the summary, the export).
+        "answer": result.words.text if result.words is not None else None,
+        "doubt": result.doubt,
+        "best_effort": result.best_effort.text if result.best_effort is not None else None,
         "files": [
             {"path": f.path, "sha256": f.sha256, "bytes": f.bytes, "saved_as": f.saved_as}
             for f in result.files
@@ -96,6 +100,23 @@ def vote_line(result: AskResult) -> str:
     )
 
 
+def best_effort_line(result: AskResult) -> str:
+    """What a failed ask still gives, and how much to trust it."""
+    assert result.best_effort is not None
+    return (
+        f"No attempt worked. Best effort: the values attempt {result.best_effort.from_attempt} printed, put into "
+        "the asked form by the model without new code (check them):"
+    )
+
+
+def answer_lines(result: AskResult) -> list[str]:
+    """The answer in words and any doubt about it, as plain text lines (each front end escapes them)."""
+    lines = [f"Answer: {result.words.text}"] if result.words is not None else []
+    if result.doubt is not None:
+        lines.append(f"The answer may be wrong: the output {result.doubt}")
+    return lines
+
+
 def attempts_markdown(result: AskResult) -> str:
     usage = result.usage
     head = (
@@ -108,10 +129,16 @@ def attempts_markdown(result: AskResult) -> str:
     # opening of the notebook would carry data out of a sandbox that has no network).
     lines = [head, ""]
     lines += [f"> {md_text(line)}" for line in result.question.strip().splitlines()] + [""]
+    if result.words is not None:
+        lines += [f"**Answer:** {md_text(result.words.text)}", ""]
+    if result.doubt is not None:
+        lines += [f"⚠️ The answer may be wrong: the output {md_text(result.doubt)}", ""]
     for warning in result.warnings:  # e.g. the sandbox ran without isolation: never silent
         lines += [f"⚠️ {md_text(warning)}", ""]
     if result.votes:
         lines += [vote_line(result), ""]
+    if result.best_effort is not None:
+        lines += [best_effort_line(result), fenced_block(result.best_effort.text), ""]
     for i, a in enumerate(result.attempts):
         status = "✅ worked" if a.ok else f"❌ {md_text(a.outcome)}"
         lines.append(f"<details><summary>{attempt_label(result, i)}: {status}</summary>\n")
@@ -264,8 +291,12 @@ def summary_text(result: AskResult) -> str:
         f"ci_magic {verdict}: {len(result.attempts)} attempt(s), {usage.total_tokens:,} tokens, "
         f"{result.seconds:.1f} s, {result.model}"
     ]
+    lines += ["  " + line for line in answer_lines(result)]
     if result.votes:
         lines.append("  " + vote_line(result))
+    if result.best_effort is not None:
+        lines.append("  " + best_effort_line(result))
+        lines += [f"    {line}" for line in result.best_effort.text.splitlines()[:20]]
     for i, a in enumerate(result.attempts):
         lines.append(f"  {attempt_label(result, i).lower()}: {'ok' if a.ok else a.outcome}")
         if a.execution is not None and not a.ok:
@@ -294,10 +325,16 @@ def _summary_html(result: AskResult) -> str:
             + (f" · {a.execution.seconds:.2f} s run" if a.execution else "")
             + f"</summary>{detail}</details>"
         )
+    said = "".join(f"<p>{html.escape(line)}</p>" for line in answer_lines(result))
     return (
-        f"<details><summary><b>ci_magic</b> {verdict} · {len(result.attempts)} attempt(s) · "
+        said + f"<details><summary><b>ci_magic</b> {verdict} · {len(result.attempts)} attempt(s) · "
         f"{usage.total_tokens:,} tokens · {result.seconds:.1f} s · {html.escape(result.model)}</summary>"
         + (f"<p>{html.escape(vote_line(result))}</p>" if result.votes else "")
+        + (
+            f"<p>{html.escape(best_effort_line(result))}</p><pre>{html.escape(result.best_effort.text)}</pre>"
+            if result.best_effort is not None
+            else ""
+        )
         + "".join(rows)
         + "</details>"
     )

@@ -31,6 +31,9 @@ class Ask(Configurable):
         "(costs up to that many times the model time).",
     ).tag(config=True)
     timeout = Float(_LIMITS.timeout_s, help="Seconds one execution may run in the sandbox.").tag(config=True)
+    time_budget = Float(
+        _SETTINGS.time_budget_s, help="Seconds after which an ask starts no new attempt (repair)."
+    ).tag(config=True)
     request_timeout = Float(_SETTINGS.request_timeout_s, help="Seconds to wait for the model.").tag(
         config=True
     )
@@ -72,6 +75,11 @@ class Ask(Configurable):
         help="Refuse to run an ask when the sandbox is not isolated (no namespaces on this machine); "
         "otherwise every ask's summary says what is missing. CI_MAGIC_REQUIRE_ISOLATION=1 turns it on too.",
     ).tag(config=True)
+    answer_in_words = Bool(
+        _SETTINGS.answer_in_words,
+        help="End a working ask with one or two sentences the model writes from its outputs (one short extra "
+        "request). CI_MAGIC_ANSWER_IN_WORDS=0 turns it off too.",
+    ).tag(config=True)
     prestart = Bool(
         NOTEBOOK_PRESTART, help="Start the sandbox kernel when the extension loads (first ask is faster)."
     ).tag(config=True)
@@ -110,6 +118,7 @@ class Ask(Configurable):
             samples=self.samples,
             context_tokens=self.context_tokens,
             request_timeout_s=self.request_timeout,
+            time_budget_s=self.time_budget,
             limits=limits,
             context_detail=self.context_detail,
             reply_cache=self.cache,
@@ -125,6 +134,7 @@ class Ask(Configurable):
             base = base.with_(gateway_url=self.gateway_url)
         # Off here does not turn off CI_MAGIC_REQUIRE_ISOLATION=1: either one requires isolation.
         settings = base.with_(require_isolation=base.require_isolation or self.require_isolation or None)
+        settings = settings.with_(answer_in_words=base.answer_in_words and self.answer_in_words)
         settings = settings.with_(model=self.model, base_url=self.base_url)
         settings = settings.with_(model=model, attempts=attempts, samples=samples, overwrite_files=overwrite)
         if timeout is not None:

@@ -309,11 +309,12 @@ class _TracingProvider:
         on_text: Callable[[str], None] | None = None,
         temperature: float | None = None,
         seed: int | None = None,
+        max_tokens: int | None = None,
     ) -> Completion:
         sent = [dict(m) for m in messages]  # the loop appends to its list afterwards
         wall, started = time.time(), time.monotonic()
         try:
-            completion = self.inner.complete(messages, on_text, temperature, seed)
+            completion = self.inner.complete(messages, on_text, temperature, seed, max_tokens)
         except BaseException as exc:
             self.trace.model_call(sent, wall, time.monotonic() - started, None, exc, False, temperature)
             raise

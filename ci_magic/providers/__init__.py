@@ -50,7 +50,8 @@ class Provider(Protocol):
     """Anything that turns chat messages into a completion, streaming text as it arrives.
 
     ``seed`` asks for reproducible sampling (servers that ignore it still work); independent samples of one
-    question for a vote differ by seed, which also keeps them apart in the reply cache.
+    question for a vote differ by seed, which also keeps them apart in the reply cache. ``max_tokens`` caps one
+    reply below the provider's own limit (a short step such as the answer in words).
 
     ``local`` is true for the embedded model and servers on loopback: they cost nothing per token (unless the
     price table names the model). ``close()`` releases connections; a wrapper closes what it wraps."""
@@ -65,6 +66,7 @@ class Provider(Protocol):
         on_text: Callable[[str], None] | None = None,
         temperature: float | None = None,
         seed: int | None = None,
+        max_tokens: int | None = None,
     ) -> Completion: ...
 
     def complete_many(

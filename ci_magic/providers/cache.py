@@ -169,14 +169,16 @@ class CachedProvider:
         on_text: Callable[[str], None] | None = None,
         temperature: float | None = None,
         seed: int | None = None,
+        max_tokens: int | None = None,
     ) -> Completion:
         effective = self._temperature if temperature is None else temperature
-        key = cache_key(self.model, self.endpoint, effective, self._max_tokens, messages, seed)
+        limit = min(max_tokens or self._max_tokens, self._max_tokens)
+        key = cache_key(self.model, self.endpoint, effective, limit, messages, seed)
         entry = None if self.fresh else self.cache.get(key)
         if entry is not None and isinstance(entry.get("text"), str):
             self.hits += 1
             return self._replay(entry, on_text)
-        completion = self.inner.complete(messages, on_text, temperature, seed)
+        completion = self.inner.complete(messages, on_text, temperature, seed, max_tokens)
         self._store(key, completion)
         return completion
 

@@ -60,9 +60,10 @@ class OpenAIProvider:
         on_text: Callable[[str], None] | None = None,
         temperature: float | None = None,
         seed: int | None = None,
+        max_tokens: int | None = None,
     ) -> Completion:
         stream = None if on_text is None else (lambda _index, text: on_text(text))
-        return self._stream(messages, 1, stream, temperature, seed)[0]
+        return self._stream(messages, 1, stream, temperature, seed, max_tokens)[0]
 
     def complete_many(
         self,
@@ -97,6 +98,7 @@ class OpenAIProvider:
         on_text: Callable[[int, str], None] | None,
         temperature: float | None,
         seed: int | None,
+        max_tokens: int | None = None,
     ) -> list[Completion]:
         started = time.monotonic()
         pieces: dict[int, list[str]] = {}
@@ -114,7 +116,7 @@ class OpenAIProvider:
                 model=self.model,
                 messages=messages,
                 temperature=self._temperature if temperature is None else temperature,
-                max_tokens=self._max_tokens,
+                max_tokens=min(max_tokens or self._max_tokens, self._max_tokens),
                 stream=True,
                 stream_options={"include_usage": True},
             )

@@ -85,8 +85,9 @@ class LocalProvider:
         on_text: Callable[[str], None] | None = None,
         temperature: float | None = None,
         seed: int | None = None,
+        max_tokens: int | None = None,
     ) -> Completion:
-        completion: Completion = self._client().complete(messages, on_text, temperature, seed)
+        completion: Completion = self._client().complete(messages, on_text, temperature, seed, max_tokens)
         return completion
 
     def complete_many(

@@ -138,8 +138,28 @@ def ask_markdown(options: str, question: str, info: dict[str, Any]) -> NotebookN
     if options:
         lines += [f"Options: `{options}`", ""]
     lines += ["> " + line if line else ">" for line in question.splitlines()]
+    # The model's own words, as text: an answer in words, a doubt, a failed ask's best-effort lines.
+    if isinstance(info.get("answer"), str):
+        lines += ["", f"**Answer:** {md_text(info['answer'])}"]
+    if isinstance(info.get("doubt"), str):
+        lines += ["", f"⚠️ The answer may be wrong: the output {md_text(info['doubt'])}"]
+    if isinstance(info.get("best_effort"), str):
+        lines += [
+            "",
+            "No attempt worked. Best effort (the values printed, put into the asked form; check them):",
+        ]
+        lines += ["", fenced_block(info["best_effort"])]
     cell: NotebookNode = nbformat.v4.new_markdown_cell("\n".join(lines))
-    keep = ("model", "endpoint", "attempts", "ok", "prompt_tokens", "completion_tokens", "prompt_hash")
+    keep = (
+        "model",
+        "endpoint",
+        "attempts",
+        "ok",
+        "prompt_tokens",
+        "completion_tokens",
+        "prompt_hash",
+        "answer",
+    )
     cell.metadata[EXPORT_KEY] = {"kind": "ask", **{k: info.get(k) for k in keep if k in info}}
     return cell
 

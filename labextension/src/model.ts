@@ -62,6 +62,10 @@ export interface IAskView {
   cells: JSONDict[] | null;
   usage: IUsage | null; // the final, reported usage
   votes: number[] | null; // how many working answers agreed on each result, when samples were drawn
+  answer: string | null; // the answer in words, written by the model from the working run's outputs
+  doubt: string | null; // what in the working run's output contradicts an answer (e.g. an empty table)
+  bestEffort: string | null; // a failed ask's answer lines, from its last printed output: not a success
+  summing: boolean; // the answer in words (or a failed ask's format step) is being written
   notes: string[];
   files: IDeliveredFile[]; // what the working code wrote, copied into the notebook's folder (files.ts)
   message: string | null;
@@ -339,7 +343,26 @@ export class CIMagicModel {
       ask.votes = Array.isArray(data.votes) ? (data.votes as number[]).map(Number) : [];
       return;
     }
+    if (kind === 'answer_start') {
+      ask.summing = true;
+      return;
+    }
+    if (kind === 'answer') {
+      // Not an attempt: the words come after the working run (or a failed ask's best effort), text only.
+      ask.summing = false;
+      const text = typeof data.text === 'string' ? data.text : null;
+      if (data.best_effort) {
+        ask.bestEffort = text;
+      } else {
+        ask.answer = text;
+      }
+      return;
+    }
     if (kind === 'done') {
+      ask.summing = false;
+      ask.doubt = typeof data.doubt === 'string' ? data.doubt : null;
+      ask.answer = typeof data.answer === 'string' ? data.answer : ask.answer;
+      ask.bestEffort = typeof data.best_effort === 'string' ? data.best_effort : ask.bestEffort;
       // Every ask's files come with `done` (a panel ask's `result` repeats them; a %%ask cell sends no result).
       if (data.files !== undefined) {
         ask.files = parseFiles(data.files);
@@ -408,6 +431,10 @@ export class CIMagicModel {
       cells: null,
       usage: null,
       votes: null,
+      answer: null,
+      doubt: null,
+      bestEffort: null,
+      summing: false,
       notes: [],
       files: [],
       message: null,

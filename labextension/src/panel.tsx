@@ -307,6 +307,30 @@ function AskDetails(props: { ask: IAskView; model: CIMagicModel; actions: IPanel
       {ask.attempts.map(a => (
         <AttemptView key={a.number} attempt={a} />
       ))}
+      {ask.summing && (
+        <p className="jp-CIMagic-hint">
+          <span className="jp-CIMagic-spinner" aria-hidden="true" /> Writing the answer…
+        </p>
+      )}
+      {ask.answer && (
+        <p className="jp-CIMagic-answer" data-testid="ci-answer">
+          <b>Answer:</b> {ask.answer}
+        </p>
+      )}
+      {ask.doubt && (
+        <p className="jp-CIMagic-error" data-testid="ci-doubt">
+          The answer may be wrong: the output {ask.doubt}
+        </p>
+      )}
+      {ask.bestEffort && (
+        <div data-testid="ci-best-effort">
+          <p className="jp-CIMagic-error">
+            No attempt worked. Best effort: the values the last run printed, put into the asked form by the model
+            without new code (check them):
+          </p>
+          <pre>{ask.bestEffort}</pre>
+        </div>
+      )}
       {ask.votes && ask.votes.length > 0 && (
         <p className="jp-CIMagic-hint" data-testid="ci-vote">
           Vote: {Math.max(...ask.votes)} of {ask.votes.reduce((x, y) => x + y, 0)} working answers agreed on the

@@ -33,8 +33,11 @@ export type EventKind =
   | 'no_code'
   | 'exec_done'
   | 'retry'
+  | 'answer_start' // data: {best_effort: boolean}: the answer in words (or a failed ask's format step) begins
+  | 'answer' // data: {text: string | null, best_effort: boolean, prompt_tokens, completion_tokens}
   | 'vote' // data: {chosen_attempt: number | null, votes: number[]} after extra samples (--samples)
-  // data: {ok, attempts, prompt_tokens, completion_tokens, warnings: string[], files: IDeliveredFile[]}
+  // data: {ok, attempts, prompt_tokens, completion_tokens, warnings: string[], files: IDeliveredFile[],
+  //        answer: string | null, doubt: string | null, best_effort: string | null}
   | 'done';
 
 // ---- frontend → kernel -----------------------------------------------------------------------------------

@@ -77,6 +77,40 @@ describe('CIMagicModel', () => {
     expect(changes).toBeGreaterThan(10);
   });
 
+  it('shows the answer in words apart from the attempts, and a failed ask only as a best effort', () => {
+    const model = ready();
+    const id = model.beginAsk('Mean price?', 3).ask_id;
+    model.handle(ev(id, 'model_start', 1));
+    model.handle(ev(id, 'code', 1, { code: 'print(df.price.mean())' }));
+    model.handle(ev(id, 'exec_done', 1, { outcome: 'ok', outputs: [], error: null, seconds: 0.1 }));
+    model.handle(ev(id, 'answer_start', 0, { best_effort: false }));
+    expect(model.asks[0].summing).toBe(true);
+    model.handle(ev(id, 'answer', 0, { text: 'The mean price is 4.2.', best_effort: false }));
+    model.handle(ev(id, 'done', 1, { ok: true, answer: 'The mean price is 4.2.', doubt: null, best_effort: null }));
+    const ask = model.asks[0];
+    expect(ask.attempts.map(a => a.number)).toEqual([1]); // the words step is not an attempt
+    expect(ask).toMatchObject({ answer: 'The mean price is 4.2.', doubt: null, bestEffort: null, summing: false });
+
+    const failed = model.beginAsk('Median?', 1).ask_id;
+    model.handle(ev(failed, 'model_start', 1));
+    model.handle(ev(failed, 'exec_done', 1, { outcome: 'error', outputs: [], error: 'KeyError', seconds: 0.1 }));
+    model.handle(ev(failed, 'answer_start', 0, { best_effort: true }));
+    model.handle(ev(failed, 'answer', 0, { text: '@median[3]', best_effort: true }));
+    model.handle({
+      v: 1,
+      type: 'result',
+      ask_id: failed,
+      ok: false,
+      cells: [{ cell_type: 'code' }],
+      usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2, estimated: false },
+      attempts: 1,
+      notes: []
+    });
+    const other = model.asks[0];
+    expect(other).toMatchObject({ status: 'failed', answer: null, bestEffort: '@median[3]' });
+    expect(other.attempts).toHaveLength(1);
+  });
+
   it('labels samples drawn for a vote and marks the chosen one', () => {
     const model = ready();
     const id = model.beginAsk('Sum of x', 3).ask_id;

@@ -1,0 +1,129 @@
+"""The answer in words: a working ask ends with one or two sentences written from its real outputs — after the
+outputs were looked at for what no right answer shows.
+
+Code Interpreter ends with a sentence that says what the numbers are; a notebook user wants the same, above the
+code. The same model writes it, continuing the dialogue that produced the working code: a local server still has
+that dialogue in its cache, so only the outputs and one instruction are new prompt tokens, and the reply is
+capped at :data:`WORDS_TOKENS`. It is model text: every front end shows it as text, never as markup.
+
+:func:`doubt` comes first: an empty table, or NaN printed where a value was labelled, is a result that
+contradicts the question (a filter or join that kept no rows, a computation over missing values). While attempts
+remain the loop treats it like a rejected check — it goes back as a repair; on the last attempt the ask keeps
+its answer and the doubt is shown with it, never hidden.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..providers import Message, Provider
+from . import prompts
+from .errors import BudgetExceeded, ProviderError
+from .events import Event, EventSink
+from .results import AskResult, ExecutionResult, Usage, Words
+from .step import BudgetCheck, side_step
+
+#: The reply's cap: two sentences, with room to finish the second.
+WORDS_TOKENS = 96
+#: How much of the outputs the step sees (their end: results are printed last).
+OUTPUT_CHARS = 1200
+#: What is kept of the reply, at most (cut at a sentence's end).
+MAX_CHARS = 600
+
+_EMPTY = re.compile(r"^(Empty DataFrame\b.*|Series\(\[\], .*|shape: \(0, \d+\).*)$", re.M)
+# A labelled value that is not one: "Mean price: nan", "r = NaN", "@mean[nan]". Table rows (no label
+# punctuation) may hold NaN cells legitimately and are not matched.
+_UNDEFINED = re.compile(
+    r"^(?=.{0,120}$)(\s*\S.*?(?:[:=]|\bis)\s*(?:nan|NaN|<NA>|NaT)\.?\s*|.*@\w+\[\s*(?:nan|NaN)\s*\].*)$",
+    re.M,
+)
+_FENCE = re.compile(r"```.*", re.S)
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def doubt(execution: ExecutionResult) -> str | None:
+    """Why a working run's output cannot be a right answer, or None."""
+    text = execution.text()
+    empty = _EMPTY.search(text)
+    if empty is not None:
+        return prompts.DOUBT_EMPTY.format(line=empty.group(0).strip()[:120])
+    undefined = _UNDEFINED.search(text)
+    if undefined is not None:
+        return prompts.DOUBT_NAN.format(line=undefined.group(0).strip())
+    return None
+
+
+def shown(execution: ExecutionResult) -> str:
+    """The outputs as the step sees them: the text's end (a chart shows as [image/png]), and the files written."""
+    text = execution.text().strip()[-OUTPUT_CHARS:] or "(no printed output)"
+    if execution.files:
+        text += "\n(files written: " + ", ".join(execution.files[:10]) + ")"
+    return text
+
+
+def write(
+    result: AskResult,
+    dialogue: list[Message],
+    opening: list[Message],
+    *,
+    provider: Provider,
+    budget: BudgetCheck | None,
+    emit: EventSink,
+) -> str | None:
+    """Set ``result.words`` for a working ask, continuing the dialogue that ends with the working reply (the
+    prefix a local server has cached); a vote's pick that is not the last reply continues from the opening.
+
+    The ask has worked whatever happens here: a model error or a spent budget leaves it without words and
+    returns a note saying why (an interrupt still cancels)."""
+    final = result.final
+    assert final is not None and final.execution is not None
+    if not (dialogue and dialogue[-1]["role"] == "assistant" and dialogue[-1]["content"] == final.reply):
+        dialogue = [*opening, {"role": "assistant", "content": final.reply}]
+    emit(Event("answer_start", 0, {"best_effort": False}))
+    spent = sum((a.usage for a in result.attempts), Usage())
+    try:
+        result.words = in_words(dialogue, final.execution, provider=provider, budget=budget, spent=spent)
+    except (ProviderError, BudgetExceeded) as exc:
+        emit(
+            Event(
+                "answer", 0, {"text": None, "best_effort": False, "prompt_tokens": 0, "completion_tokens": 0}
+            )
+        )
+        return f"The answer in words was not written: {exc}"
+    u = result.words.usage if result.words is not None else Usage()
+    text = result.words.text if result.words is not None else None
+    data = {
+        "text": text,
+        "best_effort": False,
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+    }
+    emit(Event("answer", 0, data))
+    return None
+
+
+def in_words(
+    dialogue: list[Message],
+    execution: ExecutionResult,
+    *,
+    provider: Provider,
+    budget: BudgetCheck | None,
+    spent: Usage,
+) -> Words | None:
+    """One or two sentences that answer the question from ``execution``'s outputs; ``dialogue`` ends with the
+    reply whose code produced them. None when the model gives nothing usable."""
+    messages = [*dialogue, {"role": "user", "content": prompts.IN_WORDS.format(output=shown(execution))}]
+    completion = side_step(provider, messages, budget, spent, WORDS_TOKENS)
+    text = tidy(completion.text, cut_off=completion.finish_reason == "length")
+    if not text:
+        return None
+    return Words(text, completion.usage, completion.seconds)
+
+
+def tidy(reply: str, *, cut_off: bool = False) -> str:
+    """The reply as one short paragraph: no code, no half sentence at the end."""
+    text = " ".join(_FENCE.sub("", reply).split())
+    if len(text) > MAX_CHARS or cut_off:
+        ends = [m.end() for m in _SENTENCE_END.finditer(text[:MAX_CHARS])]
+        text = text[: ends[-1]] if ends else text[:MAX_CHARS].rstrip() + "…"
+    return text

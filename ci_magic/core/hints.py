@@ -1,0 +1,120 @@
+"""What to add to an error before the model sees it again: the usual cause of each common failure of data code.
+
+A small model given only a traceback tends to repeat its mistake. Most failures of pandas/scipy code fall into a
+few kinds — a name that is not a column, a number that is text, a result object used as a number (or the other
+way round), a parameter this library version does not have, code cut off before it ended — and each has one
+plain fix. :func:`hints` names it, from the error alone and the names of the frames' columns; nothing here knows
+any particular question. The loop sends the hints with the traceback (and redacts them like it at the privacy
+levels that hide data values).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+
+from .executor import Frame
+from .results import ExecutionResult
+
+#: A failed number conversion of text: "could not convert string to float: '37,410'", "invalid literal for
+#: int()", pyarrow's "Failed to parse string", pandas' reductions over a string column.
+_CONVERSION = re.compile(
+    r"could not convert string to float|invalid literal for int\(\)|Unable to parse string|Failed to parse string"
+    r"|with (?:string|object) dtype|unsupported operand type\(s\) for .*'str'|can only concatenate str"
+)
+_KEY = re.compile(r"^\s*['\"](.+)['\"]\s*$")
+_NUMBER_ATTRIBUTE = re.compile(
+    r"'(?:numpy\.)?(?:float\d*|int\d*|float|int|bool_?)' object has no attribute '(\w+)'"
+)
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(\w+)'")
+_CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
+_INCOMPLETE = re.compile(r"was never closed|incomplete input|unterminated|unexpected EOF|EOL while scanning")
+
+NUMBERS_FROM_TEXT = (
+    "The column holds text, not numbers. Convert it first: pd.to_numeric(s, errors='coerce') when the text is a "
+    "plain number; for text around the number ('15.17%', '37,410', '1095083[606000-1717000]', '$12') take the "
+    "leading number with s.astype(str).str.replace(',', '').str.extract(r'([-+]?\\d*\\.?\\d+)')[0].astype(float); "
+    "then drop the missing values. To compute over numeric columns only, use df.select_dtypes('number')."
+)
+
+
+def columns(frames: Mapping[str, Frame]) -> dict[str, list[str]]:
+    """The column names of every frame that has them (pandas, polars and Arrow alike), as strings."""
+    found = {}
+    for name, frame in frames.items():
+        # An Arrow table's .columns are its arrays; its names are .column_names (pandas and polars: .columns).
+        names = getattr(frame, "column_names", None)
+        if names is None and callable(
+            getattr(frame, "collect_schema", None)
+        ):  # a polars LazyFrame: no warning
+            names = frame.collect_schema().names()
+        if names is None:
+            names = getattr(frame, "columns", None)
+        if names is not None:
+            found[name] = [str(c) for c in list(names)[:5000]]
+    return found
+
+
+def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
+    """Plain-language causes and fixes for this failure (empty when none applies)."""
+    name, value = execution.error_name or "", execution.error_value or ""
+    found: list[str] = []
+    listing = columns(frames)
+    if name in ("KeyError", "ColumnNotFoundError") or (name == "AttributeError" and "DataFrame" in value):
+        found += _missing_column(name, value, listing)
+    if name == "AttributeError" and (m := _NUMBER_ATTRIBUTE.search(value)):
+        found.append(
+            f"The object is a plain number, not a result with .{m.group(1)}: the function you called returned the "
+            "value itself. Use it directly (or call the function that returns the result object)."
+        )
+    if _CONVERSION.search(value) and name in ("ValueError", "TypeError", "ArrowInvalid", "ArrowTypeError"):
+        found.append(NUMBERS_FROM_TEXT)
+    if name == "TypeError" and (m := _UNEXPECTED_KEYWORD.search(value)):
+        found.append(
+            f"This version of the library has no parameter '{m.group(1)}'. Leave it out, or compute what it "
+            "would do yourself."
+        )
+    if name == "ImportError" and (m := _CANNOT_IMPORT.search(value)):
+        found.append(
+            f"'{m.group(1)}' is not in {m.group(2)} in the installed version. Import it from the module that "
+            "defines it, or do without it (numpy, pandas and scipy cover most needs)."
+        )
+    if name == "SyntaxError" and _INCOMPLETE.search(value):
+        found.append(
+            "The code is incomplete (a bracket, quote or block never closed), probably cut off: write shorter, "
+            "simpler code and make sure it ends."
+        )
+    return found
+
+
+def _missing_column(name: str, value: str, listing: dict[str, list[str]]) -> list[str]:
+    if not listing:
+        return []
+    attribute = re.search(r"has no attribute '(\w+)'", value)
+    key_match = _KEY.match(value.split("\n")[0])
+    key = attribute.group(1) if attribute else key_match.group(1) if key_match else None
+    every = [c for cols in listing.values() for c in cols]
+    table = "\n".join(f"{frame}: {cols[:80]!r}" for frame, cols in listing.items())
+    if name == "AttributeError" and (key is None or not _close(key, every)):
+        return []  # a DataFrame method that does not exist: the traceback says enough
+    if key is not None and (close := _close(key, every)):
+        return [f"There is no column {key!r}; the closest is {close!r}. The columns are exactly:\n{table}"]
+    if key is not None and name == "KeyError":
+        return [
+            f"{key!r} is not a column of the data. If it is meant to be a column, the columns are exactly:\n{table}"
+            f"\nIf it is a key of a result (a test's output, a dict, a Series), print that object to see what it "
+            "holds: scipy's results have attributes such as .statistic and .pvalue, not keys."
+        ]
+    return [f"The columns are exactly:\n{table}"]
+
+
+def _close(key: str, names: list[str]) -> str | None:
+    """A column the key most likely meant: the same name up to case, spaces and punctuation, or a near spelling."""
+    squash = re.compile(r"[\W_]+")
+    wanted = squash.sub("", key).lower()
+    for n in names:
+        if squash.sub("", n).lower() == wanted:
+            return n
+    near = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+    return near[0] if near else None

@@ -1,0 +1,68 @@
+"""When every attempt failed: the best the ask has, honestly marked — never shown as a success.
+
+A small model often computes the right values and never prints them in the form the question asks for (the
+answer check rejects the run), or prints them before a later line fails. One cheap step then asks the same model
+to copy the values its own code printed into the asked form: its output in, answer lines out, no code written
+and nothing run. The result passes the same answer check or is dropped. The ask stays failed (``ok`` is False);
+:attr:`~ci_magic.core.results.AskResult.best_effort` holds the answer lines, and every front end says where
+they came from.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..providers import Message, Provider
+from . import prompts
+from .events import Event, EventSink
+from .results import Attempt, BestEffort, ExecutionResult, Usage
+from .step import BudgetCheck, Check, side_step
+
+#: How much of the printed output the step sees (its end: answers are printed last).
+OUTPUT_CHARS = 3000
+#: Answer lines are short: a cap keeps a model that starts writing code from spending a whole reply.
+FORMAT_TOKENS = 256
+_FENCE = re.compile(r"^```\w*\s*$", re.M)
+
+
+def last_printed(attempts: list[Attempt]) -> Attempt | None:
+    """The latest attempt whose run printed something (a rejected run, or one that failed after printing)."""
+    return next(
+        (a for a in reversed(attempts) if a.execution is not None and a.execution.stdout().strip()), None
+    )
+
+
+def format_answer(
+    question: str,
+    attempts: list[Attempt],
+    *,
+    provider: Provider,
+    check: Check,
+    emit: EventSink,
+    budget: BudgetCheck | None,
+) -> BestEffort | None:
+    """Answer lines in the asked form from what the last run printed, or None (nothing printed, or the model's
+    lines still fail the check)."""
+    source = last_printed(attempts)
+    if source is None or source.execution is None:
+        return None
+    output = source.execution.stdout()[-OUTPUT_CHARS:]
+    messages: list[Message] = [
+        {"role": "system", "content": prompts.FORMAT_SYSTEM},
+        {"role": "user", "content": prompts.FORMAT_ONLY.format(question=question.strip(), output=output)},
+    ]
+    spent = sum((a.usage for a in attempts), Usage())
+    emit(Event("answer_start", 0, {"best_effort": True}))
+    completion = side_step(provider, messages, budget, spent, FORMAT_TOKENS)
+    text = _FENCE.sub("", completion.text).strip()
+    lines = ExecutionResult("ok", [{"output_type": "stream", "name": "stdout", "text": text + "\n"}])
+    found = None if not text or check(lines) is not None else text
+    u = completion.usage
+    data = {
+        "text": found,
+        "best_effort": True,
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+    }
+    emit(Event("answer", 0, data))
+    return None if found is None else BestEffort(found, source.number, u, completion.seconds)

@@ -1,0 +1,174 @@
+"""The answer in words and the doubts before it (ci_magic/core/answer.py), with the fake model and the scripted
+executor; the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, fenced
+
+from ci_magic.core import answer
+from ci_magic.core.events import Event
+from ci_magic.core.interpreter import Interpreter
+from ci_magic.core.results import ExecutionResult
+from ci_magic.core.settings import Settings
+from ci_magic.notebook.cells import _summary_html as summary_html
+from ci_magic.notebook.cells import attempts_markdown, cells_for, summary_text
+from ci_magic.providers.fake import FakeModelServer, Turn
+from ci_magic.sandbox.fake import ScriptedExecutor
+
+WORDS = "The total revenue is 60.0."
+
+
+@pytest.fixture
+def executor() -> ScriptedExecutor:
+    return ScriptedExecutor()
+
+
+@pytest.fixture
+def it(settings: Settings, executor: ScriptedExecutor, tmp_path: Path) -> Iterator[Interpreter]:
+    with Interpreter(settings.with_(answer_in_words=True), executor=executor, user_dir=tmp_path) as interp:
+        yield interp
+
+
+def printed(text: str) -> ExecutionResult:
+    return ExecutionResult("ok", [{"output_type": "stream", "name": "stdout", "text": text}])
+
+
+def test_a_working_ask_ends_with_its_answer_in_words_everywhere(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
+    fake.add(fenced("print('total:', sales.revenue.sum())"), f"{WORDS}\n")
+    executor.add("total: 60.0\n")
+    events: list[Event] = []
+    result = it.ask("Total revenue?", on_event=events.append)
+    assert result.ok and result.words is not None and result.words.text == WORDS
+    # The words continue the dialogue that produced the working code, with its real output; nothing more runs.
+    sent = fake.requests[1]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[2]["content"].startswith("Here is the code")
+    assert "total: 60.0" in sent[-1]["content"] and "one or two short sentences" in sent[-1]["content"]
+    assert fake.requests[1]["max_tokens"] == answer.WORDS_TOKENS and len(executor.runs) == 1
+    assert result.usage.total_tokens > result.attempts[0].usage.total_tokens  # its tokens are counted
+    # Every front end shows it: the summary (text and HTML), the record cell, --json, the panel's events.
+    assert f"Answer: {WORDS}" in summary_text(result)
+    assert f"<p>Answer: {WORDS}</p>" in summary_html(result)
+    assert f"**Answer:** {WORDS}" in attempts_markdown(result)
+    assert result.to_json()["answer"] == WORDS
+    assert cells_for(result).code_cell.metadata["ci_magic"]["answer"] == WORDS  # what the export reads
+    done = next(e for e in events if e.kind == "done")
+    assert done.data["answer"] == WORDS and done.data["doubt"] is None
+    kinds = [e.kind for e in events]
+    assert kinds.index("answer_start") < kinds.index("answer") < kinds.index("done")
+    assert all(e.attempt == 0 for e in events if e.kind.startswith("answer"))  # not an attempt
+
+
+def test_model_text_in_the_words_stays_text(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
+    hostile = "It is 3. <img src=x onerror=alert(1)> [link](http://127.0.0.1:9/) ```python\nimport os\n```"
+    fake.add(fenced("print(3)"), hostile)
+    executor.add("3\n")
+    result = it.ask("How many?")
+    assert result.words is not None and "import os" not in result.words.text  # code is never part of it
+    assert "<img" not in summary_html(result) and "<img" not in attempts_markdown(result)
+    assert "\\[link\\]\\(http" in attempts_markdown(result)
+
+
+def test_a_long_reply_is_cut_at_a_sentence_end() -> None:
+    assert answer.tidy("One. Two. " + "x" * 700) == "One. Two."
+    assert answer.tidy("The mean is 4.2 and the", cut_off=True) == "The mean is 4.2 and the…"
+    assert answer.tidy("First. Second half", cut_off=True) == "First."
+    assert answer.tidy("```python\nprint(1)\n```") == ""
+
+
+def test_an_empty_result_goes_back_as_a_repair_and_the_last_one_is_shown_with_its_doubt(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
+    empty = "Empty DataFrame\nColumns: [city, sales]\nIndex: []\n"
+    executor = ScriptedExecutor([empty, "Mean price: nan\n"])
+    fake.add(fenced("df[df.city == 'paris']"), fenced("print('Mean price:', m)"))
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("Sales in Paris?", attempts=2)
+    assert [a.outcome for a in result.attempts] == ["rejected", "ok"]
+    repair = fake.requests[1]["messages"][-1]["content"]
+    assert "empty result (Empty DataFrame" in repair and "selected no rows" in repair
+    # The last attempt's doubt does not turn a working run into a failure: it is said beside the answer.
+    assert result.ok and result.doubt is not None and "NaN is not an answer" in result.doubt
+    assert "The answer may be wrong" in summary_text(result)
+    assert "The answer may be wrong" in attempts_markdown(result)
+
+
+def test_what_no_right_answer_shows() -> None:
+    assert answer.doubt(printed("Empty DataFrame\nColumns: [a]\nIndex: []\n")) is not None
+    assert answer.doubt(printed("Series([], Name: price, dtype: float64)\n")) is not None
+    assert answer.doubt(printed("Correlation = NaN\n")) is not None
+    assert answer.doubt(printed("@mean_age[nan]\n")) is not None
+    # Tables may hold missing cells, and words that contain "nan" are words.
+    assert answer.doubt(printed("   a    b\n0  1.0  NaN\n1  NaN  2.0\n")) is None
+    assert answer.doubt(printed("Best seller: Banana\nfinance: 3\n")) is None
+    assert answer.doubt(printed("missing values: 0\n")) is None
+
+
+def test_a_failing_words_step_leaves_the_working_ask_working(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
+    fake.add(fenced("print(42)"), Turn(status=400, reply="context length exceeded"))
+    executor.add("42\n")
+    result = it.ask("Answer?")
+    assert result.ok and result.words is None
+    assert any(w.startswith("The answer in words was not written") for w in result.warnings)
+
+
+def test_no_words_where_outputs_must_not_reach_the_model(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
+    executor = ScriptedExecutor(["secret value 17\n"])
+    fake.add(fenced("print(df.x.sum())"))
+    quiet = settings.with_(answer_in_words=True, context_detail="schema")
+    with Interpreter(quiet, executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("Sum?")
+    assert result.ok and result.words is None and len(fake.requests) == 1
+
+
+def test_a_failed_ask_is_never_shown_with_an_answer(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
+    from ci_magic.sandbox.fake import error
+
+    fake.add(fenced("1/0"), fenced("1/0"))
+    executor.add(
+        error("ZeroDivisionError", "division by zero"), error("ZeroDivisionError", "division by zero")
+    )
+    result = it.ask("Ratio?", attempts=2)
+    assert not result.ok and result.words is None and len(fake.requests) == 2
+    assert "found no working code" in summary_text(result) and "Answer:" not in summary_text(result)
+    assert result.to_json()["answer"] is None
+
+
+def test_the_cli_prints_the_answer_and_puts_it_in_json(fake: FakeModelServer, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "CI_MAGIC"))}
+    env.update(OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="k")
+    csv = ROOT / "notebooks" / "sales.csv"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "ci_magic.cli", "ask", "--data", f"df={csv}", *args]
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+
+    fake.add(fenced("print(len(df))"), "The table has its rows counted above.")
+    proc = cli("--json", "How many rows?")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["answer"] == "The table has its rows counted above."
+    fake.add(fenced("print(len(df))"), "It has the rows shown.")
+    proc = cli("How many rows?")
+    assert proc.returncode == 0 and "Answer: It has the rows shown." in proc.stdout, proc.stderr
+    fake.add(fenced("print(len(df))"))
+    proc = cli("--no-words", "--json", "How many rows?")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["answer"] is None
+    assert len(fake.requests) == 5

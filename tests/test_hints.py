@@ -1,0 +1,60 @@
+"""What the repair loop adds to an error (ci_magic/core/hints.py): the usual cause of each common failure of data
+code, from the error and the column names alone. No kernel, no model."""
+
+from __future__ import annotations
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from ci_magic.core.hints import columns, hints
+from ci_magic.sandbox.fake import error
+
+FRAMES = {"df": pd.DataFrame({"No. of cases": [1], "WINDSPEED": [2.0], "Country": ["a"]})}
+
+
+def joined(name: str, value: str) -> str:
+    return "\n".join(hints(error(name, value), FRAMES))
+
+
+def test_a_misspelt_column_gets_its_closest_real_name() -> None:
+    assert "the closest is 'WINDSPEED'" in joined("KeyError", "'windspeed'")
+    assert "the closest is 'No. of cases'" in joined("KeyError", "'No of cases'")
+    assert "the closest is 'Country'" in joined(
+        "AttributeError", "'DataFrame' object has no attribute 'country'"
+    )
+    assert joined("AttributeError", "'DataFrame' object has no attribute 'fit_intercept'") == ""
+
+
+def test_a_key_that_is_no_column_may_be_a_results_attribute() -> None:
+    text = joined("KeyError", "'p-value'")
+    assert "not a column" in text and ".pvalue" in text and "'WINDSPEED'" in text
+
+
+def test_numbers_held_as_text_and_result_objects_used_as_numbers() -> None:
+    for name, value in [
+        ("TypeError", "Cannot perform reduction 'mean' with string dtype"),
+        ("ValueError", "could not convert string to float: '15.17%'"),
+        ("ArrowInvalid", "Failed to parse string: '1095083[606000-1717000]' as a scalar of type int64"),
+    ]:
+        assert "pd.to_numeric" in joined(name, value), value
+    assert "plain number" in joined("AttributeError", "'numpy.float64' object has no attribute 'pvalue'")
+
+
+def test_versions_imports_and_cut_off_code() -> None:
+    assert "no parameter 'squared'" in joined("TypeError", "f() got an unexpected keyword argument 'squared'")
+    assert "'class_weight' is not in sklearn.model_selection" in joined(
+        "ImportError", "cannot import name 'class_weight' from 'sklearn.model_selection' (/x.py)"
+    )
+    assert "incomplete" in joined("SyntaxError", "'(' was never closed (1.py, line 7)")
+    assert joined("ZeroDivisionError", "division by zero") == ""
+
+
+def test_column_names_of_every_kind_of_frame() -> None:
+    frames = {
+        "p": pd.DataFrame({"a": [1]}),
+        "q": pl.DataFrame({"b": [1]}),
+        "lazy": pl.LazyFrame({"d": [1]}),
+        "t": pa.table({"c": [1]}),
+    }
+    assert columns(frames) == {"p": ["a"], "q": ["b"], "lazy": ["d"], "t": ["c"]}
