@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ci_magic.core.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "eval"
 DEV = SHARED / "dabench-dev"
@@ -223,7 +225,7 @@ def decode_rate(model: str | None) -> float | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=None, help="default: the embedded default model")
-    ap.add_argument("--attempts", type=int, default=3)
+    ap.add_argument("--attempts", type=int, default=Settings().attempts, help="default: the product's")
     ap.add_argument("--samples", type=int, default=5, help="independent answers voted on by the full loop")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument(

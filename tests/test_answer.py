@@ -172,3 +172,29 @@ def test_the_cli_prints_the_answer_and_puts_it_in_json(fake: FakeModelServer, tm
     proc = cli("--no-words", "--json", "How many rows?")
     assert proc.returncode == 0 and json.loads(proc.stdout)["answer"] is None
     assert len(fake.requests) == 5
+
+
+def test_files_the_question_asks_for_are_the_ones_it_writes_to(tmp_path: Path) -> None:
+    (tmp_path / "sales.xlsx").write_bytes(b"x")
+    assert answer.files_asked_for("Convert the Q2 sheet of sales.xlsx to q2.csv", tmp_path) == ["q2.csv"]
+    assert answer.files_asked_for("Save each region as by_region/<region>.csv", tmp_path) == []
+    assert answer.files_asked_for("Split it, saved as (e.g. by_region/North.csv)", tmp_path) == [
+        "by_region/North.csv"
+    ]
+    # A source named but not in the folder (a frame read from it elsewhere) is not demanded; nor are paths out.
+    assert answer.files_asked_for("df was read from prices.csv: what is the mean?", tmp_path) == []
+    assert answer.files_asked_for("Write it to ../x.csv or /tmp/y.csv", tmp_path) == []
+
+
+def test_a_file_asked_for_and_not_written_goes_back_as_a_repair(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
+    from ci_magic.sandbox.fake import Step
+
+    (tmp_path / "customers.csv").write_text("id,name\n1,a\n")
+    executor = ScriptedExecutor(["[{'id': 1, 'name': 'a'}]\n", Step("", writes={"customers.json": b"[]"})])
+    fake.add(fenced("print(df.to_dict('records'))"), fenced("df.to_json('customers.json', orient='records')"))
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("Convert customers.csv to customers.json as a list of records", attempts=2)
+    assert [a.outcome for a in result.attempts] == ["rejected", "ok"] and result.doubt is None
+    assert "asks for the file(s) 'customers.json'" in fake.requests[1]["messages"][-1]["content"]

@@ -251,7 +251,10 @@ def test_a_failed_ask_still_gives_the_values_it_printed_in_the_asked_form(
     assert result.best_effort is not None and result.best_effort.text == "@mean[3.5]"
     assert result.best_effort.from_attempt == 2 and len(executor.runs) == 2  # nothing more was run
     rescue = fake.requests[-1]["messages"]
-    assert "the mean: 3.5" in rescue[-1]["content"] and "never write code" in rescue[0]["content"]
+    assert "the mean: 3.5" in rescue[-1]["content"] and "Do not write code" in rescue[-1]["content"]
+    assert (
+        rescue[0] == fake.requests[0]["messages"][0] and len(rescue) == 2
+    )  # the ask's system prompt, cached
     assert "Best effort" in summary_text(result) and "@mean[3.5]" in attempts_markdown(result)
     assert result.usage.total_tokens > sum(a.usage.total_tokens for a in result.attempts)
 

@@ -14,7 +14,10 @@ its answer and the doubt is shown with it, never hidden.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Sequence
+from pathlib import Path
 
 from ..providers import Message, Provider
 from . import prompts
@@ -38,11 +41,47 @@ _UNDEFINED = re.compile(
     re.M,
 )
 _FENCE = re.compile(r"```.*", re.S)
+_WRITE_WORD = re.compile(
+    r"\b(?:to|as|into|save[ds]?|saving|writ\w*|export\w*|creat\w*|produc\w*|generat\w*|named|called|e\.g\.)"
+    r"\W+(?:\w+\W+){0,3}$",
+    re.I,
+)
+_FILE_NAME = re.compile(
+    r"(?<![\w./<>-])([\w][\w.-]*(?:/[\w][\w.-]*)*\.(?:csv|tsv|xlsx|xls|json|jsonl|parquet|feather|arrow|txt|md|"
+    r"html|pdf|png|jpe?g|svg|gif|zip|xml|yaml|yml|docx|pptx))(?![\w/<>-])",
+    re.I,
+)
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 
 
-def doubt(execution: ExecutionResult) -> str | None:
-    """Why a working run's output cannot be a right answer, or None."""
+def files_asked_for(question: str, folder: Path) -> list[str]:
+    """File names the question asks to be written: named with a data, document or image extension after a word
+    that writes (to, as, save, export…), and not already in ``folder`` (a name that is there is an input).
+    Templates such as ``<region>.csv`` are skipped."""
+    # Only names the question writes to ("... to q2.csv", "save it as chart.png"): a file named as a source
+    # that is elsewhere (a frame read from it) must not be demanded as an output.
+    names = dict.fromkeys(
+        m.group(1) for m in _FILE_NAME.finditer(question) if _WRITE_WORD.search(question[: m.start()][-40:])
+    )
+    found = []
+    for name in names:
+        path = Path(name)
+        if path.is_absolute() or ".." in path.parts:
+            continue
+        with contextlib.suppress(OSError):
+            if (folder / path).exists():
+                continue
+        found.append(path.as_posix())
+    return found
+
+
+def doubt(execution: ExecutionResult, wanted: Sequence[str] = ()) -> str | None:
+    """Why a working run's output cannot be a right answer, or None. ``wanted``: files the question asks for
+    (:func:`files_asked_for`), each of which the run must have written."""
+    written = {f.lstrip("./") for f in execution.files}
+    missing = [n for n in wanted if n not in written and not any(w.endswith("/" + n) for w in written)]
+    if missing:
+        return prompts.DOUBT_FILES.format(names=", ".join(repr(n) for n in missing))
     text = execution.text()
     empty = _EMPTY.search(text)
     if empty is not None:

@@ -236,6 +236,7 @@ class Interpreter:
             self._slot.expired = False  # the model was told (in the opening) if it had expired
             before = set(executor.values()) if keep == "auto" else set()
             dialogue = [dict(m) for m in messages]  # grows with the loop's replies and feedback
+            wanted = answer.files_asked_for(question, self._user_dir)
             found = run_attempts(
                 dialogue,
                 provider=provider,
@@ -247,6 +248,7 @@ class Interpreter:
                 check=check,
                 budget=limit,
                 deadline=started + self.settings.time_budget_s,
+                wanted=wanted,
             )
             result = AskResult(
                 question, provider.model, provider.endpoint, found, context, local=provider.local
@@ -267,7 +269,13 @@ class Interpreter:
             if not result.ok and check is not None:
                 # No attempt passed: the values the last run printed, put into the asked form (never a success).
                 result.best_effort = rescue.format_answer(
-                    question, result.attempts, provider=provider, check=check, emit=on_event, budget=limit
+                    question,
+                    result.attempts,
+                    system=messages[0],
+                    provider=provider,
+                    check=check,
+                    emit=on_event,
+                    budget=limit,
                 )
             final = result.final
             last_run = next((a for a in reversed(result.attempts) if a.execution is not None), None)
@@ -282,7 +290,7 @@ class Interpreter:
                 self.history.append(prompts.Turn(question, final.code, excerpt))
                 result.values = self._bring_back(executor, keep, before, frames, final.code)
                 result.files = self._deliver(executor, final.execution.files)
-                result.doubt = answer.doubt(final.execution)
+                result.doubt = answer.doubt(final.execution, wanted)
             # What isolation is missing comes first and with every ask: a degraded sandbox is never silent.
             result.warnings = [*executor.isolation_warnings(), *executor.warnings]
             executor.warnings.clear()

@@ -8,7 +8,7 @@ restarted from the question with the failures as notes.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ..providers import Message, Provider
 from . import answer, hints, privacy, prompts
@@ -36,13 +36,15 @@ def run_attempts(
     check: Check | None = None,
     budget: BudgetCheck | None = None,
     deadline: float | None = None,
+    wanted: Sequence[str] = (),
 ) -> list[Attempt]:
     """Ask, run, and feed failures back, at most ``attempts`` times. ``messages`` grows with the dialogue.
 
     ``check`` inspects a successful execution and may return a problem (e.g. "the answer is not in the required
     format"); the attempt then counts as failed and the problem goes back to the model like a traceback. While
     attempts remain, an output that contradicts any answer (core/answer.py: an empty table, a NaN result) is
-    such a problem too; the last attempt's is left for the caller to show. No attempt starts after
+    such a problem too, as is a file the question asks for (``wanted``) that the run did not write; the last
+    attempt's is left for the caller to show. No attempt starts after
     ``deadline`` (``time.monotonic()``): the attempts made are returned.
     """
     done: list[Attempt] = []
@@ -62,7 +64,7 @@ def run_attempts(
             frames=frames,
             emit=emit,
             pristine=bool(done),
-            check=check if number == attempts else _doubting(check),
+            check=check if number == attempts else _doubting(check, wanted),
         )
         if attempt.ok:
             done.append(attempt)
@@ -82,9 +84,9 @@ def run_attempts(
     return done
 
 
-def _doubting(check: Check | None) -> Check:
+def _doubting(check: Check | None, wanted: Sequence[str]) -> Check:
     def both(execution: ExecutionResult) -> str | None:
-        return (check(execution) if check is not None else None) or answer.doubt(execution)
+        return (check(execution) if check is not None else None) or answer.doubt(execution, wanted)
 
     return both
 

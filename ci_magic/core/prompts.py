@@ -95,6 +95,10 @@ The code ran. Its output:
 Now answer the question in one or two short sentences, using only the results in this output (with their \
 numbers, as printed). No code, no headings."""
 
+DOUBT_FILES = """\
+the question asks for the file(s) {names}, and the code did not write them. Save each into the working \
+folder under exactly that name."""
+
 DOUBT_EMPTY = """\
 it shows an empty result ({line}): a filter, a join or a lookup selected no rows. Check the values you select \
 on against the data description (spelling, case, type) and print what the question asks for."""
@@ -102,10 +106,6 @@ on against the data description (spelling, case, type) and print what the questi
 DOUBT_NAN = """\
 it printed {line!r}: NaN is not an answer. A computation met missing values or an empty selection: drop \
 missing values in the columns used (e.g. .dropna()) and check that each filter keeps rows."""
-
-FORMAT_SYSTEM = """\
-You copy results into a required answer format. You never write code and never compute anything new: you use \
-only the values that appear in the program output you are given."""
 
 FORMAT_ONLY = """\
 {question}
@@ -115,8 +115,9 @@ it printed:
 
 {output}
 
-Reply with only the answer lines in the required form, one per line, with the values taken from the output \
-above (rounded as the format asks). No code, no explanation."""
+Copy the results into the required answer format. Do not write code and do not compute anything new: use \
+only the values in the output above (rounded as the format asks). Reply with only the answer lines, one per \
+line, no explanation."""
 
 TRUNCATED = """\
 Your reply was cut off before the code block was complete ({reason}). Reply again with a shorter, complete \

@@ -36,19 +36,21 @@ def format_answer(
     question: str,
     attempts: list[Attempt],
     *,
+    system: Message,
     provider: Provider,
     check: Check,
     emit: EventSink,
     budget: BudgetCheck | None,
 ) -> BestEffort | None:
     """Answer lines in the asked form from what the last run printed, or None (nothing printed, or the model's
-    lines still fail the check)."""
+    lines still fail the check). ``system``: the ask's system message, kept (a local server has it cached);
+    what this step asks goes in the user's turn."""
     source = last_printed(attempts)
     if source is None or source.execution is None:
         return None
     output = source.execution.stdout()[-OUTPUT_CHARS:]
     messages: list[Message] = [
-        {"role": "system", "content": prompts.FORMAT_SYSTEM},
+        system,
         {"role": "user", "content": prompts.FORMAT_ONLY.format(question=question.strip(), output=output)},
     ]
     spent = sum((a.usage for a in attempts), Usage())

@@ -156,7 +156,7 @@ class Settings:
     model: str | None = None
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
-    attempts: int = 3
+    attempts: int = 4
     samples: int = 1  # independent answers per ask; more than one votes (ci_magic/vote.py)
     # No new attempt starts once an ask has run this long (seconds): a slow model or code that keeps timing out
     # cannot hold the notebook for attempts × (model + timeout).

@@ -60,6 +60,10 @@ test('the panel shows attempts, code, chart and tokens, and inserts the answer',
   await expect(attempts.nth(0)).toContainText('failed');
   await expect(attempts.nth(1).getByTestId('ci-code')).toContainText("['revenue'].sum()");
   await expect(attempts.nth(1).getByTestId('ci-image')).toBeVisible();
+  // The answer in words: model text shown as text (its markup is not run).
+  await expect(view.getByTestId('ci-answer')).toContainText('Revenue is highest in the north (40.0).');
+  await expect(view.getByTestId('ci-answer')).toContainText('<img src=x');
+  expect(await page.evaluate(() => (window as any).pwned)).toBeUndefined();
   const tokens = Number((await view.getByTestId('ci-tokens').innerText()).replace(/[^0-9]/g, ''));
   expect(tokens).toBeGreaterThan(50);
   await p.screenshot({ path: artifact('panel-after-ask.png') });
@@ -72,6 +76,7 @@ test('the panel shows attempts, code, chart and tokens, and inserts the answer',
   await expect(cells(page).nth(2).locator('.jp-InputArea')).toContainText("['revenue'].sum()");
   await expect(cells(page).nth(2).locator('.jp-OutputArea-output img')).toBeVisible();
   await expect(cells(page).nth(3)).toContainText('Attempt 2');
+  await expect(cells(page).nth(3)).toContainText('Answer: <img src=x');
   await page.screenshot({ path: artifact('panel-inserted.png'), fullPage: true });
 });
 
