@@ -77,6 +77,8 @@ def accuracy(out: Path, limit: int | None) -> dict[str, Any]:
     return {
         "questions": summary["strict"]["n_questions"],
         "strict_abq": summary["strict"]["ABQ"],
+        # Questions whose prediction holds an answer at all (right or wrong), and accuracy among those.
+        "answered": round(summary["n_answered"] / summary["strict"]["n_questions"], 4),
         "answered_abq": summary["official_answered_only"]["ABQ"],
         "outcomes": dict(collections.Counter(o for o, _ in failures.values())),
         "recurring_errors": dict(collections.Counter(e for o, e in failures.values() if e)),
