@@ -258,6 +258,16 @@ def test_a_failed_ask_still_gives_the_values_it_printed_in_the_asked_form(
     assert "Best effort" in summary_text(result) and "@mean[3.5]" in attempts_markdown(result)
     assert result.usage.total_tokens > sum(a.usage.total_tokens for a in result.attempts)
 
+    # A reply that states the answer without code: the best effort, marked as computed by nothing.
+    fake.add("@mean[3.5]", "The answer is @mean[3.5]")
+    with Interpreter(settings, executor=ScriptedExecutor(), user_dir=tmp_path) as it:
+        stated = it.ask("What is the mean? Print @mean[value].", attempts=2, check=check)
+    assert not stated.ok and stated.best_effort is not None and not stated.best_effort.computed
+    assert stated.best_effort.text == "The answer is @mean[3.5]" and stated.best_effort.from_attempt == 2
+    assert (
+        "nothing computed it" in summary_text(stated) and stated.to_json()["best_effort"]["computed"] is False
+    )
+
     # Lines that still fail the check are dropped, and a run that printed nothing has nothing to give.
     executor = ScriptedExecutor(["mean is 3.5\n", ""])
     fake.add(fenced("print(m)"), fenced("x = 1"), "the mean is 3.5")

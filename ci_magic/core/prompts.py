@@ -66,8 +66,9 @@ SANDBOX_EXPIRED = (
 )
 
 NO_CODE = """\
-Your reply contained no Python code block, so nothing was run. Reply again with one ```python block that \
-answers the question."""
+Your reply contained no Python code block, so nothing was run. An answer must be computed by code that runs, \
+even when the data description seems to give it: reply with one ```python block that computes and prints the \
+answer."""
 
 REPAIR = """\
 The code failed{where}.

@@ -32,6 +32,21 @@ def last_printed(attempts: list[Attempt]) -> Attempt | None:
     )
 
 
+def stated(attempts: list[Attempt], check: Check) -> BestEffort | None:
+    """A reply without code whose text already is the answer in the asked form (the model answered from the
+    data description): nothing computed it, and the ask says so."""
+    for a in reversed(attempts):
+        if a.code is None and a.reply.strip():
+            text = _FENCE.sub("", a.reply).strip()
+            if check(_as_printed(text)) is None:
+                return BestEffort(text, a.number, Usage(), 0.0, computed=False)
+    return None
+
+
+def _as_printed(text: str) -> ExecutionResult:
+    return ExecutionResult("ok", [{"output_type": "stream", "name": "stdout", "text": text + "\n"}])
+
+
 def format_answer(
     question: str,
     attempts: list[Attempt],
@@ -42,12 +57,13 @@ def format_answer(
     emit: EventSink,
     budget: BudgetCheck | None,
 ) -> BestEffort | None:
-    """Answer lines in the asked form from what the last run printed, or None (nothing printed, or the model's
-    lines still fail the check). ``system``: the ask's system message, kept (a local server has it cached);
+    """Answer lines in the asked form from what the last run printed, or None (the model's lines still fail the
+    check). When no run printed anything, a reply without code that states the answer in the asked form is the
+    best effort, marked as not computed (:func:`stated`). ``system``: the ask's system message, kept (a local server has it cached);
     what this step asks goes in the user's turn."""
     source = last_printed(attempts)
     if source is None or source.execution is None:
-        return None
+        return stated(attempts, check)
     output = source.execution.stdout()[-OUTPUT_CHARS:]
     messages: list[Message] = [
         system,
@@ -57,8 +73,7 @@ def format_answer(
     emit(Event("answer_start", 0, {"best_effort": True}))
     completion = side_step(provider, messages, budget, spent, FORMAT_TOKENS)
     text = _FENCE.sub("", completion.text).strip()
-    lines = ExecutionResult("ok", [{"output_type": "stream", "name": "stdout", "text": text + "\n"}])
-    found = None if not text or check(lines) is not None else text
+    found = None if not text or check(_as_printed(text)) is not None else text
     u = completion.usage
     data = {
         "text": found,

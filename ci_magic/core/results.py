@@ -178,9 +178,10 @@ class BestEffort:
     into the asked form by one more model step without code. Never counted as a success."""
 
     text: str
-    from_attempt: int  # the attempt whose printed output they come from
+    from_attempt: int  # the attempt whose printed output (or, not computed, whose reply) they come from
     usage: Usage
     model_seconds: float
+    computed: bool = True  # False: the model stated them in a reply without code; nothing computed them
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,11 @@ class AskResult:
             "answer": self.words.text if self.words is not None else None,
             "doubt": self.doubt,
             "best_effort": (
-                {"text": self.best_effort.text, "from_attempt": self.best_effort.from_attempt}
+                {
+                    "text": self.best_effort.text,
+                    "from_attempt": self.best_effort.from_attempt,
+                    "computed": self.best_effort.computed,
+                }
                 if self.best_effort is not None
                 else None
             ),

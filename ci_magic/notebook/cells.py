@@ -102,10 +102,16 @@ def vote_line(result: AskResult) -> str:
 
 def best_effort_line(result: AskResult) -> str:
     """What a failed ask still gives, and how much to trust it."""
-    assert result.best_effort is not None
+    best = result.best_effort
+    assert best is not None
+    if not best.computed:
+        return (
+            f"No attempt worked. Best effort: the answer the model stated in attempt {best.from_attempt} without "
+            "code — nothing computed it (check it):"
+        )
     return (
-        f"No attempt worked. Best effort: the values attempt {result.best_effort.from_attempt} printed, put into "
-        "the asked form by the model without new code (check them):"
+        f"No attempt worked. Best effort: the values attempt {best.from_attempt} printed, put into the asked form "
+        "by the model without new code (check them):"
     )
 
 

@@ -146,7 +146,7 @@ def ask_markdown(options: str, question: str, info: dict[str, Any]) -> NotebookN
     if isinstance(info.get("best_effort"), str):
         lines += [
             "",
-            "No attempt worked. Best effort (the values printed, put into the asked form; check them):",
+            "No attempt worked. Best effort, not a success (check it):",
         ]
         lines += ["", fenced_block(info["best_effort"])]
     cell: NotebookNode = nbformat.v4.new_markdown_cell("\n".join(lines))
