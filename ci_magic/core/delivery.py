@@ -1,4 +1,5 @@
-"""Files come back: what the working code wrote in the sandbox's folder is copied into the user's folder.
+"""Files and values come back: what the working code wrote in the sandbox's folder is copied into the user's
+folder, and the variables it created are brought back (:func:`bring_back`).
 
 Rules users can trust:
 
@@ -24,11 +25,39 @@ import hashlib
 import os
 import stat
 import unicodedata
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any, Literal
 
+from ..sandbox.scan import assigned_names
 from .errors import CIMagicError
-from .executor import Executor, Sink
+from .executor import Executor, Frame, Sink
 from .results import DeliveredFile
+
+#: Frames larger than this are not brought back automatically (only when named with ``keep``).
+AUTO_KEEP_MAX_CELLS = 5_000_000
+
+Keep = Sequence[str] | Literal["auto"] | None
+
+
+def bring_back(
+    executor: Executor, keep: Keep, before: set[str], frames: Mapping[str, Frame], code: str
+) -> dict[str, Any]:
+    """The variables to copy into the user's namespace: with "auto", only what the working code assigned (and
+    not the frames sent in, nor what existed before the ask); with names, those; with None, nothing."""
+    if keep is None:
+        return {}
+    if keep == "auto":
+        # Only what the working code assigned: leftovers of failed attempts stay in the sandbox.
+        created = assigned_names(code)
+        names = [
+            n
+            for n, (_, cells) in executor.values().items()
+            if n in created and n not in before and n not in frames and cells <= AUTO_KEEP_MAX_CELLS
+        ]
+        return executor.fetch(names) if names else {}
+    return executor.fetch(list(keep))
+
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_FREE_NAMES = 100

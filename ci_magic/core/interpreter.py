@@ -6,9 +6,9 @@ import dataclasses
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..context.files import describe_files
 from ..context.frames import Frame, build_context
@@ -17,9 +17,8 @@ from ..observe.trace import AskTrace
 from ..providers import Message, Provider
 from ..providers.cache import CachedProvider, ReplyCache
 from ..providers.resolve import make_provider
-from ..sandbox.scan import assigned_names
 from . import answer, hints, privacy, prompts, rescue
-from .delivery import deliver
+from .delivery import Keep, bring_back, deliver
 from .errors import SandboxError, UsageError
 from .events import Event, EventSink, ignore
 from .executor import Executor
@@ -31,10 +30,6 @@ from .vote import VoteKey, hold_vote, output_key
 
 #: Follow-up questions see this many earlier asks of the session.
 HISTORY_TURNS = 3
-#: Frames larger than this are not brought back automatically (only when named with ``keep``).
-AUTO_KEEP_MAX_CELLS = 5_000_000
-
-Keep = Sequence[str] | Literal["auto"] | None
 
 
 class Interpreter:
@@ -288,7 +283,7 @@ class Interpreter:
                 # Earlier outputs show data values: follow-ups carry them only when the privacy setting allows.
                 excerpt = final.execution.text()[-600:] if self.settings.context_detail == "samples" else ""
                 self.history.append(prompts.Turn(question, final.code, excerpt))
-                result.values = self._bring_back(executor, keep, before, frames, final.code)
+                result.values = bring_back(executor, keep, before, frames, final.code)
                 result.files = self._deliver(executor, final.execution.files)
                 result.doubt = answer.doubt(final.execution, wanted)
             # What isolation is missing comes first and with every ask: a degraded sandbox is never silent.
@@ -304,24 +299,7 @@ class Interpreter:
             note = answer.write(result, dialogue, messages, provider=provider, budget=limit, emit=on_event)
             result.warnings += [note] if note else []
         result.seconds = time.monotonic() - started
-        usage = result.usage
-        on_event(
-            Event(
-                "done",
-                len(result.attempts),
-                {
-                    "ok": result.ok,
-                    "attempts": len(result.attempts),
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "warnings": list(result.warnings),
-                    "answer": result.words.text if result.words is not None else None,
-                    "doubt": result.doubt,
-                    "best_effort": result.best_effort.text if result.best_effort is not None else None,
-                    "files": [dataclasses.asdict(f) for f in result.files],
-                },
-            )
-        )
+        on_event(Event("done", len(result.attempts), result.done_data()))
         return result
 
     def run_code(self, code: str, frames: Mapping[str, Frame] | None = None) -> CodeRun:
@@ -333,7 +311,7 @@ class Interpreter:
             execution = executor.run(code, frames)
             run = CodeRun(execution)
             if execution.ok:
-                run.values = self._bring_back(executor, "auto", set(), frames, code)
+                run.values = bring_back(executor, "auto", set(), frames, code)
                 run.files = self._deliver(executor, execution.files)
             run.warnings = [*executor.isolation_warnings(), *executor.warnings]
             executor.warnings.clear()
@@ -370,22 +348,6 @@ class Interpreter:
                 fresh=fresh,
             )
         return trace.provider(provider), budget
-
-    def _bring_back(
-        self, executor: Executor, keep: Keep, before: set[str], frames: Mapping[str, Frame], code: str
-    ) -> dict[str, Any]:
-        if keep is None:
-            return {}
-        if keep == "auto":
-            # Only what the working code assigned: leftovers of failed attempts stay in the sandbox.
-            created = assigned_names(code)
-            names = [
-                n
-                for n, (_, cells) in executor.values().items()
-                if n in created and n not in before and n not in frames and cells <= AUTO_KEEP_MAX_CELLS
-            ]
-            return executor.fetch(names) if names else {}
-        return executor.fetch(list(keep))
 
     def reconfigure(self, settings: Settings) -> None:
         """New settings for later asks. Limits the sandbox started with (memory, network…) and a new gateway

@@ -257,6 +257,21 @@ class AskResult:
                 total = total + extra.usage
         return total
 
+    def done_data(self) -> dict[str, Any]:
+        """The data of the ask's ``done`` event (ci_magic/core/events.py): what every front end needs at its end."""
+        usage = self.usage
+        return {
+            "ok": self.ok,
+            "attempts": len(self.attempts),
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "warnings": list(self.warnings),
+            "answer": self.words.text if self.words is not None else None,
+            "doubt": self.doubt,
+            "best_effort": self.best_effort.text if self.best_effort is not None else None,
+            "files": [asdict(f) for f in self.files],
+        }
+
     def summary(self) -> AskSummary:
         return AskSummary(
             self.ask_id,
