@@ -268,6 +268,13 @@ def test_a_failed_ask_still_gives_the_values_it_printed_in_the_asked_form(
         "nothing computed it" in summary_text(stated) and stated.to_json()["best_effort"]["computed"] is False
     )
 
+    # The model failing at the format step leaves the failed ask as it was: its attempts, no best effort.
+    executor = ScriptedExecutor(["mean is 3.5\n"])
+    fake.add(fenced("print('mean is', m)"), Turn(status=400, reply="context length exceeded"))
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        failed = it.ask("Mean? Print @mean[value].", attempts=1, check=check)
+    assert not failed.ok and failed.best_effort is None and len(failed.attempts) == 1
+
     # Lines that still fail the check are dropped, and a run that printed nothing has nothing to give.
     executor = ScriptedExecutor(["mean is 3.5\n", ""])
     fake.add(fenced("print(m)"), fenced("x = 1"), "the mean is 3.5")

@@ -123,22 +123,23 @@ def write(
     try:
         result.words = in_words(dialogue, final.execution, provider=provider, budget=budget, spent=spent)
     except (ProviderError, BudgetExceeded) as exc:
-        emit(
-            Event(
-                "answer", 0, {"text": None, "best_effort": False, "prompt_tokens": 0, "completion_tokens": 0}
-            )
-        )
+        emit(said(None, best_effort=False))
         return f"The answer in words was not written: {exc}"
-    u = result.words.usage if result.words is not None else Usage()
-    text = result.words.text if result.words is not None else None
+    words = result.words
+    emit(said(words.text if words else None, best_effort=False, usage=words.usage if words else Usage()))
+    return None
+
+
+def said(text: str | None, *, best_effort: bool, usage: Usage | None = None) -> Event:
+    """The ``answer`` event: the words of a working ask, or a failed ask's best effort (None: none came)."""
+    u = usage or Usage()
     data = {
         "text": text,
-        "best_effort": False,
+        "best_effort": best_effort,
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
     }
-    emit(Event("answer", 0, data))
-    return None
+    return Event("answer", 0, data)
 
 
 def in_words(

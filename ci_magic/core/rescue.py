@@ -14,6 +14,8 @@ import re
 
 from ..providers import Message, Provider
 from . import prompts
+from .answer import said
+from .errors import BudgetExceeded, ProviderError
 from .events import Event, EventSink
 from .results import Attempt, BestEffort, ExecutionResult, Usage
 from .step import BudgetCheck, Check, side_step
@@ -58,9 +60,10 @@ def format_answer(
     budget: BudgetCheck | None,
 ) -> BestEffort | None:
     """Answer lines in the asked form from what the last run printed, or None (the model's lines still fail the
-    check). When no run printed anything, a reply without code that states the answer in the asked form is the
-    best effort, marked as not computed (:func:`stated`). ``system``: the ask's system message, kept (a local server has it cached);
-    what this step asks goes in the user's turn."""
+    check, or the model could not be asked: the ask has failed already, and says so). When no run printed
+    anything, a reply without code that states the answer in the asked form is the best effort, marked as not
+    computed (:func:`stated`). ``system``: the ask's system message, kept (a local server has it cached); what
+    this step asks goes in the user's turn."""
     source = last_printed(attempts)
     if source is None or source.execution is None:
         return stated(attempts, check)
@@ -71,15 +74,12 @@ def format_answer(
     ]
     spent = sum((a.usage for a in attempts), Usage())
     emit(Event("answer_start", 0, {"best_effort": True}))
-    completion = side_step(provider, messages, budget, spent, FORMAT_TOKENS)
+    try:
+        completion = side_step(provider, messages, budget, spent, FORMAT_TOKENS)
+    except (ProviderError, BudgetExceeded):
+        emit(said(None, best_effort=True))
+        return None
     text = _FENCE.sub("", completion.text).strip()
     found = None if not text or check(_as_printed(text)) is not None else text
-    u = completion.usage
-    data = {
-        "text": found,
-        "best_effort": True,
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-    }
-    emit(Event("answer", 0, data))
-    return None if found is None else BestEffort(found, source.number, u, completion.seconds)
+    emit(said(found, best_effort=True, usage=completion.usage))
+    return None if found is None else BestEffort(found, source.number, completion.usage, completion.seconds)
