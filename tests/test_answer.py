@@ -105,6 +105,17 @@ def test_an_empty_result_goes_back_as_a_repair_and_the_last_one_is_shown_with_it
     assert "The answer may be wrong" in attempts_markdown(result)
 
 
+def test_a_doubt_sent_back_keeps_printed_values_from_the_model_where_privacy_says_so(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
+    executor = ScriptedExecutor(["Mean price in Zanzibar: nan\n", "Mean price: 3.0\n"])
+    fake.add(fenced("print('Mean price in', city, m)"), fenced("print('Mean price:', m)"))
+    with Interpreter(settings.with_(context_detail="schema"), executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("Mean price?", attempts=2)
+    repair = fake.requests[1]["messages"][-1]["content"]
+    assert result.ok and "NaN is not an answer" in repair and "Zanzibar" not in repair
+
+
 def test_what_no_right_answer_shows() -> None:
     assert answer.doubt(printed("Empty DataFrame\nColumns: [a]\nIndex: []\n")) is not None
     assert answer.doubt(printed("Series([], Name: price, dtype: float64)\n")) is not None

@@ -100,7 +100,10 @@ def feedback(
             return prompts.TRUNCATED.format(reason=f"finish_reason={attempt.finish_reason}")
         return prompts.NO_CODE
     if attempt.rejected is not None:
-        text = prompts.CHECK_FAILED.format(problem=attempt.rejected)
+        problem = attempt.rejected
+        if not privacy.shows_values(settings.context_detail):  # a doubt quotes the printed line: values
+            problem = privacy.redact(problem, schema_names(frames))
+        text = prompts.CHECK_FAILED.format(problem=problem)
     else:
         text = _run_feedback(attempt.execution, settings, frames)
     return prompts.SAME_CODE + "\n\n" + text if repeated and attempt.code is not None else text
