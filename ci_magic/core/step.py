@@ -35,7 +35,6 @@ def call_model(
     temperature: float | None,
     seed: int | None = None,
     start: dict[str, Any] | None = None,
-    max_tokens: int | None = None,
 ) -> Completion:
     """One model request for attempt ``number``: streamed as events, checked against the budget before and
     after, and turned into Cancelled on an interrupt."""
@@ -44,18 +43,12 @@ def call_model(
     def stream(text: str) -> None:
         emit(Event("token", number, {"text": text}))
 
-    if budget is not None:
-        budget(spent, messages)
-    try:
-        completion = provider.complete(
-            messages, on_text=stream, temperature=temperature, seed=seed, max_tokens=max_tokens
-        )
-    except KeyboardInterrupt:
-        raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
-    model_done(completion, number, emit)
-    if budget is not None:
-        budget(spent + completion.usage, None)
-    return completion
+    def done(completion: Completion) -> None:
+        model_done(completion, number, emit)
+
+    return _checked(
+        provider, messages, budget, spent, done, on_text=stream, temperature=temperature, seed=seed
+    )
 
 
 def side_step(
@@ -67,12 +60,28 @@ def side_step(
 ) -> Completion:
     """A short request that is not an attempt (the answer in words, a failed ask's format step): checked against
     the budget like one, at temperature 0, its text not streamed as an attempt's (the caller reports it)."""
+    return _checked(provider, messages, budget, spent, None, temperature=0.0, max_tokens=max_tokens)
+
+
+def _checked(
+    provider: Provider,
+    messages: list[Message],
+    budget: BudgetCheck | None,
+    spent: Usage,
+    done: Callable[[Completion], None] | None,
+    **options: Any,
+) -> Completion:
+    """``provider.complete(messages, **options)`` checked against the budget before and after (``done`` sees the
+    completion in between, so its report goes out even when the budget then stops the ask); an interrupt
+    becomes Cancelled."""
     if budget is not None:
         budget(spent, messages)
     try:
-        completion = provider.complete(messages, temperature=0.0, max_tokens=max_tokens)
+        completion = provider.complete(messages, **options)
     except KeyboardInterrupt:
         raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
+    if done is not None:
+        done(completion)
     if budget is not None:
         budget(spent + completion.usage, None)
     return completion
