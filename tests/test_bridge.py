@@ -169,7 +169,7 @@ def test_list_frames_and_exact_context(shell: InteractiveShell, bridge: Bridge) 
         assert shell.run_cell("%ask --frames sales --context-only").success
     assert reply["type"] == "context" and reply["frames"] == ["sales"] and reply["tokens"] > 0
     assert reply["text"] in cap.stdout  # the preview is exactly what %%ask --context-only shows
-    assert "sales: DataFrame" in reply["text"] and "--- system ---" in reply["text"]
+    assert "sales: pandas DataFrame" in reply["text"] and "--- system ---" in reply["text"]
     comm.deliver({"v": 1, "type": "context", "frames": ["nosuch"]})
     assert comm.sent[-1]["type"] == "error" and "no variable of that name" in comm.sent[-1]["message"]
 
@@ -194,7 +194,7 @@ def test_panel_ask_streams_events_then_result(
     assert code["metadata"]["ci_magic"]["anchor_cell_id"] is None
     assert any("image/png" in o.get("data", {}) for o in code["outputs"])
     assert comm.of_type("insert") == []  # the panel's Insert button decides where
-    assert "sales: DataFrame" in fake.requests[0]["messages"][-1]["content"]
+    assert "sales: pandas DataFrame" in fake.requests[0]["messages"][-1]["content"]
 
 
 def test_panel_ask_lists_the_files_the_code_wrote(

@@ -25,7 +25,7 @@ def test_frames_option_selects_and_validates() -> None:
 def test_description_has_schema_nulls_examples_and_ranges(sales: pd.DataFrame) -> None:
     sales.loc[0, "units"] = None
     text = build_context({"sales": sales}).text
-    assert text.startswith("sales: DataFrame, 244 rows × 5 columns")
+    assert text.startswith("sales: pandas DataFrame, 244 rows × 5 columns")
     assert "'units': float64, 1 null, range 1 … 29" in text
     assert "'region': str" in text and "4 distinct" in text
     assert "'date': datetime64" in text and "'2024-01-01'" in text

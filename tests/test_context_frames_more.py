@@ -184,7 +184,7 @@ def test_mixed_namespace() -> None:
     }
     text = build_context(collect_frames(ns)).text
     for head in (
-        "p: DataFrame, 2 rows",
+        "p: pandas DataFrame, 2 rows",
         "q: polars DataFrame, 2 rows",
         "r: pyarrow Table, 2 rows",
         "z: polars LazyFrame",
@@ -304,4 +304,4 @@ def test_budget_respected_with_many_frames(count: int) -> None:
     for budget in (100, 300, 1000):
         ctx = build_context(frames, budget_tokens=budget)
         assert ctx.tokens <= budget, (budget, ctx.tokens)
-        assert ctx.text.startswith("frame_0: DataFrame")
+        assert ctx.text.startswith("frame_0: pandas DataFrame")

@@ -38,14 +38,36 @@ def test_numbers_held_as_text_and_result_objects_used_as_numbers() -> None:
         ("ArrowInvalid", "Failed to parse string: '1095083[606000-1717000]' as a scalar of type int64"),
     ]:
         assert "pd.to_numeric" in joined(name, value), value
-    assert "plain number" in joined("AttributeError", "'numpy.float64' object has no attribute 'pvalue'")
+    pvalue = joined("AttributeError", "'numpy.float64' object has no attribute 'pvalue'")
+    assert "plain number" in pvalue and "stats.pearsonr" in pvalue
+    assert "round(x, 2)" in joined("AttributeError", "'float' object has no attribute 'round'")
+    assert "stats.pearsonr" in joined("TypeError", "cannot unpack non-iterable numpy.float64 object")
+
+
+def test_statistics_asked_of_pandas_point_to_scipy_and_statsmodels() -> None:
+    assert "stats.shapiro(" in joined("AttributeError", "'Series' object has no attribute 'shapiro'")
+    assert "stats.ttest_ind(" in joined("AttributeError", "'DataFrame' object has no attribute 'ttest_ind'")
+    assert "from scipy import stats" in joined("AttributeError", "module 'polars' has no attribute 'stats'")
+    assert "statsmodels" in joined("AttributeError", "'LinearRegression' object has no attribute 'pvalues'")
+    assert joined("AttributeError", "'Series' object has no attribute 'to_listt'") == ""
+
+
+def test_column_names_with_spaces_around_them_get_the_strip() -> None:
+    frames = {"df": pd.DataFrame({"DATE TIME": [1], " WINDSPEED": [2.0]})}
+    text = "\n".join(hints(error("KeyError", "'WINDSPEED'"), frames))
+    assert "the closest is ' WINDSPEED'" in text and "df.columns.str.strip()" in text
 
 
 def test_versions_imports_and_cut_off_code() -> None:
     assert "no parameter 'squared'" in joined("TypeError", "f() got an unexpected keyword argument 'squared'")
-    assert "'class_weight' is not in sklearn.model_selection" in joined(
-        "ImportError", "cannot import name 'class_weight' from 'sklearn.model_selection' (/x.py)"
+    moved = joined("ImportError", "cannot import name 'class_weight' from 'sklearn.model_selection' (/x.py)")
+    # Found among the installed package's files, nothing imported: where the name really is.
+    assert "'class_weight' is not in sklearn.model_selection" in moved
+    assert "from sklearn.utils import class_weight" in moved
+    assert "from the module that defines it" in joined(
+        "ImportError", "cannot import name 'nothing_like_it' from 'sklearn.metrics' (/x.py)"
     )
+    assert "rename it" in joined("SyntaxError", "invalid decimal literal (1.py, line 7)")
     assert "incomplete" in joined("SyntaxError", "'(' was never closed (1.py, line 7)")
     assert joined("ZeroDivisionError", "division by zero") == ""
 

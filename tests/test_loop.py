@@ -42,7 +42,7 @@ def test_success_first_try(
     assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
     # The data description went to the model; the data itself did not, and the code got the frame it names.
     sent = fake.requests[0]["messages"][-1]["content"]
-    assert "sales: DataFrame, 244 rows × 5 columns" in sent and "Average revenue by month" in sent
+    assert "sales: pandas DataFrame, 244 rows × 5 columns" in sent and "Average revenue by month" in sent
     assert executor.runs[0].frames == ("sales",) and not executor.runs[0].pristine
     assert "monthly" in result.values  # what the code created comes back by default
 

@@ -44,7 +44,7 @@ def test_context_only_sends_nothing(shell: InteractiveShell, fake: FakeModelServ
     with capture_output() as cap:
         shell.run_cell("%%ask --context-only\nAnything")
     assert fake.requests == []
-    assert "sales: DataFrame, 3 rows × 2 columns" in cap.stdout and "secret_number" not in cap.stdout
+    assert "sales: pandas DataFrame, 3 rows × 2 columns" in cap.stdout and "secret_number" not in cap.stdout
 
 
 def test_frames_option_limits_what_is_described(shell: InteractiveShell, fake: FakeModelServer) -> None:
@@ -53,7 +53,7 @@ def test_frames_option_limits_what_is_described(shell: InteractiveShell, fake: F
     with capture_output():
         shell.run_cell("%%ask --frames sales\nHow many rows?")
     sent = fake.requests[0]["messages"][-1]["content"]
-    assert "sales: DataFrame" in sent and "other" not in sent
+    assert "sales: pandas DataFrame" in sent and "other" not in sent
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ class ColumnFacts:
 
 @dataclass(frozen=True)
 class FrameFacts:
-    head: str  # "sales: DataFrame, 244 rows × 5 columns"
+    head: str  # "sales: pandas DataFrame, 244 rows × 5 columns"
     notes: tuple[str, ...]  # indented lines before the columns: the index, "(no rows)"
     columns: tuple[ColumnFacts, ...]
     sampled: bool = False

@@ -184,11 +184,11 @@ def _is_polars_series(value: object) -> bool:
 def _pandas_facts(name: str, obj: pd.DataFrame | pd.Series, level: str) -> FrameFacts:
     if isinstance(obj, pd.Series):
         part = _sample(obj)
-        head, size = f"{name}: Series, {len(obj):,} rows", len(part)
+        head, size = f"{name}: pandas Series, {len(obj):,} rows", len(part)
         columns: list[tuple[Any, Any, pd.Series]] = [(obj.name, obj.dtype, part)]
     else:
         rows = _sample(obj)
-        head, size = f"{name}: DataFrame, {obj.shape[0]:,} rows × {obj.shape[1]:,} columns", len(rows)
+        head, size = f"{name}: pandas DataFrame, {obj.shape[0]:,} rows × {obj.shape[1]:,} columns", len(rows)
         columns = [(col, obj.dtypes.iloc[i], rows.iloc[:, i]) for i, col in enumerate(obj.columns)]
     sampled = size < len(obj)
     if sampled:

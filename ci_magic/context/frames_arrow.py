@@ -22,6 +22,9 @@ from .facts import (
     numbers_as_text,
 )
 
+#: The system prompt names no frame library but pandas: the note rides with the frame that needs it.
+ARROW_NOTE = "  (a pyarrow object: use pyarrow.compute on it, or .to_pandas() for pandas methods)"
+
 
 def describe(name: str, obj: pa.Table, level: str) -> FrameFacts:
     rows = obj.num_rows
@@ -30,7 +33,7 @@ def describe(name: str, obj: pa.Table, level: str) -> FrameFacts:
     head = f"{name}: pyarrow Table, {rows:,} rows × {obj.num_columns:,} columns"
     if sampled:
         head += f" (statistics from a {sample.num_rows:,}-row sample)"
-    notes = ("  (no rows)",) if rows == 0 else ()
+    notes = (ARROW_NOTE, "  (no rows)") if rows == 0 else (ARROW_NOTE,)
     values, k = level != "schema", 3 if level == "samples" else 0
     columns = tuple(
         _column(label, sample.column(i), values, k) for i, label in enumerate(sample.column_names)

@@ -23,6 +23,7 @@ from .facts import (
     numbers_as_text,
 )
 
+POLARS_NOTE = "  (a polars object: use polars methods on it, not pandas ones)"
 LAZY_HINT = "use polars lazy API (.filter/.group_by/... then .collect())"
 
 
@@ -35,7 +36,8 @@ def describe(name: str, obj: pl.DataFrame | pl.LazyFrame, level: str) -> FrameFa
     head = f"{name}: polars DataFrame, {rows:,} rows × {obj.width:,} columns"
     if sampled:
         head += f" (statistics from a {sample.height:,}-row sample)"
-    notes = ("  (no rows)",) if rows == 0 else ()
+    # Said here, not in the system prompt: a small model told of polars in every ask writes polars for pandas.
+    notes = (POLARS_NOTE, "  (no rows)") if rows == 0 else (POLARS_NOTE,)
     nulls = sample.null_count().row(0) if sample.width else ()  # one pass for all columns
     values, k = level != "schema", 3 if level == "samples" else 0
     columns = tuple(_column(sample.to_series(i), nulls[i], values, k) for i in range(sample.width))

@@ -11,6 +11,9 @@ levels that hide data values).
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
+import os
 import re
 from collections.abc import Mapping
 
@@ -29,6 +32,8 @@ _NUMBER_ATTRIBUTE = re.compile(
 )
 _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(\w+)'")
 _CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
+_NO_ATTRIBUTE = re.compile(r"(?:object|module '[\w.]+') has no attribute '(\w+)'")
+_UNPACK_NUMBER = re.compile(r"cannot unpack non-iterable (?:numpy\.)?(?:float|int)\w* object")
 _INCOMPLETE = re.compile(r"was never closed|incomplete input|unterminated|unexpected EOF|EOL while scanning")
 
 NUMBERS_FROM_TEXT = (
@@ -67,7 +72,20 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
         found.append(
             f"The object is a plain number, not a result with .{m.group(1)}: the function you called returned the "
             "value itself. Use it directly (or call the function that returns the result object)."
+            + (" Round a number with round(x, 2)." if m.group(1) == "round" else "")
+            + (P_VALUE if m.group(1) in ("pvalue", "pvalues", "p_value") else "")
         )
+    elif name == "AttributeError" and (m := _NO_ATTRIBUTE.search(value)):
+        if m.group(1) in ("pvalues", "pvalue", "p_values"):
+            found.append(
+                "This object has no p-values (scikit-learn's models give none). For a regression with p-values "
+                "use statsmodels: import statsmodels.api as sm; fit = sm.OLS(y, sm.add_constant(X)).fit(); "
+                "fit.params, fit.pvalues."
+            )
+        elif test := _stats_function(m.group(1)):
+            found.append(test)
+    if name in ("TypeError", "ValueError") and _UNPACK_NUMBER.search(value):
+        found.append("The function returned one number, not a pair." + P_VALUE)
     if _CONVERSION.search(value) and name in ("ValueError", "TypeError", "ArrowInvalid", "ArrowTypeError"):
         found.append(NUMBERS_FROM_TEXT)
     if name == "TypeError" and (m := _UNEXPECTED_KEYWORD.search(value)):
@@ -76,10 +94,18 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
             "would do yourself."
         )
     if name == "ImportError" and (m := _CANNOT_IMPORT.search(value)):
+        where = _module_named(m.group(2).split(".")[0], m.group(1))
         found.append(
-            f"'{m.group(1)}' is not in {m.group(2)} in the installed version. Import it from the module that "
-            "defines it, or do without it (numpy, pandas and scipy cover most needs)."
+            f"'{m.group(1)}' is not in {m.group(2)} in the installed version: remove it from that import. "
+            + (
+                f"It is the module {where}: from {where.rpartition('.')[0]} import {m.group(1)}"
+                if where
+                else "Import it from the module that defines it, or do without it (numpy, pandas and scipy "
+                "cover most needs)."
+            )
         )
+    if name == "SyntaxError" and "invalid decimal literal" in value:
+        found.append("A name cannot start with a digit (like 25th_value): rename it (value_25th).")
     if name == "SyntaxError" and _INCOMPLETE.search(value):
         found.append(
             "The code is incomplete (a bracket, quote or block never closed), probably cut off: write shorter, "
@@ -99,7 +125,14 @@ def _missing_column(name: str, value: str, listing: dict[str, list[str]]) -> lis
     if name == "AttributeError" and (key is None or not _close(key, every)):
         return []  # a DataFrame method that does not exist: the traceback says enough
     if key is not None and (close := _close(key, every)):
-        return [f"There is no column {key!r}; the closest is {close!r}. The columns are exactly:\n{table}"]
+        spaces = (
+            " The names have spaces around them: df.columns = df.columns.str.strip() removes them."
+            if close.strip() == key and close != key
+            else ""
+        )
+        return [
+            f"There is no column {key!r}; the closest is {close!r}.{spaces} The columns are exactly:\n{table}"
+        ]
     if key is not None and name == "KeyError":
         return [
             f"{key!r} is not a column of the data. If it is meant to be a column, the columns are exactly:\n{table}"
@@ -118,3 +151,42 @@ def _close(key: str, names: list[str]) -> str | None:
             return n
     near = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
     return near[0] if near else None
+
+
+P_VALUE = (
+    " A correlation with its p-value comes from scipy.stats: r, p = stats.pearsonr(x, y) (spearmanr, kendalltau "
+    "alike; pandas' .corr() gives only the coefficient); a test's result has .statistic and .pvalue."
+)
+
+
+def _stats_function(attribute: str) -> str | None:
+    """A hint when code calls a scipy.stats function (a test, a distribution) as a method of pandas or numpy."""
+    if attribute == "stats":
+        return (
+            "Statistical tests are in scipy: from scipy import stats; stats.shapiro(s.dropna()) and the like."
+        )
+    if len(attribute) < 4 or importlib.util.find_spec("scipy") is None:
+        return None
+    stats = importlib.import_module("scipy.stats")  # loaded only when a failure may be one of its functions
+    if not callable(getattr(stats, attribute, None)):
+        return None
+    return (
+        f"{attribute} is a function of scipy.stats, not a method of this object: from scipy import stats; "
+        f"result = stats.{attribute}(...) on the values (drop missing ones first); a test's result has "
+        ".statistic and .pvalue."
+    )
+
+
+def _module_named(package: str, name: str) -> str | None:
+    """The dotted path of a module ``name`` inside ``package`` (files only: nothing is imported), if one exists."""
+    spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    for root in roots:
+        for folder, subfolders, files in os.walk(root):
+            subfolders[:] = [d for d in subfolders if d.isidentifier() and d != "tests"]
+            if f"{name}.py" in files or (
+                name in subfolders and "__init__.py" in os.listdir(f"{folder}/{name}")
+            ):
+                inner = os.path.relpath(folder, root).replace(os.sep, ".")
+                return ".".join(p for p in (package, "" if inner == "." else inner, name) if p)
+    return None

@@ -15,7 +15,6 @@ LIBRARIES = (
     ("sklearn", "scikit-learn (sklearn)"),
     ("statsmodels", "statsmodels"),
     ("seaborn", "seaborn"),
-    ("polars", "polars (pl)"),
     ("pyarrow", "pyarrow"),
     ("openpyxl", "openpyxl (Excel files)"),
     ("pypdf", "pypdf (PDF files)"),
@@ -30,14 +29,16 @@ you; the user sees the code and its outputs.
 Rules:
 - Reply with exactly one ```python code block, optionally preceded by one short sentence. No other code blocks.
 - The DataFrames described below are ALREADY loaded as Python variables with exactly those names. Use them \
-directly; do not re-read them from files and do not invent data. A frame described as a polars DataFrame or \
-LazyFrame is a polars object: use polars methods on it; a pyarrow Table is a pyarrow object.
+directly; do not re-read them from files and do not invent data.
 - The files listed below are in the current working folder: read them by those relative paths (they are \
 read-only). Files you write into the working folder are given back to the user: when asked for a file \
 (a converted file, a report, a chart), save it there under a clear name, e.g. df.to_csv('result.csv', \
 index=False) or plt.savefig('chart.png').
 - pandas (as pd), numpy (as np) and matplotlib.pyplot (as plt) are imported. Also available: {libraries}, and \
 the standard library. Import what you use.
+- Statistical tests and p-values: scipy.stats (pearsonr, spearmanr, shapiro, ttest_ind, chi2_contingency, \
+f_oneway, ...; each returns a result with .statistic and .pvalue). Regression with p-values: statsmodels \
+(sm.OLS(y, sm.add_constant(X)).fit(), then .params and .pvalues).
 - Show results: print() numbers and short answers with a label; leave a DataFrame as the last line of the code \
 to show it as a table (keep tables under 50 rows). For charts use matplotlib and call plt.show().
 - The code runs in a sandbox with no network and no package installation: use only the libraries above.

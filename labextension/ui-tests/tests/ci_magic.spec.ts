@@ -48,7 +48,7 @@ test('the panel shows attempts, code, chart and tokens, and inserts the answer',
   await expect(p.getByTestId('ci-frames')).toContainText('sales');
   await expect(p.getByTestId('ci-frames')).toContainText('DataFrame 4 × 2');
   await p.getByTestId('ci-context').locator('summary').click();
-  await expect(p.getByTestId('ci-context')).toContainText("sales: DataFrame, 4 rows × 2 columns");
+  await expect(p.getByTestId('ci-context')).toContainText("sales: pandas DataFrame, 4 rows × 2 columns");
 
   await p.getByTestId('ci-prompt').fill('Chart revenue by region from the panel');
   await p.getByTestId('ci-ask').click();
