@@ -123,9 +123,6 @@ class ExecutorSlot:
                 starting.result()
         return self.current
 
-    def touch(self) -> None:
-        self._last_used = time.monotonic()
-
     def set_limits(self, limits: Limits) -> None:
         """Limits that do not need a new sandbox (time, output, transfer sizes), for the next runs; an executor
         still starting gets them when it is taken."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..providers import Completion, Message, Provider
+from ..providers import Completion, Message, OnText, Provider, Request
 from .errors import Cancelled
 from .events import Event, EventSink
 from .executor import Executor, Frame
@@ -38,17 +38,34 @@ def call_model(
 ) -> Completion:
     """One model request for attempt ``number``: streamed as events, checked against the budget before and
     after, and turned into Cancelled on an interrupt."""
-    emit(Event("model_start", number, start or {}))
+    sent = Request(messages, 1, temperature, seed)
+    return request(provider, sent, emit, budget, spent, first=number, starts=[start or {}])[0]
 
-    def stream(text: str) -> None:
-        emit(Event("token", number, {"text": text}))
 
-    def done(completion: Completion) -> None:
-        model_done(completion, number, emit)
+def request(
+    provider: Provider,
+    sent: Request,
+    emit: EventSink,
+    budget: BudgetCheck | None,
+    spent: Usage,
+    *,
+    first: int,
+    starts: list[dict[str, Any]],
+) -> list[Completion]:
+    """The ``sent.n`` completions of one request, for attempts ``first``, ``first + 1``… (a repair: one; the
+    vote's samples: several): each streamed as the events of its attempt (``model_start`` with its ``starts``
+    data, ``token``, ``model_done``), checked against the budget before and after."""
+    for i, data in enumerate(starts):
+        emit(Event("model_start", first + i, data))
 
-    return _checked(
-        provider, messages, budget, spent, done, on_text=stream, temperature=temperature, seed=seed
-    )
+    def stream(index: int, text: str) -> None:
+        emit(Event("token", first + index, {"text": text}))
+
+    def done(completions: list[Completion]) -> None:
+        for i, completion in enumerate(completions):
+            model_done(completion, first + i, emit)
+
+    return _checked(provider, sent, budget, spent, done, stream)
 
 
 def side_step(
@@ -60,31 +77,31 @@ def side_step(
 ) -> Completion:
     """A short request that is not an attempt (the answer in words, a failed ask's format step): checked against
     the budget like one, at temperature 0, its text not streamed as an attempt's (the caller reports it)."""
-    return _checked(provider, messages, budget, spent, None, temperature=0.0, max_tokens=max_tokens)
+    return _checked(provider, Request(messages, temperature=0.0, max_tokens=max_tokens), budget, spent)[0]
 
 
 def _checked(
     provider: Provider,
-    messages: list[Message],
+    sent: Request,
     budget: BudgetCheck | None,
     spent: Usage,
-    done: Callable[[Completion], None] | None,
-    **options: Any,
-) -> Completion:
-    """``provider.complete(messages, **options)`` checked against the budget before and after (``done`` sees the
-    completion in between, so its report goes out even when the budget then stops the ask); an interrupt
+    done: Callable[[list[Completion]], None] | None = None,
+    on_text: OnText | None = None,
+) -> list[Completion]:
+    """``provider.complete_many(sent, on_text)`` checked against the budget before and after (``done`` sees the
+    completions in between, so their report goes out even when the budget then stops the ask); an interrupt
     becomes Cancelled."""
     if budget is not None:
-        budget(spent, messages)
+        budget(spent, sent.messages)
     try:
-        completion = provider.complete(messages, **options)
+        completions = provider.complete_many(sent, on_text)
     except KeyboardInterrupt:
         raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
     if done is not None:
-        done(completion)
+        done(completions)
     if budget is not None:
-        budget(spent + completion.usage, None)
-    return completion
+        budget(spent + sum((c.usage for c in completions), Usage()), None)
+    return completions
 
 
 def model_done(completion: Completion, number: int, emit: EventSink) -> None:

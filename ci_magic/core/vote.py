@@ -18,13 +18,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
+from typing import Any
 
-from ..providers import Completion, Message, Provider
-from .errors import Cancelled
+from ..providers import Completion, Message, Provider, Request
 from .events import Event, EventSink
 from .executor import Executor, Frame
 from .results import AskResult, Attempt, ExecutionResult, Usage
-from .step import BudgetCheck, Check, judge, model_done
+from .step import BudgetCheck, Check, judge, request
 
 #: Diverse enough to make different mistakes, cool enough to stay on the question.
 VOTE_TEMPERATURE = 0.7
@@ -168,23 +168,6 @@ def _request(
 ) -> list[Completion]:
     """``count`` samples of the original question in one request: attempt numbers ``first``…, seeds
     ``seed``…; streamed as events of their own attempts, checked against the budget before and after."""
-    for i in range(count):
-        emit(Event("model_start", first + i, {"sample": seed + i + 1}))
-
-    def stream(index: int, text: str) -> None:
-        emit(Event("token", first + index, {"text": text}))
-
-    messages = [dict(m) for m in opening]
-    if budget is not None:
-        budget(spent, messages)
-    try:
-        completions = provider.complete_many(
-            messages, count, on_text=stream, temperature=VOTE_TEMPERATURE, seed=seed
-        )
-    except KeyboardInterrupt:
-        raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
-    for i, completion in enumerate(completions):
-        model_done(completion, first + i, emit)
-    if budget is not None:
-        budget(spent + sum((c.usage for c in completions), Usage()), None)
-    return completions
+    starts: list[dict[str, Any]] = [{"sample": seed + i + 1} for i in range(count)]
+    sent = Request([dict(m) for m in opening], count, VOTE_TEMPERATURE, seed)
+    return request(provider, sent, emit, budget, spent, first=first, starts=starts)

@@ -197,91 +197,98 @@ def run_eval(
     from ..providers.resolve import make_provider
 
     provider = make_provider(settings)
-    started = time.monotonic()
-    for index, q in enumerate(questions, 1):
-        t0 = time.monotonic()
-        record: dict[str, Any] = {
-            "id": q.id,
-            "response_text": "",
-            "attempts": 0,
-            "samples": 0,
-            "replies": 0,
-            "cached_replies": 0,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "seconds": 0.0,
-            "ok": False,
-        }
-        try:
-            frame = load_table(tables / q.file_name)
-            with (
-                own_folder(tables / q.file_name) as folder,
-                Interpreter(settings, provider=provider, user_dir=folder) as interp,
-            ):
-                result = interp.ask(
-                    q.prompt(),
-                    {"df": frame},
-                    attempts=attempts,
-                    keep=None,
-                    system_extra=ANSWER_RULES,
-                    check=answer_check(q),
-                    vote_key=answer_key(q),
-                    fresh=fresh,
+    try:
+        started = time.monotonic()
+        for index, q in enumerate(questions, 1):
+            t0 = time.monotonic()
+            record: dict[str, Any] = {
+                "id": q.id,
+                "response_text": "",
+                "attempts": 0,
+                "samples": 0,
+                "replies": 0,
+                "cached_replies": 0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "seconds": 0.0,
+                "ok": False,
+            }
+            try:
+                frame = load_table(tables / q.file_name)
+                with (
+                    own_folder(tables / q.file_name) as folder,
+                    Interpreter(settings, provider=provider, user_dir=folder) as interp,
+                ):
+                    result = interp.ask(
+                        q.prompt(),
+                        {"df": frame},
+                        attempts=attempts,
+                        keep=None,
+                        system_extra=ANSWER_RULES,
+                        check=answer_check(q),
+                        vote_key=answer_key(q),
+                        fresh=fresh,
+                    )
+                final = result.final
+                last = final.execution if final is not None and final.execution is not None else None
+                if last is None:
+                    last = next((a.execution for a in reversed(result.attempts) if a.execution), None)
+                usage = result.usage
+                answer = response_text(q, last) if last is not None else ""
+                if (
+                    not result.ok and result.best_effort is not None
+                ):  # the failed ask's values, in the asked form
+                    answer = answer_format.normalize_text(q.rules, result.best_effort.text)
+                record.update(
+                    response_text=answer,
+                    best_effort=result.best_effort is not None,
+                    attempts=sum(not a.sample for a in result.attempts),
+                    samples=1 + sum(a.sample for a in result.attempts),
+                    replies=len(result.attempts),
+                    cached_replies=sum(a.cached for a in result.attempts),
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    ok=result.ok,
+                    answer_in_words=result.words.text if result.words is not None else None,
+                    # The steps after the attempts (answer in words, a failed ask's format step): model seconds.
+                    side_seconds=round(
+                        sum(x.model_seconds for x in (result.words, result.best_effort) if x is not None), 2
+                    ),
+                    side_completion_tokens=sum(
+                        x.usage.completion_tokens for x in (result.words, result.best_effort) if x is not None
+                    ),
+                    # How each reply ended, for the failure table of benchmarks/dabench.py.
+                    attempt_log=[
+                        {
+                            "outcome": a.outcome,
+                            "error": a.execution.error_name if a.execution is not None else None,
+                            "sample": a.sample,
+                            "seconds": round(
+                                a.model_seconds + (a.execution.seconds if a.execution else 0.0), 2
+                            ),
+                            "model_seconds": round(a.model_seconds, 2),
+                            "prompt_tokens": a.usage.prompt_tokens,
+                            "completion_tokens": a.usage.completion_tokens,
+                        }
+                        for a in result.attempts
+                    ],
                 )
-            final = result.final
-            last = final.execution if final is not None and final.execution is not None else None
-            if last is None:
-                last = next((a.execution for a in reversed(result.attempts) if a.execution), None)
-            usage = result.usage
-            answer = response_text(q, last) if last is not None else ""
-            if not result.ok and result.best_effort is not None:  # the failed ask's values, in the asked form
-                answer = answer_format.normalize_text(q.rules, result.best_effort.text)
-            record.update(
-                response_text=answer,
-                best_effort=result.best_effort is not None,
-                attempts=sum(not a.sample for a in result.attempts),
-                samples=1 + sum(a.sample for a in result.attempts),
-                replies=len(result.attempts),
-                cached_replies=sum(a.cached for a in result.attempts),
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                ok=result.ok,
-                answer_in_words=result.words.text if result.words is not None else None,
-                # The steps after the attempts (answer in words, a failed ask's format step): model seconds.
-                side_seconds=round(
-                    sum(x.model_seconds for x in (result.words, result.best_effort) if x is not None), 2
-                ),
-                side_completion_tokens=sum(
-                    x.usage.completion_tokens for x in (result.words, result.best_effort) if x is not None
-                ),
-                # How each reply ended, for the failure table of benchmarks/dabench.py.
-                attempt_log=[
-                    {
-                        "outcome": a.outcome,
-                        "error": a.execution.error_name if a.execution is not None else None,
-                        "sample": a.sample,
-                        "seconds": round(a.model_seconds + (a.execution.seconds if a.execution else 0.0), 2),
-                        "model_seconds": round(a.model_seconds, 2),
-                        "prompt_tokens": a.usage.prompt_tokens,
-                        "completion_tokens": a.usage.completion_tokens,
-                    }
-                    for a in result.attempts
-                ],
+            except CIMagicError as exc:
+                record["error"] = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # one broken question must not end the run
+                record["error"] = f"crash: {type(exc).__name__}: {exc}"
+            record["seconds"] = round(time.monotonic() - t0, 2)
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+            elapsed = time.monotonic() - started
+            eta = elapsed / index * (len(questions) - index)
+            status = "ok" if record["ok"] else ("error" if "error" in record else "no answer")
+            print(
+                f"[{index}/{len(questions)}] #{q.id}: {status}, {record['attempts']} attempt(s), "
+                f"{record['seconds']:.0f} s · elapsed {elapsed / 60:.1f} min, ~{eta / 60:.1f} min left",
+                file=progress,
+                flush=True,
             )
-        except CIMagicError as exc:
-            record["error"] = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # one broken question must not end the run
-            record["error"] = f"crash: {type(exc).__name__}: {exc}"
-        record["seconds"] = round(time.monotonic() - t0, 2)
-        out.write(json.dumps(record) + "\n")
-        out.flush()
-        elapsed = time.monotonic() - started
-        eta = elapsed / index * (len(questions) - index)
-        status = "ok" if record["ok"] else ("error" if "error" in record else "no answer")
-        print(
-            f"[{index}/{len(questions)}] #{q.id}: {status}, {record['attempts']} attempt(s), "
-            f"{record['seconds']:.0f} s · elapsed {elapsed / 60:.1f} min, ~{eta / 60:.1f} min left",
-            file=progress,
-            flush=True,
-        )
-        yield record
+            yield record
+    finally:
+        provider.close()  # the HTTP connection pool of the client

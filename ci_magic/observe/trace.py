@@ -32,7 +32,7 @@ from ..core.events import Event, EventSink
 from ..core.paths import cache_root
 from ..core.results import AskResult, AskSummary, Usage
 from ..core.settings import Settings
-from ..providers import Completion, Message, Provider, endpoint_label, is_loopback
+from ..providers import Completion, Message, OneReply, OnText, Provider, Request, endpoint_label, is_loopback
 from .cost import cost_usd, format_cost, price_for, price_table
 from .otel import attribute_value, tracer, use_tracer_provider
 
@@ -295,7 +295,7 @@ class AskTrace:
         )
 
 
-class _TracingProvider:
+class _TracingProvider(OneReply):
     def __init__(self, inner: Provider, trace: AskTrace) -> None:
         self.inner = inner
         self.trace = trace
@@ -303,44 +303,25 @@ class _TracingProvider:
         self.endpoint = inner.endpoint
         self.local = inner.local
 
-    def complete(
-        self,
-        messages: list[Message],
-        on_text: Callable[[str], None] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        max_tokens: int | None = None,
-    ) -> Completion:
-        sent = [dict(m) for m in messages]  # the loop appends to its list afterwards
+    def complete_many(self, request: Request, on_text: OnText | None = None) -> list[Completion]:
+        sent = [dict(m) for m in request.messages]  # the loop appends to its list afterwards
         wall, started = time.time(), time.monotonic()
         try:
-            completion = self.inner.complete(messages, on_text, temperature, seed, max_tokens)
+            completions = self.inner.complete_many(request, on_text)
         except BaseException as exc:
-            self.trace.model_call(sent, wall, time.monotonic() - started, None, exc, False, temperature)
-            raise
-        self.trace.model_call(
-            sent, wall, time.monotonic() - started, completion, None, completion.cached, temperature
-        )
-        return completion
-
-    def complete_many(
-        self,
-        messages: list[Message],
-        n: int,
-        on_text: Callable[[int, str], None] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> list[Completion]:
-        sent = [dict(m) for m in messages]
-        wall, started = time.time(), time.monotonic()
-        try:
-            completions = self.inner.complete_many(messages, n, on_text, temperature, seed)
-        except BaseException as exc:
-            self.trace.model_call(sent, wall, time.monotonic() - started, None, exc, False, temperature)
+            self.trace.model_call(
+                sent, wall, time.monotonic() - started, None, exc, False, request.temperature
+            )
             raise
         for completion in completions:  # one span per sample, each with its share of the billed tokens
             self.trace.model_call(
-                sent, wall, time.monotonic() - started, completion, None, completion.cached, temperature
+                sent,
+                wall,
+                time.monotonic() - started,
+                completion,
+                None,
+                completion.cached,
+                request.temperature,
             )
         return completions
 

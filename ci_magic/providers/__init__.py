@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..core.results import Usage
@@ -46,12 +46,30 @@ class Completion:
     cached: bool = False  # replayed from the reply cache (providers/cache.py): no model was asked
 
 
-class Provider(Protocol):
-    """Anything that turns chat messages into a completion, streaming text as it arrives.
+#: Streams the fragments of each completion as they arrive: ``on_text(index, fragment)``.
+OnText = Callable[[int, str], None]
 
-    ``seed`` asks for reproducible sampling (servers that ignore it still work); independent samples of one
-    question for a vote differ by seed, which also keeps them apart in the reply cache. ``max_tokens`` caps one
-    reply below the provider's own limit (a short step such as the answer in words).
+
+@dataclass(frozen=True)
+class Request:
+    """What one call to a model asks for: ``n`` independent completions of ``messages``.
+
+    ``seed`` asks for reproducible sampling (servers that ignore it still work); the ``n`` samples of a vote get
+    seeds ``seed``, ``seed + 1``…, which also keeps them apart in the reply cache. ``temperature`` and
+    ``max_tokens`` (None: the provider's own) override the provider's settings for this call; ``max_tokens``
+    caps a short step such as the answer in words."""
+
+    messages: list[Message]
+    n: int = 1
+    temperature: float | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+
+
+class Provider(Protocol):
+    """Anything that turns chat messages into completions, streaming text as it arrives.
+
+    The one method is :meth:`complete_many`; :class:`OneReply` adds ``complete`` for one reply.
 
     ``local`` is true for the embedded model and servers on loopback: they cost nothing per token (unless the
     price table names the model). ``close()`` releases connections; a wrapper closes what it wraps."""
@@ -60,55 +78,36 @@ class Provider(Protocol):
     endpoint: str  # host:port or a label; never contains credentials
     local: bool
 
-    def complete(
-        self,
-        messages: list[Message],
-        on_text: Callable[[str], None] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        max_tokens: int | None = None,
-    ) -> Completion: ...
-
-    def complete_many(
-        self,
-        messages: list[Message],
-        n: int,
-        on_text: Callable[[int, str], None] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> list[Completion]:
-        """``n`` independent completions of one conversation (samples for a vote), seeds ``seed``, ``seed+1``…
+    def complete_many(self, request: Request, on_text: OnText | None = None) -> list[Completion]:
+        """``request.n`` completions, ``on_text(index, fragment)`` streaming each.
 
         One request with the OpenAI ``n`` parameter where the endpoint honours it (the prompt is paid once:
         the first completion carries the prompt tokens, each its own completion tokens — as billed), else
-        ``n`` requests (:func:`one_by_one`). ``on_text(index, fragment)`` streams each completion."""
+        ``n`` requests."""
         ...
 
     def close(self) -> None: ...
 
 
-def one_by_one(
-    provider: Provider,
-    messages: list[Message],
-    n: int,
-    on_text: Callable[[int, str], None] | None = None,
-    temperature: float | None = None,
-    seed: int | None = None,
-) -> list[Completion]:
-    """``n`` completions as ``n`` requests, seeds ``seed``, ``seed + 1``…: for endpoints without ``n``."""
-    found = []
-    for i in range(n):
-        stream = None if on_text is None else (lambda text, i=i: on_text(i, text))
-        found.append(provider.complete(messages, stream, temperature, None if seed is None else seed + i))
-    return found
+class OneReply:
+    """Gives a provider that implements ``complete_many`` a ``complete`` for one reply."""
+
+    def complete(
+        self: Provider, messages: list[Message], on_text: Callable[[str], None] | None = None, **options: Any
+    ) -> Completion:
+        """One completion of ``messages``; ``options`` are :class:`Request`'s (``temperature``, ``seed``…)."""
+        stream = None if on_text is None else (lambda _index, text: on_text(text))
+        return self.complete_many(Request(messages, **options), stream)[0]
 
 
 __all__ = [
     "LOOPBACK_HOSTS",
     "Completion",
     "Message",
+    "OnText",
+    "OneReply",
     "Provider",
+    "Request",
     "endpoint_label",
     "is_loopback",
-    "one_by_one",
 ]

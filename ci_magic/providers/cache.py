@@ -22,13 +22,12 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..core.paths import cache_root
 from ..core.results import Usage
-from . import Completion, Message, Provider
+from . import Completion, Message, OneReply, OnText, Provider, Request
 
 DEFAULT_MAX_MB = 200
 #: Bump when the entry format or key recipe changes: old entries are then simply never hit.
@@ -125,18 +124,7 @@ class ReplyCache:
                 total -= size
 
 
-def _indexed(on_text: Callable[[int, str], None] | None, index: int) -> Callable[[str], None] | None:
-    if on_text is None:
-        return None
-    stream = on_text
-
-    def forward(text: str) -> None:
-        stream(index, text)
-
-    return forward
-
-
-class CachedProvider:
+class CachedProvider(OneReply):
     """A provider that answers from :class:`ReplyCache` when it can and records what the inner one says.
 
     ``fresh=True`` skips the lookup (the model is asked again) but still stores the new reply, so the next
@@ -161,34 +149,14 @@ class CachedProvider:
         self._temperature = temperature
         self._max_tokens = max_tokens
         self.fresh = fresh
-        self.hits = 0
-
-    def complete(
-        self,
-        messages: list[Message],
-        on_text: Callable[[str], None] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        max_tokens: int | None = None,
-    ) -> Completion:
-        effective = self._temperature if temperature is None else temperature
-        limit = min(max_tokens or self._max_tokens, self._max_tokens)
-        key = cache_key(self.model, self.endpoint, effective, limit, messages, seed)
-        entry = None if self.fresh else self.cache.get(key)
-        if entry is not None and isinstance(entry.get("text"), str):
-            self.hits += 1
-            return self._replay(entry, on_text)
-        completion = self.inner.complete(messages, on_text, temperature, seed, max_tokens)
-        self._store(key, completion)
-        return completion
 
     @staticmethod
-    def _replay(entry: dict[str, Any], on_text: Callable[[str], None] | None) -> Completion:
+    def _replay(entry: dict[str, Any], index: int, on_text: OnText | None) -> Completion:
         started = time.monotonic()
         text: str = entry["text"]
         if on_text is not None:
             for i in range(0, len(text), REPLAY_CHUNK):
-                on_text(text[i : i + REPLAY_CHUNK])
+                on_text(index, text[i : i + REPLAY_CHUNK])
         return Completion(
             text=text,
             usage=Usage(0, 0),
@@ -214,24 +182,17 @@ class CachedProvider:
             },
         )
 
-    def complete_many(
-        self,
-        messages: list[Message],
-        n: int,
-        on_text: Callable[[int, str], None] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> list[Completion]:
+    def complete_many(self, request: Request, on_text: OnText | None = None) -> list[Completion]:
         """Each sample is cached under its own seed, so batched and one-by-one samples replay alike: from disk
         when every one is there, else all ``n`` from the model in one request."""
-        effective = self._temperature if temperature is None else temperature
-        seeds = [None if seed is None else seed + i for i in range(n)]
-        keys = [cache_key(self.model, self.endpoint, effective, self._max_tokens, messages, s) for s in seeds]
+        effective = self._temperature if request.temperature is None else request.temperature
+        limit = min(request.max_tokens or self._max_tokens, self._max_tokens)
+        seeds = [None if request.seed is None else request.seed + i for i in range(request.n)]
+        keys = [cache_key(self.model, self.endpoint, effective, limit, request.messages, s) for s in seeds]
         entries = [None if self.fresh else self.cache.get(k) for k in keys]
         if all(e is not None and isinstance(e.get("text"), str) for e in entries):
-            self.hits += n
-            return [self._replay(e, _indexed(on_text, i)) for i, e in enumerate(entries) if e is not None]
-        completions = self.inner.complete_many(messages, n, on_text, temperature, seed)
+            return [self._replay(e, i, on_text) for i, e in enumerate(entries) if e is not None]
+        completions = self.inner.complete_many(request, on_text)
         for key, completion in zip(keys, completions, strict=False):
             self._store(key, completion)
         return completions

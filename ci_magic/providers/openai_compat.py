@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,12 +19,12 @@ from ..core.errors import (
 )
 from ..core.results import Usage, estimate_prompt_tokens, estimate_tokens
 from ..core.settings import Frontend, how_to_set
-from . import Completion, Message, endpoint_label, is_loopback, one_by_one
+from . import Completion, Message, OneReply, OnText, Request, endpoint_label, is_loopback
 
 __all__ = ["OpenAIProvider", "discover_model", "endpoint_label", "is_loopback"]
 
 
-class OpenAIProvider:
+class OpenAIProvider(OneReply):
     """Chat completions from any OpenAI-compatible server, streamed."""
 
     def __init__(
@@ -54,52 +54,23 @@ class OpenAIProvider:
     def close(self) -> None:
         self._client.close()
 
-    def complete(
-        self,
-        messages: list[Message],
-        on_text: Callable[[str], None] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        max_tokens: int | None = None,
-    ) -> Completion:
-        stream = None if on_text is None else (lambda _index, text: on_text(text))
-        return self._stream(messages, 1, stream, temperature, seed, max_tokens)[0]
-
-    def complete_many(
-        self,
-        messages: list[Message],
-        n: int,
-        on_text: Callable[[int, str], None] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> list[Completion]:
+    def complete_many(self, request: Request, on_text: OnText | None = None) -> list[Completion]:
         """One request with ``n`` where the endpoint honours it; servers that ignore ``n`` (llama.cpp's own,
         many proxies) answer one choice: that is remembered per endpoint and model, and the rest is drawn
         one request at a time."""
         where = (self.endpoint, self.model)
-        if n == 1 or _N_SUPPORT.get(where) is False:
-            return one_by_one(self, messages, n, on_text, temperature, seed)
-        found = self._stream(messages, n, on_text, temperature, seed)
-        _N_SUPPORT[where] = len(found) == n
-        if len(found) < n:
-
-            def shifted(index: int, text: str) -> None:
-                if on_text is not None:
-                    on_text(index + len(found), text)
-
-            rest_seed = None if seed is None else seed + len(found)
-            found += one_by_one(self, messages, n - len(found), shifted, temperature, rest_seed)
+        found: list[Completion] = []
+        if request.n > 1 and _N_SUPPORT.get(where) is not False:
+            found = self._stream(request, on_text)
+            _N_SUPPORT[where] = len(found) == request.n
+        while len(found) < request.n:
+            index = len(found)
+            shifted = None if on_text is None else (lambda _i, text, index=index: on_text(index, text))
+            seed = None if request.seed is None else request.seed + index
+            found += self._stream(replace(request, n=1, seed=seed), shifted)
         return found
 
-    def _stream(
-        self,
-        messages: list[Message],
-        n: int,
-        on_text: Callable[[int, str], None] | None,
-        temperature: float | None,
-        seed: int | None,
-        max_tokens: int | None = None,
-    ) -> list[Completion]:
+    def _stream(self, request: Request, on_text: OnText | None) -> list[Completion]:
         started = time.monotonic()
         pieces: dict[int, list[str]] = {}
         finish: dict[int, str] = {}
@@ -108,15 +79,16 @@ class OpenAIProvider:
             # Typed as Any: the SDK's overloads enumerate OpenAI's own models and message classes, while we
             # speak to any compatible server with plain dicts.
             create: Any = self._client.chat.completions.create
-            extra: dict[str, Any] = {} if seed is None else {"seed": seed}
-            if n > 1:
-                extra["n"] = n
+            extra: dict[str, Any] = {} if request.seed is None else {"seed": request.seed}
+            if request.n > 1:
+                extra["n"] = request.n
+            temperature = request.temperature
             stream = create(
                 **extra,
                 model=self.model,
-                messages=messages,
+                messages=request.messages,
                 temperature=self._temperature if temperature is None else temperature,
-                max_tokens=min(max_tokens or self._max_tokens, self._max_tokens),
+                max_tokens=min(request.max_tokens or self._max_tokens, self._max_tokens),
                 stream=True,
                 stream_options={"include_usage": True},
             )
@@ -126,7 +98,7 @@ class OpenAIProvider:
                         usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
                     for choice in chunk.choices:
                         index = int(choice.index or 0)
-                        if not 0 <= index < n:
+                        if not 0 <= index < request.n:
                             continue  # a server answering more choices than asked: not ours to keep
                         delta = choice.delta.content if choice.delta else None
                         pieces.setdefault(index, [])
@@ -155,7 +127,7 @@ class OpenAIProvider:
                 "The server may have crashed or a proxy cut the connection; try again."
             )
         seconds = time.monotonic() - started
-        usages = _split_usage(usage, messages, list(texts.values()))
+        usages = _split_usage(usage, request.messages, list(texts.values()))
         # A choice that ends without a finish_reason was cut off: keep the text (it may hold code) but say so.
         return [
             Completion(text=t, usage=u, seconds=seconds, finish_reason=finish.get(i, "truncated"))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ..core.settings import DEFAULT_REMOTE_MODEL, Settings
-from . import Completion, Message, Provider
+from . import Completion, OneReply, OnText, Provider, Request
 
 #: Local OpenAI-compatible servers accept any key; the client library insists on one.
 PLACEHOLDER_KEY = "not-needed"
@@ -38,7 +37,7 @@ def make_provider(settings: Settings) -> Provider:
     return LocalProvider(settings)
 
 
-class LocalProvider:
+class LocalProvider(OneReply):
     """The embedded model's server, looked up before every request.
 
     The shared server stops when idle, so an endpoint cached by a notebook can go stale; ``ensure_endpoint``
@@ -79,27 +78,9 @@ class LocalProvider:
             self._key = (endpoint.base_url, endpoint.api_key)
         return self._current
 
-    def complete(
-        self,
-        messages: list[Message],
-        on_text: Callable[[str], None] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        max_tokens: int | None = None,
-    ) -> Completion:
-        completion: Completion = self._client().complete(messages, on_text, temperature, seed, max_tokens)
-        return completion
-
-    def complete_many(
-        self,
-        messages: list[Message],
-        n: int,
-        on_text: Callable[[int, str], None] | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> list[Completion]:
+    def complete_many(self, request: Request, on_text: OnText | None = None) -> list[Completion]:
         # Our embedded server decodes the n samples together, in one batch (ci_magic/local/batch.py).
-        found: list[Completion] = self._client().complete_many(messages, n, on_text, temperature, seed)
+        found: list[Completion] = self._client().complete_many(request, on_text)
         return found
 
     def close(self) -> None:

@@ -89,10 +89,6 @@ class Probe:
 _probe_cache: dict[bool, Probe] = {}
 
 
-def clear_probe_cache() -> None:
-    _probe_cache.clear()
-
-
 def probe(network: bool = False) -> Probe:
     """Try bubblewrap once per process (about 50 ms) with the namespaces we will ask for."""
     if network in _probe_cache:

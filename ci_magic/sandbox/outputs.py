@@ -173,10 +173,6 @@ class OutputCollector:
             )
         return result
 
-    def stdout_tail(self, chars: int = 1500) -> str:
-        text = "".join(o["text"] for o in self.outputs if o["output_type"] == "stream")
-        return strip_ansi(text[-chars:])
-
 
 _CELL = re.compile(r"^\s*(Cell In\[\d+\], line \d+|File \"<\w+-input-\d+-\w+>\", line \d+)")
 _LIBRARY = re.compile(r"^File (\S+?):\d+, in |^  File \"([^\"]+)\", line \d+, in ")
