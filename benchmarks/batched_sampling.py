@@ -50,7 +50,7 @@ def dev_prompts(limit: int | None = None) -> list[tuple[int, list[dict[str, str]
     """(question id, messages) of the first prompt ci_magic's eval sends for each dev question."""
     # The one place that knows where the prompt builder lives (these modules move between packages).
     from ci_magic.context.frames import build_context
-    from ci_magic.core.prompts import initial_messages
+    from ci_magic.engine.prompts import initial_messages
     from ci_magic.evaluation.runner import ANSWER_RULES, load_table, read_questions
 
     prompts = []

@@ -7,7 +7,7 @@ that writes ``--files`` files of ``--mb`` MB (10^6 bytes) of random bytes into i
 default), then times, interleaved, ``--repeat`` times each, into a fresh folder under ``--dest`` (default: the
 temp dir, a disk here):
 
-- ours: ``ci_magic.core.delivery.deliver`` of the files the sandbox lists (``written_files``), which reads
+- ours: ``ci_magic.engine.delivery.deliver`` of the files the sandbox lists (``written_files``), which reads
   each through the executor's ``copy_file`` (from outside the sandbox, no link followed), hashes it (sha256)
   and writes it under a free name;
 - cp: one ``cp -r`` subprocess of the same folder, read through the same way in (the sandbox's working folder
@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import ci_magic
-from ci_magic.core import delivery
 from ci_magic.core.settings import Limits
+from ci_magic.engine import delivery
 from ci_magic.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]

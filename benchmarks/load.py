@@ -3,7 +3,7 @@
     python benchmarks/load.py [--notebooks 8] [--questions 5] [--delay 0.5] [--chunk-delay 0.01]
                               [--backends local,gateway]
 
-Each "notebook" is an :class:`~ci_magic.core.interpreter.Interpreter` with its own sandbox (a local bubblewrap
+Each "notebook" is an :class:`~ci_magic.engine.interpreter.Interpreter` with its own sandbox (a local bubblewrap
 ``Sandbox``, or a ``GatewaySandbox`` on a Jupyter Enterprise Gateway started here on loopback) and its own
 frame ``sales_<n>`` whose aggregates differ from every other notebook's. The fake model answers each question
 by a rule with code computing that notebook's number, after a realistic delay (time to first token plus a
@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 
 from ci_magic.core.executor import Executor
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.settings import Limits, Settings
+from ci_magic.engine.interpreter import Interpreter
 from ci_magic.providers.fake import FakeModelServer, Turn
 from ci_magic.sandbox import Sandbox
 from ci_magic.sandbox.gateway import GatewaySandbox

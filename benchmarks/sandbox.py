@@ -34,8 +34,8 @@ import pyarrow as pa
 from jupyter_client.manager import KernelManager
 
 from ci_magic.context.frames import build_context
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.settings import Limits
+from ci_magic.engine.interpreter import Interpreter
 from ci_magic.sandbox import Sandbox, isolation
 from ci_magic.sandbox.gateway import GatewaySandbox
 from ci_magic.sandbox.gateway.server import find_gateway, start_local_gateway

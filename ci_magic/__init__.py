@@ -35,7 +35,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # Heavy modules (openai, jupyter_client) load on first use, so `import ci_magic` stays cheap.
     if name == "Interpreter":
-        from .core.interpreter import Interpreter
+        from .engine.interpreter import Interpreter
 
         return Interpreter
     if name == "FakeModelServer":
@@ -52,12 +52,12 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext ci_magic``: a notebook session for this shell, the ``%%ask`` magic, the panel bridge."""
-    from .notebook.extension import load
+    from .extension import load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .notebook.extension import unload
+    from .extension import unload
 
     unload(ipython)

@@ -215,7 +215,7 @@ def load_table(spec: str) -> tuple[str, Any]:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from .core.events import Event
-    from .core.interpreter import Interpreter
+    from .engine.interpreter import Interpreter
 
     settings = _settings(args)
     frames = dict(load_table(spec) for spec in args.data)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Find import cycles inside the ci_magic package.
+"""Check the imports inside the ci_magic package: no cycles, and each room imports only the rooms below it.
 
 Parses every module of ``ci_magic/`` with :mod:`ast` (nothing is imported or executed), builds the graph of
 intra-package imports — module level *and* inside functions, since a lazy import still closes a cycle the
@@ -8,7 +8,12 @@ moment it runs — and prints each cycle. Imports under ``if TYPE_CHECKING:`` ne
 ``from package import name`` names an attribute rather than a submodule; importing ``a.b`` is not counted as
 importing ``a`` (every module would then depend on the package root).
 
-Usage: ``python scripts/check_imports.py [--type-checking] [--root DIR]``. Exit 0 without cycles, 1 with.
+The rooms (``ci_magic/<folder>``) and what each may import are the table :data:`ALLOWED`: the flow of an ask
+read bottom-up — the vocabulary (``core``), what it describes, runs and asks (``context``, ``sandbox``,
+``local``, ``providers``, ``observe``), the ask itself (``engine``), and the front ends on top. Modules at the
+package root (``cli.py``, ``extension.py``: the composition roots) may import every room.
+
+Usage: ``python scripts/check_imports.py [--type-checking] [--root DIR]``. Exit 0 when both hold, else 1.
 """
 
 from __future__ import annotations
@@ -20,6 +25,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = "ci_magic"
+
+#: Room → the other rooms it may import. A room missing here is a composition root (it may import anything);
+#: ``_version`` is open to all.
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    "context": {"core"},
+    "sandbox": {"core"},
+    "local": {"core"},
+    "providers": {"core", "local"},
+    "observe": {"core", "providers"},
+    "engine": {"core", "context", "sandbox", "providers", "observe"},
+    "evaluation": {"core", "engine", "providers"},
+    "notebook": {"core", "context", "engine", "observe", "providers"},
+    "reproduce": {"core", "engine", "notebook", "sandbox"},
+}
+OPEN = {"_version"}
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -171,6 +192,28 @@ def _shortest_cycle(g: dict[str, set[str]], members: set[str], start: str) -> li
     return [start]
 
 
+def room(module: str) -> str:
+    """``ci_magic.engine.loop`` → ``engine``; a module at the package root is its own room (``cli``)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def layer_violations(g: dict[str, set[str]], allowed: dict[str, set[str]] = ALLOWED) -> list[str]:
+    """Each import that goes from a room to one it may not import, as ``a -> b (room a may import …)``."""
+    found = []
+    for source in sorted(g):
+        here = room(source)
+        if here not in allowed:
+            continue
+        for target in sorted(g[source]):
+            there = room(target)
+            if there in (here, "") or there in OPEN or there in allowed[here]:
+                continue
+            may = ", ".join(sorted(allowed[here])) or "no other room"
+            found.append(f"{source} -> {target} ({here} may import {may})")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default=str(Path(__file__).resolve().parent.parent / PACKAGE))
@@ -180,10 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     found = cycles(g)
     for cycle in found:
         print("import cycle: " + " -> ".join(cycle))
-    if found:
-        print(f"{len(found)} import cycle(s) among {len(g)} modules.")
+    upward = layer_violations(g)
+    for line in upward:
+        print("import against the layers: " + line)
+    if found or upward:
+        print(f"{len(found)} import cycle(s) and {len(upward)} import(s) against the layers among {len(g)} modules.")
         return 1
-    print(f"no import cycles among {len(g)} modules ({sum(len(e) for e in g.values())} imports).")
+    print(
+        f"no import cycles and none against the layers among {len(g)} modules "
+        f"({sum(len(e) for e in g.values())} imports)."
+    )
     return 0
 
 

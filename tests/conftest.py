@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.settings import Limits, Settings
+from ci_magic.engine.interpreter import Interpreter
 from ci_magic.providers.fake import FakeModelServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,11 +14,11 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from ci_magic.context.frames import build_context
-from ci_magic.core import prompts
 from ci_magic.core.errors import BudgetExceeded, UsageError
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.results import Usage
 from ci_magic.core.settings import Settings
+from ci_magic.engine import prompts
+from ci_magic.engine.interpreter import Interpreter
 from ci_magic.observe import trace
 from ci_magic.observe.cost import Budget, BudgetLimit, parse_budget, price_for, price_table
 from ci_magic.providers.cache import ReplyCache

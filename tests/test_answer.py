@@ -1,4 +1,4 @@
-"""The answer in words and the doubts before it (ci_magic/core/answer.py), with the fake model and the scripted
+"""The answer in words and the doubts before it (ci_magic/engine/answer.py), with the fake model and the scripted
 executor; the CLI as a user runs it."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, fenced
 
-from ci_magic.core import answer
 from ci_magic.core.events import Event
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.results import ExecutionResult
 from ci_magic.core.settings import Settings
+from ci_magic.engine import answer
+from ci_magic.engine.interpreter import Interpreter
 from ci_magic.notebook.cells import _summary_html as summary_html
 from ci_magic.notebook.cells import attempts_markdown, cells_for, summary_text
 from ci_magic.providers.fake import FakeModelServer, Turn

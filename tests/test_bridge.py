@@ -22,6 +22,7 @@ from IPython.utils.capture import capture_output
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
+from ci_magic.extension import session_of
 from ci_magic.notebook.bridge import (
     FRONTEND_MESSAGES,
     KERNEL_MESSAGES,
@@ -29,7 +30,6 @@ from ci_magic.notebook.bridge import (
     Bridge,
     install,
 )
-from ci_magic.notebook.extension import session_of
 from ci_magic.notebook.session import NotebookSession
 from ci_magic.providers.fake import FakeModelServer
 

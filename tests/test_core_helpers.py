@@ -104,6 +104,30 @@ def test_import_cycles_are_found_including_lazy_ones(tmp_path: Path) -> None:
     assert check.main(["--root", str(pkg)]) == 1  # type: ignore[attr-defined]
 
 
+def test_an_import_against_the_layers_is_named(tmp_path: Path) -> None:
+    check = _check_imports()
+    pkg = tmp_path / "ci_magic"
+    for room in ("core", "engine", "notebook"):
+        (pkg / room).mkdir(parents=True)
+        (pkg / room / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cli.py").write_text("from .notebook import magic\n")  # a composition root: anything
+    (pkg / "core" / "results.py").write_text("def f():\n    from ..engine import loop\n")  # lazy, still upward
+    (pkg / "engine" / "loop.py").write_text("from ..core import results\n")
+    (pkg / "notebook" / "magic.py").write_text("from ..engine import loop\n")
+    found = check.layer_violations(check.graph(pkg))  # type: ignore[attr-defined]
+    assert found == ["ci_magic.core.results -> ci_magic.engine.loop (core may import no other room)"]
+    assert check.main(["--root", str(pkg)]) == 1  # type: ignore[attr-defined]
+
+
+def test_the_real_tree_keeps_its_layers_and_core_imports_no_room() -> None:
+    check = _check_imports()
+    graph = check.graph(ROOT / "ci_magic")  # type: ignore[attr-defined]
+    assert check.layer_violations(graph) == []  # type: ignore[attr-defined]
+    core = {t for m, targets in graph.items() if m.startswith("ci_magic.core.") for t in targets}
+    assert all(t.startswith("ci_magic.core.") for t in core), core
+
+
 def test_the_front_ends_and_the_core_are_in_no_import_cycle() -> None:
     check = _check_imports()
     cycles = check.cycles(check.graph(ROOT / "ci_magic"))  # type: ignore[attr-defined]
@@ -117,7 +141,7 @@ def test_a_sandbox_still_starting_is_waited_for_before_its_view_is_judged() -> N
     # new files counted as none, so the ask ran in a sandbox whose view predates the user's new file.
     import threading
 
-    from ci_magic.core.executors import ExecutorSlot
+    from ci_magic.engine.executors import ExecutorSlot
     from ci_magic.sandbox.fake import ScriptedExecutor
 
     gate, made = threading.Event(), []

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.settings import Settings
+from ci_magic.engine.interpreter import Interpreter
 from ci_magic.local import stop
 from ci_magic.local.assemble import CACHE_ENV, ModelPartsMissing, find_parts
 from ci_magic.local.models import MODELS

@@ -21,10 +21,10 @@ from IPython.utils.capture import capture_output
 from test_bridge import connect
 
 from ci_magic.core.errors import SandboxError
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.settings import Limits, Settings
+from ci_magic.engine.interpreter import Interpreter
+from ci_magic.extension import session_of
 from ci_magic.notebook.bridge import Bridge
-from ci_magic.notebook.extension import session_of
 from ci_magic.providers.fake import FakeModelServer
 from ci_magic.sandbox import isolation
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ci_magic.core.extract import extract_code
+from ci_magic.engine.extract import extract_code
 
 
 def test_fenced_python_block() -> None:

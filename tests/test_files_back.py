@@ -1,4 +1,4 @@
-"""Files come back (ci_magic/core/delivery.py) from a real sandbox: the rules users can trust."""
+"""Files come back (ci_magic/engine/delivery.py) from a real sandbox: the rules users can trust."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import fenced
 
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.settings import Settings
+from ci_magic.engine.interpreter import Interpreter
 from ci_magic.providers.fake import FakeModelServer
 
 

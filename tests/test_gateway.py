@@ -24,9 +24,9 @@ from conftest import fenced
 
 from ci_magic.core.errors import SandboxError, TransferError
 from ci_magic.core.events import ignore
-from ci_magic.core.executors import make_executor
-from ci_magic.core.loop import run_attempts
 from ci_magic.core.settings import GATEWAY_TOKEN_ENV, Limits, Settings
+from ci_magic.engine.executors import make_executor
+from ci_magic.engine.loop import run_attempts
 from ci_magic.providers.fake import FakeModelServer
 from ci_magic.providers.resolve import make_provider
 from ci_magic.sandbox import transfer

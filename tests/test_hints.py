@@ -1,4 +1,4 @@
-"""What the repair loop adds to an error (ci_magic/core/hints.py): the usual cause of each common failure of data
+"""What the repair loop adds to an error (ci_magic/engine/hints.py): the usual cause of each common failure of data
 code, from the error and the column names alone. No kernel, no model."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
-from ci_magic.core.hints import columns, hints
+from ci_magic.engine.hints import columns, hints
 from ci_magic.sandbox.fake import error
 
 FRAMES = {"df": pd.DataFrame({"No. of cases": [1], "WINDSPEED": [2.0], "Country": ["a"]})}

@@ -14,9 +14,9 @@ import pytest
 from conftest import fenced
 
 from ci_magic.core.errors import ProviderResponseError
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.results import ExecutionResult
 from ci_magic.core.settings import Limits, Settings
+from ci_magic.engine.interpreter import Interpreter
 from ci_magic.providers.fake import FakeModelServer, Turn
 from ci_magic.sandbox.fake import ScriptedExecutor, Step, died, error, timeout
 

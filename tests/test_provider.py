@@ -78,7 +78,7 @@ def test_slow_server_times_out_without_hanging(fake: FakeModelServer) -> None:
 
 
 def test_a_50_kb_reply_is_handled(fake: FakeModelServer) -> None:
-    from ci_magic.core.extract import extract_code
+    from ci_magic.engine.extract import extract_code
 
     reply = "Let me explain. " * 2000 + "\n```python\nprint('ok')\n```\n" + "More words. " * 1500
     assert len(reply) > 50_000

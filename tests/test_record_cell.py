@@ -10,9 +10,9 @@ from pathlib import Path
 from conftest import fenced
 from markdown_it import MarkdownIt
 
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.results import ExecutionResult
 from ci_magic.core.settings import Settings
+from ci_magic.engine.interpreter import Interpreter
 from ci_magic.notebook.cells import cells_for
 from ci_magic.providers.fake import FakeModelServer
 from ci_magic.sandbox.fake import ScriptedExecutor

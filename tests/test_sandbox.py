@@ -112,7 +112,7 @@ def test_in_place_edits_are_resent_unchanged_frames_are_not(sandbox: Sandbox) ->
 
 
 def test_prestarted_sandbox_is_taken_by_the_first_ask(tmp_path: Path) -> None:
-    from ci_magic.core.interpreter import Interpreter
+    from ci_magic.engine.interpreter import Interpreter
 
     with Interpreter(base_url="http://127.0.0.1:9/v1", user_dir=tmp_path) as interp:
         interp.prestart()

@@ -16,13 +16,13 @@ from test_bridge import connect
 
 from ci_magic.core.errors import UsageError
 from ci_magic.core.events import Event
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.results import AskResult
 from ci_magic.core.settings import Limits, Settings
+from ci_magic.engine.interpreter import Interpreter
+from ci_magic.extension import session_of
 from ci_magic.notebook import options
 from ci_magic.notebook.bridge import Bridge
 from ci_magic.notebook.config import Ask
-from ci_magic.notebook.extension import session_of
 from ci_magic.notebook.session import NotebookSession, Preview
 from ci_magic.providers.fake import FakeModelServer, Turn
 from ci_magic.reproduce.export import fallback_outputs, split_ask

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import fenced
 
-import ci_magic.core.executors as executors
-from ci_magic.core.executors import ExecutorSlot
-from ci_magic.core.interpreter import Interpreter
+import ci_magic.engine.executors as executors
 from ci_magic.core.settings import Settings
+from ci_magic.engine.executors import ExecutorSlot
+from ci_magic.engine.interpreter import Interpreter
 from ci_magic.providers.fake import FakeModelServer
 from ci_magic.sandbox.fake import ScriptedExecutor
 
@@ -80,7 +80,7 @@ def test_limits_set_while_the_sandbox_starts_in_the_background_apply_to_it() -> 
 def test_ask_reset_starts_over(shell: object, fake: FakeModelServer) -> None:
     from IPython.utils.capture import capture_output
 
-    from ci_magic.notebook.extension import session_of
+    from ci_magic.extension import session_of
 
     fake.add(fenced("y = 2\nprint(y)"), fenced("print('fresh')"))
     with capture_output():
@@ -107,7 +107,7 @@ def test_admin_settings_in_an_ipython_profile_are_honoured(tmp_path: Path) -> No
         "c.Ask.idle_minutes = 15.0\n"
     )
     probe = (
-        "from ci_magic.notebook.extension import session_of\n"
+        "from ci_magic.extension import session_of\n"
         "import json\n"
         "s = session_of(get_ipython()).settings()\n"
         "print('SETTINGS ' + json.dumps({'model': s.model, 'base_url': s.base_url, 'require': s.require_isolation,"

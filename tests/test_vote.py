@@ -1,4 +1,4 @@
-"""Self-consistency voting (ci_magic/core/vote.py), with the scripted fake model and the scripted executor."""
+"""Self-consistency voting (ci_magic/engine/vote.py), with the scripted fake model and the scripted executor."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 from conftest import fenced
 
-from ci_magic.core.interpreter import Interpreter
 from ci_magic.core.results import ExecutionResult
 from ci_magic.core.settings import Settings
-from ci_magic.core.vote import VOTE_TEMPERATURE, first_batch, output_key, settled
+from ci_magic.engine.interpreter import Interpreter
+from ci_magic.engine.vote import VOTE_TEMPERATURE, first_batch, output_key, settled
 from ci_magic.notebook.cells import summary_text
 from ci_magic.providers.fake import FakeModelServer
 from ci_magic.sandbox.fake import ScriptedExecutor, Step, error

@@ -1,3 +1,3 @@
-"""The core of an ask, independent of any front end: settings and errors, the results and events an ask
-produces, the words sent to the model (prompts), the code found in its replies (extract), the repair loop and
-the vote, and the :class:`~ci_magic.core.interpreter.Interpreter` that ties them to a model and a sandbox."""
+"""The vocabulary every part of ci_magic speaks, importing nothing else of ci_magic: settings and errors, the
+results and events of an ask, the executor protocol, the privacy levels and where caches live. The flow that
+uses it is in :mod:`ci_magic.engine`."""

@@ -1,6 +1,6 @@
 """Progress events emitted by the loop, consumed by the magic's live view, the panel bridge and traces.
 
-Every event of one ask carries that ask's id (``ask_id``): the :class:`~ci_magic.core.interpreter.Interpreter`
+Every event of one ask carries that ask's id (``ask_id``): the :class:`~ci_magic.engine.interpreter.Interpreter`
 stamps it on the way out, so the loop and the vote emit events without knowing it, and the trace, the panel and
 the bridge agree on which ask an event belongs to. The kinds and their data are the wire format of the panel's
 ``event`` message (``labextension/src/protocol.ts``)."""

@@ -107,7 +107,7 @@ class CodeRun:
 
 @dataclass
 class Attempt:
-    """One model reply and what became of it (ci_magic/core/step.py). Built by keyword."""
+    """One model reply and what became of it (ci_magic/engine/step.py). Built by keyword."""
 
     number: int
     reply: str  # the model's whole reply text
@@ -174,7 +174,7 @@ class AskSummary:
 
 @dataclass(frozen=True)
 class BestEffort:
-    """Answer lines an ask that failed could still give (core/rescue.py): the values its last run printed, put
+    """Answer lines an ask that failed could still give (engine/rescue.py): the values its last run printed, put
     into the asked form by one more model step without code. Never counted as a success."""
 
     text: str
@@ -186,7 +186,7 @@ class BestEffort:
 
 @dataclass(frozen=True)
 class Words:
-    """The answer in words (core/answer.py): one or two sentences the model wrote from the working run's outputs."""
+    """The answer in words (engine/answer.py): one or two sentences the model wrote from the working run's outputs."""
 
     text: str
     usage: Usage
@@ -205,7 +205,7 @@ class AskResult:
     values: dict[str, Any] = field(default_factory=dict)  # values brought back from the sandbox (Arrow/JSON)
     files: list[DeliveredFile] = field(
         default_factory=list
-    )  # files the working code wrote (core/delivery.py)
+    )  # files the working code wrote (engine/delivery.py)
     # What the user should know: the sandbox's missing protections first, then transfer notes (columns sent as
     # strings). Every front end shows them with the ask's summary.
     warnings: list[str] = field(default_factory=list)
@@ -214,7 +214,7 @@ class AskResult:
     votes: dict[str, int] = field(default_factory=dict)  # answer (as compared) -> how many samples gave it
     best_effort: BestEffort | None = None  # a failed ask's answer lines, from its last printed output
     words: Words | None = None  # a working ask's answer in one or two sentences
-    doubt: str | None = None  # what in the working run's output contradicts an answer (core/answer.py)
+    doubt: str | None = None  # what in the working run's output contradicts an answer (engine/answer.py)
 
     @property
     def final(self) -> Attempt | None:

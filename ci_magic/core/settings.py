@@ -161,7 +161,7 @@ class Settings:
     # No new attempt starts once an ask has run this long (seconds): a slow model or code that keeps timing out
     # cannot hold the notebook for attempts × (model + timeout).
     time_budget_s: float = 180.0
-    # A working ask ends with one or two sentences the model writes from its outputs (core/answer.py).
+    # A working ask ends with one or two sentences the model writes from its outputs (engine/answer.py).
     answer_in_words: bool = True
     context_tokens: int = 2000
     request_timeout_s: float = 120.0

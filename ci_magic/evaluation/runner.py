@@ -193,7 +193,7 @@ def run_eval(
 
     ``cached_replies`` counts the model replies of a question that the reply cache replayed (``fresh``: none):
     a time per question is the model's only where it is 0."""
-    from ..core.interpreter import Interpreter
+    from ..engine.interpreter import Interpreter
     from ..providers.resolve import make_provider
 
     provider = make_provider(settings)

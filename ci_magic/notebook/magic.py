@@ -8,6 +8,7 @@ of asks, the keep policy, delivering cells — belongs to the :class:`~ci_magic.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.magic import (
@@ -20,7 +21,7 @@ from IPython.core.magic import (
 )
 from IPython.display import display, publish_display_data
 
-from ..core.errors import CodeFailed
+from ..core.errors import CodeFailed, UsageError
 from ..core.events import Event
 from ..core.results import estimate_tokens
 from .cells import METADATA_KEY, Insertion, files_outputs, show_outputs
@@ -30,9 +31,17 @@ from .session import NotebookSession, Preview
 
 @magics_class
 class AskMagics(Magics):
-    def __init__(self, shell: Any, session: NotebookSession) -> None:
+    def __init__(
+        self,
+        shell: Any,
+        session: NotebookSession,
+        export: Callable[[NotebookSession, str], None] | None = None,
+    ) -> None:
         super().__init__(shell)
         self.session = session
+        self._export = (
+            export  # reproduce/export.py, handed in by the composition root (ci_magic/extension.py)
+        )
 
     @no_var_expand  # "$0.05" must reach --budget as written, not as IPython's $-variable expansion
     @line_cell_magic
@@ -86,9 +95,11 @@ class AskMagics(Magics):
     @line_magic
     def ask_export(self, line: str = "") -> None:
         """%ask_export OUT.ipynb [--notebook SAVED.ipynb]: a plain, re-runnable notebook of this session."""
-        from ..reproduce.export import export_session
-
-        export_session(self.session, line)
+        if self._export is None:
+            raise UsageError(
+                "%ask_export is not available in this session: load ci_magic with %load_ext ci_magic."
+            )
+        self._export(self.session, line)
 
 
 def show_notes(insertion: Insertion) -> None:

@@ -1,6 +1,6 @@
 """The notebook session: one per kernel (IPython shell), the one core behind every notebook front end.
 
-It owns the :class:`~ci_magic.core.interpreter.Interpreter`'s lifecycle (prestart, reconfigure, close), the
+It owns the :class:`~ci_magic.engine.interpreter.Interpreter`'s lifecycle (prestart, reconfigure, close), the
 record of this session's asks (``%ask_history``, ``%ask_export``), who hears the events (subscribers such as the
 panel bridge, plus the requesting front end's own sink), how results reach the notebook (inserters tried in
 order, then the plain-output fallback), the keep policy (values the code created come back into the user's
@@ -22,9 +22,9 @@ from typing import Any
 from ..context.frames import Frame, collect_frames
 from ..core.errors import CIMagicError
 from ..core.events import Event, EventSink, ignore
-from ..core.interpreter import Interpreter
 from ..core.results import AskResult, AskSummary, CodeRun, estimate_prompt_tokens
 from ..core.settings import Settings
+from ..engine.interpreter import Interpreter
 from ..providers import Message
 from .cells import FallbackInserter, Inserter, Insertion, cells_for
 from .config import Ask
@@ -66,7 +66,7 @@ class Preview:
 
 
 class NotebookSession:
-    """See the module docstring. Created by ``%load_ext ci_magic`` (:mod:`ci_magic.notebook.extension`)."""
+    """See the module docstring. Created by ``%load_ext ci_magic`` (:mod:`ci_magic.extension`)."""
 
     def __init__(self, shell: Any) -> None:
         self.shell = shell

@@ -4,7 +4,7 @@ One line per finished span, appended to ``<trace dir>/YYYY-MM-DD.jsonl`` (one fi
 traces is easy to prune; a ``session`` id tells notebooks apart). The trace dir is ``CI_MAGIC_TRACE_DIR``, else
 ``<cache root>/traces`` (:func:`ci_magic.core.paths.cache_root`); ``CI_MAGIC_TRACE_DIR=off`` writes none.
 
-Spans of one ask share the ask's id, given by the :class:`~ci_magic.core.interpreter.Interpreter` (the same id
+Spans of one ask share the ask's id, given by the :class:`~ci_magic.engine.interpreter.Interpreter` (the same id
 its events carry): ``ask`` (the root: question, model, tokens and cost — also of an ask that raised, counting
 what was spent until then — outcome or error), ``context``
 (the data description built), ``model_call`` (messages sent, reply, tokens, whether the replay cache answered),

@@ -41,11 +41,11 @@ from typing import Any
 
 import nbformat
 
-from ..core.delivery import HashingSink
 from ..core.errors import CIMagicError, UsageError
 from ..core.executor import Executor
-from ..core.executors import make_executor
 from ..core.settings import Limits, Settings
+from ..engine.delivery import HashingSink
+from ..engine.executors import make_executor
 from ..sandbox.sanitize import mime_bundle
 from .environment import EXPORT_KEY, sha256_file
 

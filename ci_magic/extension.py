@@ -1,5 +1,8 @@
 """``%load_ext ci_magic``: one :class:`~ci_magic.notebook.session.NotebookSession` per shell, the ``%%ask`` magic
-on top of it, and the comm bridge to the JupyterLab extension where there is a kernel to talk through."""
+on top of it, and the comm bridge to the JupyterLab extension where there is a kernel to talk through.
+
+The composition root of the notebook front end: it sits above ``notebook/`` and ``reproduce/`` and hands the
+magic the export it offers (``%ask_export``), so that neither room imports the other upwards."""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ import atexit
 from dataclasses import dataclass
 from typing import Any
 
-from .bridge import Bridge, install, uninstall
-from .magic import AskMagics
-from .session import NotebookSession
+from .notebook.bridge import Bridge, install, uninstall
+from .notebook.magic import AskMagics
+from .notebook.session import NotebookSession
+from .reproduce.export import export_session
 
 #: Where the loaded extension keeps its state on the shell.
 STATE_ATTRIBUTE = "_ci_magic"
@@ -25,7 +29,7 @@ class Loaded:
 def load(ipython: Any) -> NotebookSession:
     unload(ipython)  # loading twice must not leave a second session (and sandbox) running
     session = NotebookSession(ipython)
-    magics = AskMagics(ipython, session)
+    magics = AskMagics(ipython, session, export=export_session)
     ipython.register_magics(magics)
     ipython.events.register("pre_run_cell", session.cell_started)
     # The child kernel would exit with us anyway (it polls its parent); this also removes the session files.

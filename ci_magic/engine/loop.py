@@ -1,6 +1,6 @@
 """generate → run → fix: the bounded repair loop. Failures of the generated code are data, not exceptions.
 
-Each attempt is one :func:`~ci_magic.core.step.attempt` (ask, extract, run, judge); the loop adds the dialogue:
+Each attempt is one :func:`~ci_magic.engine.step.attempt` (ask, extract, run, judge); the loop adds the dialogue:
 what went wrong goes back to the model as the next user message, and a dialogue that goes round in circles is
 restarted from the question with the failures as notes.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
+from ..core import privacy
+from ..core.events import Event, EventSink
+from ..core.executor import Executor, Frame
+from ..core.results import Attempt, ExecutionResult, Usage
+from ..core.settings import Settings
 from ..providers import Message, Provider
-from . import answer, hints, privacy, prompts
-from .events import Event, EventSink
-from .executor import Executor, Frame
-from .results import Attempt, ExecutionResult, Usage
-from .settings import Settings
+from . import answer, hints, prompts
 from .step import BudgetCheck, Check, call_model, judge
 
 __all__ = ["BudgetCheck", "Check", "run_attempts"]
@@ -42,7 +43,7 @@ def run_attempts(
 
     ``check`` inspects a successful execution and may return a problem (e.g. "the answer is not in the required
     format"); the attempt then counts as failed and the problem goes back to the model like a traceback. While
-    attempts remain, an output that contradicts any answer (core/answer.py: an empty table, a NaN result) is
+    attempts remain, an output that contradicts any answer (engine/answer.py: an empty table, a NaN result) is
     such a problem too, as is a file the question asks for (``wanted``) that the run did not write; the last
     attempt's is left for the caller to show. No attempt starts after
     ``deadline`` (``time.monotonic()``): the attempts made are returned.

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
-from .executor import Executor
-from .settings import GATEWAY_TOKEN_ENV, Limits, Settings
+from ..core.executor import Executor
+from ..core.settings import GATEWAY_TOKEN_ENV, Limits, Settings
 
 #: How often the idle watcher looks.
 IDLE_POLL_S = 5.0

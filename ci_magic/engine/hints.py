@@ -17,8 +17,8 @@ import os
 import re
 from collections.abc import Mapping
 
-from .executor import Frame
-from .results import ExecutionResult
+from ..core.executor import Frame
+from ..core.results import ExecutionResult
 
 #: A failed number conversion of text: "could not convert string to float: '37,410'", "invalid literal for
 #: int()", pyarrow's "Failed to parse string", pandas' reductions over a string column.

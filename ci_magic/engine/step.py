@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..core.errors import Cancelled
+from ..core.events import Event, EventSink
+from ..core.executor import Executor, Frame
+from ..core.results import Attempt, ExecutionResult, Usage
 from ..providers import Completion, Message, OnText, Provider, Request
-from .errors import Cancelled
-from .events import Event, EventSink
-from .executor import Executor, Frame
 from .extract import extract_code
-from .results import Attempt, ExecutionResult, Usage
 
 #: Inspects a successful execution; returns why it does not answer the question, or None.
 Check = Callable[[ExecutionResult], str | None]

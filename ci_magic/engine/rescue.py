@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 
+from ..core.errors import BudgetExceeded, ProviderError
+from ..core.events import Event, EventSink
+from ..core.results import Attempt, BestEffort, ExecutionResult, Usage
 from ..providers import Message, Provider
 from . import prompts
 from .answer import said
-from .errors import BudgetExceeded, ProviderError
-from .events import Event, EventSink
-from .results import Attempt, BestEffort, ExecutionResult, Usage
 from .step import BudgetCheck, Check, side_step
 
 #: How much of the printed output the step sees (its end: answers are printed last).

@@ -20,10 +20,10 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+from ..core.events import Event, EventSink
+from ..core.executor import Executor, Frame
+from ..core.results import AskResult, Attempt, ExecutionResult, Usage
 from ..providers import Completion, Message, Provider, Request
-from .events import Event, EventSink
-from .executor import Executor, Frame
-from .results import AskResult, Attempt, ExecutionResult, Usage
 from .step import BudgetCheck, Check, judge, request
 
 #: Diverse enough to make different mistakes, cool enough to stay on the question.

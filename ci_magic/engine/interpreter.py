@@ -12,20 +12,21 @@ from typing import Any
 
 from ..context.files import describe_files
 from ..context.frames import Frame, build_context
+from ..core import privacy
+from ..core.errors import SandboxError, UsageError
+from ..core.events import Event, EventSink, ignore
+from ..core.executor import Executor
+from ..core.results import AskResult, AskSummary, CodeRun, DeliveredFile
+from ..core.settings import Settings
 from ..observe.cost import make_budget
 from ..observe.trace import AskTrace
 from ..providers import Message, Provider
 from ..providers.cache import CachedProvider, ReplyCache
 from ..providers.resolve import make_provider
-from . import answer, hints, privacy, prompts, rescue
+from . import answer, hints, prompts, rescue
 from .delivery import Keep, bring_back, deliver
-from .errors import SandboxError, UsageError
-from .events import Event, EventSink, ignore
-from .executor import Executor
 from .executors import ExecutorSlot, make_executor
 from .loop import BudgetCheck, Check, run_attempts
-from .results import AskResult, AskSummary, CodeRun, DeliveredFile
-from .settings import Settings
 from .vote import VoteKey, hold_vote, output_key
 
 #: Follow-up questions see this many earlier asks of the session.
@@ -318,7 +319,7 @@ class Interpreter:
         return run
 
     def _deliver(self, executor: Executor, paths: list[str]) -> list[DeliveredFile]:
-        """The working run's files, copied into ``files_dir`` (core/delivery.py); remembered as ours."""
+        """The working run's files, copied into ``files_dir`` (engine/delivery.py); remembered as ours."""
         files = deliver(
             executor,
             paths,

@@ -29,10 +29,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from ..core.errors import CIMagicError
+from ..core.executor import Executor, Frame, Sink
+from ..core.results import DeliveredFile
 from ..sandbox.scan import assigned_names
-from .errors import CIMagicError
-from .executor import Executor, Frame, Sink
-from .results import DeliveredFile
 
 #: Frames larger than this are not brought back automatically (only when named with ``keep``).
 AUTO_KEEP_MAX_CELLS = 5_000_000

@@ -19,11 +19,11 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..core.errors import BudgetExceeded, ProviderError
+from ..core.events import Event, EventSink
+from ..core.results import AskResult, ExecutionResult, Usage, Words
 from ..providers import Message, Provider
 from . import prompts
-from .errors import BudgetExceeded, ProviderError
-from .events import Event, EventSink
-from .results import AskResult, ExecutionResult, Usage, Words
 from .step import BudgetCheck, side_step
 
 #: The reply's cap: two sentences, with room to finish the second.
