@@ -209,3 +209,12 @@ def test_a_file_asked_for_and_not_written_goes_back_as_a_repair(
         result = it.ask("Convert customers.csv to customers.json as a list of records", attempts=2)
     assert [a.outcome for a in result.attempts] == ["rejected", "ok"] and result.doubt is None
     assert "asks for the file(s) 'customers.json'" in fake.requests[1]["messages"][-1]["content"]
+
+
+def test_a_best_effort_only_copies_numbers_the_run_printed() -> None:
+    from ci_magic.engine.rescue import copied
+
+    output = "mean 12.5751\ncount: 0\nshare 0.25341\np = 1.23e-05\n"
+    assert copied("@mean[12.58]\n@count[0]", output)  # rounded as the format asks
+    assert copied("@share[25.34]\n@p[1.2e-5]\n@mean_2020[12.6]", output)  # a percentage; a digit in a name
+    assert not copied("@mean[12.58]\n@other[13.47]", output)  # 13.47 was never printed

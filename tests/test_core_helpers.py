@@ -112,7 +112,9 @@ def test_an_import_against_the_layers_is_named(tmp_path: Path) -> None:
         (pkg / room / "__init__.py").write_text("")
     (pkg / "__init__.py").write_text("")
     (pkg / "cli.py").write_text("from .notebook import magic\n")  # a composition root: anything
-    (pkg / "core" / "results.py").write_text("def f():\n    from ..engine import loop\n")  # lazy, still upward
+    (pkg / "core" / "results.py").write_text(
+        "def f():\n    from ..engine import loop\n"
+    )  # lazy, still upward
     (pkg / "engine" / "loop.py").write_text("from ..core import results\n")
     (pkg / "notebook" / "magic.py").write_text("from ..engine import loop\n")
     found = check.layer_violations(check.graph(pkg))  # type: ignore[attr-defined]

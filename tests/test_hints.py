@@ -52,6 +52,15 @@ def test_statistics_asked_of_pandas_point_to_scipy_and_statsmodels() -> None:
     assert joined("AttributeError", "'Series' object has no attribute 'to_listt'") == ""
 
 
+def test_common_pandas_slips_get_their_fix() -> None:
+    assert "r'(\\d+)'" in joined("ValueError", "pattern contains no capture groups")
+    coerce = "Expected value of kwarg 'errors' to be one of ['raise', 'ignore']. Supplied value is 'coerce'"
+    assert "pd.to_numeric(s, errors='coerce')" in joined("ValueError", coerce)
+    assert "from scipy.stats import pearsonr" in joined("NameError", "name 'pearsonr' is not defined")
+    assert "from scipy import stats" in joined("NameError", "name 'stats' is not defined")
+    assert joined("NameError", "name 'total' is not defined") == ""
+
+
 def test_column_names_with_spaces_around_them_get_the_strip() -> None:
     frames = {"df": pd.DataFrame({"DATE TIME": [1], " WINDSPEED": [2.0]})}
     text = "\n".join(hints(error("KeyError", "'WINDSPEED'"), frames))

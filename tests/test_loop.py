@@ -275,6 +275,12 @@ def test_a_failed_ask_still_gives_the_values_it_printed_in_the_asked_form(
         failed = it.ask("Mean? Print @mean[value].", attempts=1, check=check)
     assert not failed.ok and failed.best_effort is None and len(failed.attempts) == 1
 
+    # A value the run never printed is invented, not copied: no best effort.
+    executor = ScriptedExecutor(["mean is 3.5\n"])
+    fake.add(fenced("print('mean is', m)"), "@mean[4.2]")
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        assert it.ask("Mean? Print @mean[value].", attempts=1, check=check).best_effort is None
+
     # Lines that still fail the check are dropped, and a run that printed nothing has nothing to give.
     executor = ScriptedExecutor(["mean is 3.5\n", ""])
     fake.add(fenced("print(m)"), fenced("x = 1"), "the mean is 3.5")

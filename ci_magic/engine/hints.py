@@ -34,6 +34,7 @@ _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(\w+)'")
 _CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
 _NO_ATTRIBUTE = re.compile(r"(?:object|module '[\w.]+') has no attribute '(\w+)'")
 _UNPACK_NUMBER = re.compile(r"cannot unpack non-iterable (?:numpy\.)?(?:float|int)\w* object")
+_UNDEFINED = re.compile(r"name '(\w+)' is not defined")
 _INCOMPLETE = re.compile(r"was never closed|incomplete input|unterminated|unexpected EOF|EOL while scanning")
 
 NUMBERS_FROM_TEXT = (
@@ -104,6 +105,14 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
                 "cover most needs)."
             )
         )
+    if "pattern contains no capture groups" in value:
+        found.append(
+            "str.extract needs the part to keep in parentheses (a capture group): s.str.extract(r'(\\d+)')[0]."
+        )
+    if "Expected value of kwarg 'errors'" in value and "coerce" in value:
+        found.append("astype cannot coerce bad values: use pd.to_numeric(s, errors='coerce') instead.")
+    if name == "NameError" and (m := _UNDEFINED.search(value)) and (where := _stats_name(m.group(1))):
+        found.append(f"{m.group(1)} is not imported: {where}")
     if name == "SyntaxError" and "invalid decimal literal" in value:
         found.append("A name cannot start with a digit (like 25th_value): rename it (value_25th).")
     if name == "SyntaxError" and _INCOMPLETE.search(value):
@@ -175,6 +184,16 @@ def _stats_function(attribute: str) -> str | None:
         f"result = stats.{attribute}(...) on the values (drop missing ones first); a test's result has "
         ".statistic and .pvalue."
     )
+
+
+def _stats_name(name: str) -> str | None:
+    """How to import a name that scipy.stats defines (``stats`` itself, ``pearsonr``, ``zscore``…)."""
+    if name == "stats":
+        return "from scipy import stats"
+    if len(name) < 4 or importlib.util.find_spec("scipy") is None:
+        return None
+    stats = importlib.import_module("scipy.stats")
+    return f"from scipy.stats import {name}" if callable(getattr(stats, name, None)) else None
 
 
 def _module_named(package: str, name: str) -> str | None:

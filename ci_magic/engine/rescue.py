@@ -25,6 +25,8 @@ OUTPUT_CHARS = 3000
 #: Answer lines are short: a cap keeps a model that starts writing code from spending a whole reply.
 FORMAT_TOKENS = 256
 _FENCE = re.compile(r"^```\w*\s*$", re.M)
+#: A number standing alone (not part of a name such as ``@mean_2020``).
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.]*\w)")
 
 
 def last_printed(attempts: list[Attempt]) -> Attempt | None:
@@ -43,6 +45,22 @@ def stated(attempts: list[Attempt], check: Check) -> BestEffort | None:
             if check(_as_printed(text)) is None:
                 return BestEffort(text, a.number, Usage(), 0.0, computed=False)
     return None
+
+
+def copied(text: str, output: str) -> bool:
+    """Every number in ``text`` is one of ``output``'s, as printed or rounded (or as a percentage of it): a
+    format step that invents a value the run never printed is not a best effort."""
+    printed = [float(m) for m in _NUMBER.findall(output)]
+    for number in _NUMBER.findall(text):
+        mantissa, _, exponent = number.lower().partition("e")
+        decimals = len(mantissa.partition(".")[2]) - int(exponent or 0)
+        tolerance = 0.5 * 10.0**-decimals + 1e-9
+        value = float(number)
+        if not any(
+            abs(value - m * scale) <= tolerance * max(1.0, abs(scale)) for m in printed for scale in (1, 100)
+        ):
+            return False
+    return True
 
 
 def _as_printed(text: str) -> ExecutionResult:
@@ -80,6 +98,6 @@ def format_answer(
         emit(said(None, best_effort=True))
         return None
     text = _FENCE.sub("", completion.text).strip()
-    found = None if not text or check(_as_printed(text)) is not None else text
+    found = None if not text or check(_as_printed(text)) is not None or not copied(text, output) else text
     emit(said(found, best_effort=True, usage=completion.usage))
     return None if found is None else BestEffort(found, source.number, completion.usage, completion.seconds)
