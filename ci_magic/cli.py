@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import CIMagicError, ProviderConfigError, UsageError
-from .core.settings import Limits, Settings, parse_prices
+from .core.settings import Limits, Settings, described, parse_prices
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -42,9 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_options(ask)
     ask.add_argument(
-        "--request-timeout",
-        type=float,
-        help=f"Seconds to wait for the model (default: {_SETTINGS.request_timeout_s:g}).",
+        "--request-timeout", type=float, help=described("request_timeout", _SETTINGS.request_timeout_s)
     )
     ask.add_argument("--json", action="store_true", help="Print the whole result as JSON.")
     ask.add_argument("--save-images", metavar="DIR", help="Write image outputs as PNG files into DIR.")
@@ -53,28 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument(
         "--prices",
         metavar="JSON",
-        help="USD per 1M prompt/completion tokens per model, e.g. '{\"my-model\": [0.5, 1.5]}' (merged over "
-        "CI_MAGIC_PRICES and the built-in table); needed for a --budget in dollars on an unknown model.",
+        help=described("prices") + " Needed for a --budget in dollars on an unknown model.",
     )
     ask.add_argument(
         "--require-isolation",
         action="store_true",
         default=None,
-        help="Refuse to run when the sandbox is not isolated on this machine (also CI_MAGIC_REQUIRE_ISOLATION=1).",
+        help=described("require_isolation"),
     )
     ask.add_argument(
         "--overwrite",
         action="store_true",
         default=None,
-        help="Files the code writes replace files of the same name here (default: they get a free name).",
+        help=described("overwrite_files"),
     )
     ask.add_argument(
         "--gateway-url",
         metavar="URL",
-        help="Run the sandbox on this Jupyter Enterprise Gateway (also CI_MAGIC_GATEWAY_URL; token: "
-        "CI_MAGIC_GATEWAY_TOKEN).",
+        help=described("gateway_url"),
     )
-    ask.add_argument("--gateway-kernel", metavar="NAME", help="Kernelspec on the gateway (default: its own).")
+    ask.add_argument("--gateway-kernel", metavar="NAME", help=described("gateway_kernel"))
     ask.set_defaults(func=cmd_ask)
 
     export = sub.add_parser(
@@ -140,26 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `ask` and `eval`; None means the Settings default (shown in --help)."""
-    parser.add_argument("--model", "-m", help="Model name (default: CI_MAGIC_MODEL or the server's).")
-    parser.add_argument("--base-url", help="OpenAI-compatible base URL (default: OPENAI_BASE_URL).")
-    parser.add_argument(
-        "--attempts", "-n", type=int, help=f"Attempts, counting repairs (default: {_SETTINGS.attempts})."
-    )
-    parser.add_argument(
-        "--samples",
-        "-s",
-        type=int,
-        help=f"Independent answers to vote among (default: {_SETTINGS.samples}: no vote).",
-    )
-    parser.add_argument(
-        "--timeout", type=float, help=f"Seconds one execution may run (default: {_LIMITS.timeout_s:g})."
-    )
+    parser.add_argument("--model", "-m", help=described("model"))
+    parser.add_argument("--base-url", help=described("base_url"))
+    parser.add_argument("--attempts", "-n", type=int, help=described("attempts", _SETTINGS.attempts))
+    parser.add_argument("--samples", "-s", type=int, help=described("samples", _SETTINGS.samples))
+    parser.add_argument("--timeout", type=float, help=described("timeout", _LIMITS.timeout_s))
     parser.add_argument(
         "--no-words",
         dest="answer_in_words",
         action="store_false",
         default=None,
-        help="Do not end a working ask with an answer in words (one short extra model request).",
+        help="Turn off: " + described("answer_in_words"),
     )
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, fenced
 
 from ci_magic.providers.fake import FakeModelServer
@@ -75,3 +76,20 @@ def test_prices_and_errors_speak_the_cli_s_language(tmp_path: Path) -> None:
     assert "--base-url or OPENAI_BASE_URL" in proc.stderr and "%config" not in proc.stderr
     proc = run([*remote, "--prices", "{not json", "q"], None, tmp_path)
     assert proc.returncode == 2 and "--prices must be JSON" in proc.stderr
+
+
+def test_the_cli_help_and_the_magic_help_say_what_config_ask_says(capsys: pytest.CaptureFixture[str]) -> None:
+    from ci_magic.cli import build_parser
+    from ci_magic.notebook.config import Ask
+    from ci_magic.notebook.options import help_text
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ask", "--help"])
+    flat = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    magic = " ".join(help_text().split())
+    traits = Ask.class_traits(config=True)
+    for name in ("model", "base_url", "attempts", "samples", "timeout", "request_timeout", "gateway_url"):
+        said = " ".join(str(traits[name].help).split()).rstrip(".")
+        assert said in flat, name
+    for name in ("model", "attempts", "samples", "timeout", "overwrite_files"):
+        assert " ".join(str(traits[name].help).split()).rstrip(".") in magic, name

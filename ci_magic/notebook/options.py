@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
 from ..core.errors import UsageError
-from ..core.settings import Settings
+from ..core.settings import HELP, Settings, with_default
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -64,11 +64,7 @@ class Option:
 
     def describe(self) -> str:
         """The help text, with the default where one applies (``%config Ask.…`` may change it)."""
-        if self.setting is None:
-            return self.help
-        default = self.default
-        shown = f"{default:g}" if isinstance(default, float) else str(default)
-        return f"{self.help.rstrip('.')} (default: {shown})."
+        return with_default(self.help, self.default)
 
     def from_panel(self, value: Any) -> Any:
         """A panel request's JSON value, checked like the magic's parser checks the line."""
@@ -98,9 +94,9 @@ OPTIONS: tuple[Option, ...] = (
         "a,b",
         panel=True,
     ),
-    Option("attempts", "-n", "Attempts, counting repairs.", int, "N", setting="attempts", panel=True),
-    Option("samples", "-s", "Independent answers to vote among.", int, "K", setting="samples", panel=True),
-    Option("model", "-m", "Model for this ask.", str, "M", panel=True),
+    Option("attempts", "-n", HELP["attempts"], int, "N", setting="attempts", panel=True),
+    Option("samples", "-s", HELP["samples"], int, "K", setting="samples", panel=True),
+    Option("model", "-m", HELP["model"], str, "M", panel=True),
     Option(
         "keep",
         "-k",
@@ -110,16 +106,14 @@ OPTIONS: tuple[Option, ...] = (
         repeatable=True,
     ),
     Option("no_keep", None, "Bring nothing back into this notebook."),
-    Option(
-        "timeout", "-t", "Seconds one execution may run.", float, "S", setting="limits.timeout_s", panel=True
-    ),
+    Option("timeout", "-t", HELP["timeout"], float, "S", setting="limits.timeout_s", panel=True),
     Option("context_only", None, "Show exactly what would be sent; send nothing."),
     Option("budget", "-b", "Stop at this many tokens (5000) or dollars ($0.05).", str, "N|$X", panel=True),
     Option("fresh", None, "Ask the model even if the reply cache has an answer.", panel=True),
     Option(
         "overwrite",
         None,
-        "Let files the code writes replace files of the same name in this folder (default: free names).",
+        HELP["overwrite_files"],
         setting="overwrite_files",
         panel=True,
     ),
