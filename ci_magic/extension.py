@@ -7,9 +7,11 @@ magic the export it offers (``%ask_export``), so that neither room imports the o
 from __future__ import annotations
 
 import atexit
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .core.executor import Executor
 from .notebook.bridge import Bridge, install, uninstall
 from .notebook.magic import AskMagics
 from .notebook.session import NotebookSession
@@ -26,9 +28,11 @@ class Loaded:
     bridge: Bridge | None
 
 
-def load(ipython: Any) -> NotebookSession:
+def load(ipython: Any, executor_factory: Callable[[], Executor] | None = None) -> NotebookSession:
+    """Load into ``ipython``; ``executor_factory`` makes what runs the code instead of a sandbox (tests use a
+    :class:`~ci_magic.sandbox.fake.ScriptedExecutor`)."""
     unload(ipython)  # loading twice must not leave a second session (and sandbox) running
-    session = NotebookSession(ipython)
+    session = NotebookSession(ipython, executor_factory)
     magics = AskMagics(ipython, session, export=export_session)
     ipython.register_magics(magics)
     ipython.events.register("pre_run_cell", session.cell_started)

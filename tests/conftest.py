@@ -1,9 +1,10 @@
-"""Shared fixtures: the scripted fake model on loopback, real sandbox kernels, real IPython shells."""
+"""Shared fixtures: the scripted fake model on loopback, real sandbox kernels or the scripted executor, real
+IPython shells."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from ci_magic.core.settings import Limits, Settings
 from ci_magic.engine.interpreter import Interpreter
+from ci_magic.extension import load
 from ci_magic.providers.fake import FakeModelServer
+from ci_magic.sandbox.fake import ScriptedExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,13 +75,41 @@ def sales() -> pd.DataFrame:
 def shell(
     fake: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[InteractiveShell]:
+    """An IPython shell with ci_magic loaded as ``%load_ext`` does: real sandbox kernels run the code."""
+    yield from _loaded_shell(fake, tmp_path, monkeypatch, None)
+
+
+@pytest.fixture
+def scripted() -> ScriptedExecutor:
+    """What runs the code of :func:`scripted_shell`: script its runs with ``scripted.add(...)``."""
+    return ScriptedExecutor()
+
+
+@pytest.fixture
+def scripted_shell(
+    fake: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scripted: ScriptedExecutor
+) -> Iterator[InteractiveShell]:
+    """The same shell with the sandbox-side fake: front-end tests without a kernel."""
+    yield from _loaded_shell(fake, tmp_path, monkeypatch, lambda: scripted)
+
+
+def _loaded_shell(
+    fake: FakeModelServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    factory: Callable[[], ScriptedExecutor] | None,
+) -> Iterator[InteractiveShell]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     monkeypatch.setenv("CI_MAGIC_MODEL", "fake-model")
     monkeypatch.setenv("CI_MAGIC_ANSWER_IN_WORDS", "0")  # scripts hold the code replies only
     sh = InteractiveShell.instance()
-    sh.run_cell("%load_ext ci_magic")
+    if factory is None:
+        sh.run_cell("%load_ext ci_magic")
+    else:
+        load(sh, executor_factory=factory)
+        sh.extension_manager.loaded.add("ci_magic")  # so that %unload_ext finds it, as after %load_ext
     sh.run_cell(
         "import pandas as pd\nsales = pd.DataFrame({'month': [1, 1, 2], 'revenue': [10.0, 20.0, 30.0]})"
     )

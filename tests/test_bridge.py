@@ -32,8 +32,18 @@ from ci_magic.notebook.bridge import (
 )
 from ci_magic.notebook.session import NotebookSession
 from ci_magic.providers.fake import FakeModelServer
+from ci_magic.sandbox.fake import ScriptedExecutor, Step, error, ok
 
 PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()\nprint('plotted')"
+#: The image output a kernel sends for PLOT (a 1×1 PNG), for the scripted executor.
+PNG = {
+    "output_type": "display_data",
+    "data": {
+        "image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+        "text/plain": "<Figure size 640x480 with 1 Axes>",
+    },
+    "metadata": {},
+}
 
 
 class RecordingComm:
@@ -77,8 +87,8 @@ def session(shell: InteractiveShell) -> NotebookSession:
 
 
 @pytest.fixture
-def bridge(shell: InteractiveShell) -> Iterator[Bridge]:
-    b = Bridge(shell, session(shell))
+def bridge(scripted_shell: InteractiveShell) -> Iterator[Bridge]:
+    b = Bridge(scripted_shell, session(scripted_shell))
     b.attach()
     yield b
     b.close()
@@ -90,13 +100,15 @@ def connect(bridge: Bridge, comm_id: str = "comm-1") -> RecordingComm:
     return comm
 
 
-def test_terminal_ipython_gets_no_bridge(shell: InteractiveShell) -> None:
-    assert install(shell, session(shell)) is None
+def test_terminal_ipython_gets_no_bridge(scripted_shell: InteractiveShell) -> None:
+    assert install(scripted_shell, session(scripted_shell)) is None
 
 
 def test_hello_makes_ask_cells_go_to_the_frontend(
-    shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer
+    scripted_shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer, scripted: ScriptedExecutor
 ) -> None:
+    shell = scripted_shell
+    scripted.add(Step(ok("plotted\n", outputs=[PNG])))  # what PLOT shows, from the sandbox-side fake
     comm = connect(bridge)
     assert comm.sent[0]["type"] == "ready" and comm.sent[0]["v"] == PROTOCOL_VERSION
     fake.add(fenced(PLOT))
@@ -116,8 +128,10 @@ def test_hello_makes_ask_cells_go_to_the_frontend(
 
 
 def test_events_of_a_cell_ask_are_forwarded_in_order(
-    shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer
+    scripted_shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer, scripted: ScriptedExecutor
 ) -> None:
+    shell = scripted_shell
+    scripted.add(error("ZeroDivisionError", "division by zero"), "fixed\n", "2\n")
     comm = connect(bridge)
     fake.add(fenced("x = 1/0"), fenced("print('fixed')"))
     with capture_output():
@@ -137,8 +151,10 @@ def test_events_of_a_cell_ask_are_forwarded_in_order(
 
 
 def test_without_anchor_or_frontend_the_magic_falls_back(
-    shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer
+    scripted_shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer, scripted: ScriptedExecutor
 ) -> None:
+    shell = scripted_shell
+    scripted.add("no anchor\n", "no frontend\n")
     comm = connect(bridge)
     fake.add(fenced("print('no anchor')"), fenced("print('no frontend')"))
     with capture_output() as cap:
@@ -151,7 +167,8 @@ def test_without_anchor_or_frontend_the_magic_falls_back(
     assert "no frontend" in cap.stdout and comm.of_type("insert") == []
 
 
-def test_list_frames_and_exact_context(shell: InteractiveShell, bridge: Bridge) -> None:
+def test_list_frames_and_exact_context(scripted_shell: InteractiveShell, bridge: Bridge) -> None:
+    shell = scripted_shell
     shell.run_cell("s = sales.revenue\nnot_a_frame = 3")
     comm = connect(bridge)
     comm.deliver({"v": 1, "type": "list_frames"})
@@ -175,8 +192,9 @@ def test_list_frames_and_exact_context(shell: InteractiveShell, bridge: Bridge) 
 
 
 def test_panel_ask_streams_events_then_result(
-    shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer
+    bridge: Bridge, fake: FakeModelServer, scripted: ScriptedExecutor
 ) -> None:
+    scripted.add(Step(ok("plotted\n", outputs=[PNG])))  # what PLOT shows, from the sandbox-side fake
     comm = connect(bridge)
     fake.add(fenced(PLOT))
     comm.deliver(
@@ -198,8 +216,9 @@ def test_panel_ask_streams_events_then_result(
 
 
 def test_panel_ask_lists_the_files_the_code_wrote(
-    shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer
+    bridge: Bridge, fake: FakeModelServer, scripted: ScriptedExecutor
 ) -> None:
+    scripted.add(Step("", writes={"summary.csv": b"month,revenue\n1,10.0\n"}))
     comm = connect(bridge)
     fake.add(fenced("sales.to_csv('summary.csv', index=False)"))
     comm.deliver(

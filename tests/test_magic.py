@@ -1,4 +1,5 @@
-"""%%ask in a real IPython shell, against the fake model and a real sandbox kernel."""
+"""%%ask in a real IPython shell, against the fake model: a real sandbox kernel where the code's effects are the
+point, the scripted executor where only the front end is."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from ci_magic.providers.fake import FakeModelServer
+from ci_magic.sandbox.fake import ScriptedExecutor
 
 
 def test_ask_shows_outputs_and_offers_the_code(shell: InteractiveShell, fake: FakeModelServer) -> None:
@@ -39,7 +41,8 @@ def test_failing_attempts_leave_namespace_and_files_unchanged(
     assert (tmp_path / "keep.csv").read_text() == "x\n1\n"
 
 
-def test_context_only_sends_nothing(shell: InteractiveShell, fake: FakeModelServer) -> None:
+def test_context_only_sends_nothing(scripted_shell: InteractiveShell, fake: FakeModelServer) -> None:
+    shell = scripted_shell
     shell.user_ns["secret_number"] = 42
     with capture_output() as cap:
         shell.run_cell("%%ask --context-only\nAnything")
@@ -47,7 +50,11 @@ def test_context_only_sends_nothing(shell: InteractiveShell, fake: FakeModelServ
     assert "sales: pandas DataFrame, 3 rows × 2 columns" in cap.stdout and "secret_number" not in cap.stdout
 
 
-def test_frames_option_limits_what_is_described(shell: InteractiveShell, fake: FakeModelServer) -> None:
+def test_frames_option_limits_what_is_described(
+    scripted_shell: InteractiveShell, fake: FakeModelServer, scripted: ScriptedExecutor
+) -> None:
+    shell = scripted_shell
+    scripted.add("3\n")
     shell.run_cell("other = pd.DataFrame({'z': [1]})")
     fake.add(fenced("print(len(sales))"))
     with capture_output():
@@ -67,8 +74,9 @@ def test_frames_option_limits_what_is_described(shell: InteractiveShell, fake: F
     ],
 )
 def test_bad_arguments_give_one_clear_error(
-    shell: InteractiveShell, fake: FakeModelServer, tmp_path: Path, line: str, message: str
+    scripted_shell: InteractiveShell, fake: FakeModelServer, tmp_path: Path, line: str, message: str
 ) -> None:
+    shell = scripted_shell
     before = fingerprint(shell, tmp_path)
     with capture_output() as cap:
         result = shell.run_cell(line)
@@ -78,7 +86,11 @@ def test_bad_arguments_give_one_clear_error(
     assert fake.requests == [] and fingerprint(shell, tmp_path) == before
 
 
-def test_config_traitlet_sets_the_model(shell: InteractiveShell, fake: FakeModelServer) -> None:
+def test_config_traitlet_sets_the_model(
+    scripted_shell: InteractiveShell, fake: FakeModelServer, scripted: ScriptedExecutor
+) -> None:
+    shell = scripted_shell
+    scripted.add("1\n")
     fake.add(fenced("print(1)"))
     try:
         with capture_output():
@@ -89,7 +101,10 @@ def test_config_traitlet_sets_the_model(shell: InteractiveShell, fake: FakeModel
     assert fake.requests[0]["model"] == "other-model"
 
 
-def test_unreachable_model_is_a_clear_error(shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_model_is_a_clear_error(
+    scripted_shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shell = scripted_shell
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     with capture_output() as cap:
         result = shell.run_cell("%%ask\nq")

@@ -26,6 +26,7 @@ from ci_magic.notebook.config import Ask
 from ci_magic.notebook.session import NotebookSession, Preview
 from ci_magic.providers.fake import FakeModelServer, Turn
 from ci_magic.reproduce.export import fallback_outputs, split_ask
+from ci_magic.sandbox.fake import ScriptedExecutor, Step
 
 
 def the_session(shell: InteractiveShell) -> NotebookSession:
@@ -56,8 +57,11 @@ def test_interpreter_preview_is_what_the_follow_up_sends(
 
 
 def test_magic_and_panel_previews_of_a_follow_up_are_what_it_sends(
-    shell: InteractiveShell, fake: FakeModelServer
+    scripted_shell: InteractiveShell, fake: FakeModelServer, scripted: ScriptedExecutor
 ) -> None:
+    shell = scripted_shell
+    avg = pd.Series([15.0, 30.0], index=pd.Index([1, 2], name="month"), name="revenue")
+    scripted.add(Step("", creates={"avg": avg}), "30.0\n")
     fake.add(fenced("avg = sales.groupby('month').revenue.mean()"), fenced("print(avg.max())"))
     bridge = Bridge(shell, the_session(shell))
     bridge.attach()
@@ -106,8 +110,10 @@ def test_every_event_the_trace_and_the_result_carry_the_ask_id(
 
 
 def test_panel_and_cell_asks_keep_their_ids_end_to_end(
-    shell: InteractiveShell, fake: FakeModelServer
+    scripted_shell: InteractiveShell, fake: FakeModelServer, scripted: ScriptedExecutor
 ) -> None:
+    shell = scripted_shell
+    scripted.add("panel\n", "cell\n")
     session = the_session(shell)
     bridge = Bridge(shell, session)
     bridge.attach()
@@ -135,8 +141,9 @@ def test_panel_and_cell_asks_keep_their_ids_end_to_end(
 
 
 def test_failed_asks_are_recorded_with_what_they_spent(
-    shell: InteractiveShell, fake: FakeModelServer
+    scripted_shell: InteractiveShell, fake: FakeModelServer
 ) -> None:
+    shell = scripted_shell
     fake.add(Turn(fenced("print(1)"), usage=(700, 300)), Turn(status=400, reply="bad request"))
     try:
         with capture_output() as cap:
@@ -227,7 +234,8 @@ def test_export_recognises_ci_magic_output_by_metadata_not_by_text() -> None:
     assert results == [user] and meta is not None and meta["code"] == "print(1)"
 
 
-def test_session_api_is_the_only_way_in(shell: InteractiveShell) -> None:
+def test_session_api_is_the_only_way_in(scripted_shell: InteractiveShell) -> None:
+    shell = scripted_shell
     session = the_session(shell)
     assert isinstance(session.interpreter, Interpreter | type(None))
     with pytest.raises(AttributeError):
@@ -245,7 +253,11 @@ def test_session_api_is_the_only_way_in(shell: InteractiveShell) -> None:
     assert session.settings().frontend == "notebook"
 
 
-def test_magic_notes_are_marked_as_ci_magic_output(shell: InteractiveShell, fake: FakeModelServer) -> None:
+def test_magic_notes_are_marked_as_ci_magic_output(
+    scripted_shell: InteractiveShell, fake: FakeModelServer, scripted: ScriptedExecutor
+) -> None:
+    shell = scripted_shell
+    scripted.add(Step("", creates={"avg": 2, "total": 3}))
     shell.user_ns["avg"] = 1
     fake.add(fenced("avg = 2\ntotal = 3"))
     with capture_output() as cap:

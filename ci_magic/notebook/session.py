@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 from ..context.frames import Frame, collect_frames
 from ..core.errors import CIMagicError
 from ..core.events import Event, EventSink, ignore
+from ..core.executor import Executor
 from ..core.results import AskResult, AskSummary, CodeRun, estimate_prompt_tokens
 from ..core.settings import Settings
 from ..engine.interpreter import Interpreter
@@ -68,8 +69,10 @@ class Preview:
 class NotebookSession:
     """See the module docstring. Created by ``%load_ext ci_magic`` (:mod:`ci_magic.extension`)."""
 
-    def __init__(self, shell: Any) -> None:
+    def __init__(self, shell: Any, executor_factory: Callable[[], Executor] | None = None) -> None:
         self.shell = shell
+        # What runs the code: a sandbox made from the settings, or (tests, embedders) what this factory makes.
+        self._executor_factory = executor_factory
         self.config = Ask(parent=shell)
         shell.configurables.append(self.config)  # makes `%config Ask.model = ...` reach it
         self._interpreter: Interpreter | None = None
@@ -109,11 +112,11 @@ class NotebookSession:
             return  # bad settings are reported by the first ask, with its own message
         self._interpreter.prestart()
 
-    @staticmethod
-    def _new_interpreter(settings: Settings) -> Interpreter:
+    def _new_interpreter(self, settings: Settings) -> Interpreter:
         # The notebook's folder: its files are what the model sees, and where files the code writes arrive.
         folder = os.getcwd()
-        return Interpreter(settings, user_dir=folder, files_dir=folder)
+        made = self._executor_factory() if self._executor_factory is not None else None
+        return Interpreter(settings, user_dir=folder, files_dir=folder, executor=made)
 
     def reset(self) -> None:
         """``%ask_reset``: a fresh sandbox at the next ask, and follow-ups forget the earlier asks."""
