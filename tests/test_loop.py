@@ -67,6 +67,18 @@ def test_error_then_fix_sends_traceback_and_output(
     assert result.attempts[0].problem == feedback and result.attempts[1].problem is None
 
 
+def test_a_repair_names_the_line_that_raised(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
+    where = "KeyError: 'revnue'\nCell In[1], line 2\n      1 print(1)\n----> 2 sales['revnue'].sum()\n"
+    raised = error("KeyError", "'revnue'")
+    executor.add(ExecutionResult("error", raised.outputs, "KeyError", "'revnue'", where), "1\n")
+    fake.add(fenced("print(1)\nsales['revnue'].sum()"), fenced("print(1)"))
+    assert it.ask("Total revenue?", {"sales": sales}).ok
+    feedback = fake.requests[1]["messages"][-1]["content"]
+    assert "Line 2 raised the error: `sales['revnue'].sum()`. Change that line" in feedback
+
+
 def test_reply_without_code_is_a_failed_attempt(
     fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
 ) -> None:

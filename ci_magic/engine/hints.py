@@ -35,6 +35,10 @@ _CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
 _NO_ATTRIBUTE = re.compile(r"(?:object|module '[\w.]+') has no attribute '(\w+)'")
 _UNPACK_NUMBER = re.compile(r"cannot unpack non-iterable (?:numpy\.)?(?:float|int)\w* object")
 _UNDEFINED = re.compile(r"name '(\w+)' is not defined")
+#: The failing line of the user's cell in an IPython traceback: "----> 7 x = f(y)", or a SyntaxError's
+#: "Cell In[1], line 7" followed by the line and its caret.
+_ARROW = re.compile(r"^-+> *(\d+) (.+)$", re.M)
+_SYNTAX_LINE = re.compile(r"(?:Cell In\[\d+\]|File \S+), line (\d+)\n {4}(.+)\n\s*\^", re.M)
 _INCOMPLETE = re.compile(r"was never closed|incomplete input|unterminated|unexpected EOF|EOL while scanning")
 
 NUMBERS_FROM_TEXT = (
@@ -121,6 +125,17 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
             "simpler code and make sure it ends."
         )
     return found
+
+
+def failing_line(traceback: str | None) -> tuple[int, str] | None:
+    """The number and text of the line of the generated code that raised, from its traceback (None: not
+    found). The traceback shows the user's cell first, so the first arrow is the line in the code."""
+    if not traceback:
+        return None
+    found = _ARROW.search(traceback) or _SYNTAX_LINE.search(traceback)
+    if found is None or not found.group(2).strip():
+        return None
+    return int(found.group(1)), found.group(2).strip()
 
 
 def _missing_column(name: str, value: str, listing: dict[str, list[str]]) -> list[str]:

@@ -160,5 +160,9 @@ def _run_feedback(execution: ExecutionResult, settings: Settings, frames: Mappin
         stdout_tail = ""
         error = privacy.redact(error, schema_names(frames))
     return prompts.repair_message(
-        error, stdout_tail, timed_out=execution.outcome == "timeout", timeout_s=settings.limits.timeout_s
+        error,
+        stdout_tail,
+        timed_out=execution.outcome == "timeout",
+        timeout_s=settings.limits.timeout_s,
+        failing=hints.failing_line(execution.traceback),
     )

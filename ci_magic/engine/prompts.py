@@ -76,7 +76,10 @@ The code failed{where}.
 
 {error}
 {stdout}
-Fix the code and reply with the complete corrected ```python block. Do not repeat the same mistake."""
+{focus}Fix the code and reply with the complete corrected ```python block. Do not repeat the same mistake."""
+
+#: Said last, where a small model attends most: it tends to copy the failing line back unchanged.
+FAILING_LINE = "Line {number} raised the error: `{line}`. Change that line; kept as it is, it fails again.\n"
 
 EARLIER_FAILURES = """
 
@@ -157,7 +160,10 @@ def initial_messages(
     return messages
 
 
-def repair_message(error: str, stdout: str, timed_out: bool, timeout_s: float) -> str:
+def repair_message(
+    error: str, stdout: str, timed_out: bool, timeout_s: float, failing: tuple[int, str] | None = None
+) -> str:
     where = f" (it was stopped after {timeout_s:g} s without finishing)" if timed_out else ""
     out = f"\nOutput printed before the error:\n{stdout}\n" if stdout.strip() else ""
-    return REPAIR.format(where=where, error=error, stdout=out)
+    focus = "" if failing is None else FAILING_LINE.format(number=failing[0], line=failing[1][:300])
+    return REPAIR.format(where=where, error=error, stdout=out, focus=focus)
