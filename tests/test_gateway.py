@@ -25,6 +25,7 @@ from conftest import fenced
 from ci_magic.core.errors import SandboxError, TransferError
 from ci_magic.core.events import ignore
 from ci_magic.core.settings import GATEWAY_TOKEN_ENV, Limits, Settings
+from ci_magic.engine.ask import AskRun
 from ci_magic.engine.executors import make_executor
 from ci_magic.engine.loop import run_attempts
 from ci_magic.providers.fake import FakeModelServer
@@ -372,15 +373,8 @@ def test_the_repair_loop_runs_on_the_gateway(gateway: LocalGateway, user_dir: Pa
         provider = make_provider(settings)
         messages = [{"role": "system", "content": "answer"}, {"role": "user", "content": "Total revenue?"}]
         try:
-            attempts = run_attempts(
-                messages,
-                provider=provider,
-                executor=sb,
-                frames={"sales": sales},
-                settings=settings,
-                attempts=3,
-                emit=ignore,
-            )
+            run = AskRun("gw", "Total revenue?", settings, provider, sb, {"sales": sales}, ignore)
+            attempts = run_attempts(run, messages, 3)
         finally:
             provider.close()
     assert [a.outcome for a in attempts] == ["error", "ok"]

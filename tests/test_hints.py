@@ -94,7 +94,9 @@ def test_column_names_of_every_kind_of_frame() -> None:
 def test_the_failing_line_is_found_in_the_traceback() -> None:
     from ci_magic.engine.hints import failing_line
 
-    raised = "Cell In[1], line 4\n      2 \n      3 x = 1\n----> 4 y = df['b'].astype(int)\n      5 print(y)\n"
+    raised = (
+        "Cell In[1], line 4\n      2 \n      3 x = 1\n----> 4 y = df['b'].astype(int)\n      5 print(y)\n"
+    )
     assert failing_line(raised) == (4, "y = df['b'].astype(int)")
     syntax = "Cell In[1], line 7\n    bins = [0, 25th_percentile]\n               ^\n"
     assert failing_line(syntax) == (7, "bins = [0, 25th_percentile]")

@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.errors import BudgetExceeded, ProviderError
-from ..core.events import Event, EventSink
+from ..core.events import Event
 from ..core.results import AskResult, ExecutionResult, Usage, Words
-from ..providers import Message, Provider
+from ..providers import Message
 from . import prompts
-from .step import BudgetCheck, side_step
+from .ask import AskRun
+from .step import side_step
 
 #: The reply's cap: two sentences, with room to finish the second.
 WORDS_TOKENS = 96
@@ -100,15 +101,7 @@ def shown(execution: ExecutionResult) -> str:
     return text
 
 
-def write(
-    result: AskResult,
-    dialogue: list[Message],
-    opening: list[Message],
-    *,
-    provider: Provider,
-    budget: BudgetCheck | None,
-    emit: EventSink,
-) -> str | None:
+def write(run: AskRun, result: AskResult, dialogue: list[Message], opening: list[Message]) -> str | None:
     """Set ``result.words`` for a working ask, continuing the dialogue that ends with the working reply (the
     prefix a local server has cached); a vote's pick that is not the last reply continues from the opening.
 
@@ -118,15 +111,14 @@ def write(
     assert final is not None and final.execution is not None
     if not (dialogue and dialogue[-1]["role"] == "assistant" and dialogue[-1]["content"] == final.reply):
         dialogue = [*opening, {"role": "assistant", "content": final.reply}]
-    emit(Event("answer_start", 0, {"best_effort": False}))
-    spent = sum((a.usage for a in result.attempts), Usage())
+    run.emit(Event("answer_start", 0, {"best_effort": False}))
     try:
-        result.words = in_words(dialogue, final.execution, provider=provider, budget=budget, spent=spent)
+        result.words = in_words(run, dialogue, final.execution)
     except (ProviderError, BudgetExceeded) as exc:
-        emit(said(None, best_effort=False))
+        run.emit(said(None, best_effort=False))
         return f"The answer in words was not written: {exc}"
     words = result.words
-    emit(said(words.text if words else None, best_effort=False, usage=words.usage if words else Usage()))
+    run.emit(said(words.text if words else None, best_effort=False, usage=words.usage if words else Usage()))
     return None
 
 
@@ -142,18 +134,11 @@ def said(text: str | None, *, best_effort: bool, usage: Usage | None = None) -> 
     return Event("answer", 0, data)
 
 
-def in_words(
-    dialogue: list[Message],
-    execution: ExecutionResult,
-    *,
-    provider: Provider,
-    budget: BudgetCheck | None,
-    spent: Usage,
-) -> Words | None:
+def in_words(run: AskRun, dialogue: list[Message], execution: ExecutionResult) -> Words | None:
     """One or two sentences that answer the question from ``execution``'s outputs; ``dialogue`` ends with the
     reply whose code produced them. None when the model gives nothing usable."""
     messages = [*dialogue, {"role": "user", "content": prompts.IN_WORDS.format(output=shown(execution))}]
-    completion = side_step(provider, messages, budget, spent, WORDS_TOKENS)
+    completion = side_step(run, messages, WORDS_TOKENS)
     text = tidy(completion.text, cut_off=completion.finish_reason == "length")
     if not text:
         return None

@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,35 @@ from ..providers import Message, Provider
 from ..providers.cache import CachedProvider, ReplyCache
 from ..providers.resolve import make_provider
 from . import answer, hints, prompts, rescue
+from .ask import AskRun, BudgetCheck, Check
 from .delivery import Keep, bring_back, deliver
 from .executors import ExecutorSlot, make_executor
-from .loop import BudgetCheck, Check, run_attempts
+from .loop import run_attempts
 from .vote import VoteKey, hold_vote, output_key
 
 #: Follow-up questions see this many earlier asks of the session.
 HISTORY_TURNS = 3
+
+
+@dataclass(frozen=True)
+class _Order:
+    """What one ask was asked to do (``Interpreter.ask``'s arguments about the question and its outcome)."""
+
+    question: str
+    frames: dict[str, Frame]
+    attempts: int
+    keep: Keep
+    system_extra: str | None
+
+
+@dataclass(frozen=True)
+class _Options:
+    """How one ask is judged and paid for (``Interpreter.ask``'s remaining arguments)."""
+
+    check: Check | None
+    budget: BudgetCheck | str | None
+    fresh: bool
+    vote_key: VoteKey
 
 
 class Interpreter:
@@ -164,20 +187,10 @@ class Interpreter:
         def stamped(event: Event) -> None:
             traced(dataclasses.replace(event, ask_id=ask_id))
 
+        order = _Order(question, dict(frames or {}), attempts or self.settings.attempts, keep, system_extra)
+        options = _Options(check, budget, fresh, vote_key)
         try:
-            result = self._ask(
-                question,
-                frames,
-                attempts,
-                keep,
-                stamped,
-                system_extra,
-                check,
-                budget,
-                fresh,
-                trace,
-                vote_key,
-            )
+            result = self._ask(ask_id, order, options, stamped, trace)
         except BaseException as exc:
             self.asks.append(trace.finish(None, exc))
             raise
@@ -202,106 +215,84 @@ class Interpreter:
             )
 
     def _ask(
-        self,
-        question: str,
-        frames: Mapping[str, Frame] | None,
-        attempts: int | None,
-        keep: Keep,
-        on_event: EventSink,
-        system_extra: str | None,
-        check: Check | None,
-        budget: BudgetCheck | str | None,
-        fresh: bool,
-        trace: AskTrace,
-        vote_key: VoteKey,
+        self, ask_id: str, order: _Order, options: _Options, on_event: EventSink, trace: AskTrace
     ) -> AskResult:
         started = time.monotonic()
-        frames = dict(frames or {})
+        question, frames = order.question, order.frames
         if self._stale():
             # New files in the user's folder: a sandbox sees the folder as it was when it started. A fresh
             # one sees them (the model is told that earlier variables are gone).
             self._slot.drop()
             self._slot.expired = True
-        context, context_tokens, messages = self._opening(question, frames, system_extra, self.settings)
+        context, context_tokens, messages = self._opening(question, frames, order.system_extra, self.settings)
         on_event(Event("context", 0, {"text": context, "tokens": context_tokens}))
         if self.settings.require_isolation:
             self._refuse_unisolated(self._slot.get())  # before resolving (maybe starting) a model
-        provider, limit = self._provider_for(trace, budget, fresh)
+        provider, limit = self._provider_for(trace, options.budget, options.fresh)
         with self._slot.using() as executor:
             self._refuse_unisolated(executor)
             self._slot.expired = False  # the model was told (in the opening) if it had expired
-            before = set(executor.values()) if keep == "auto" else set()
-            dialogue = [dict(m) for m in messages]  # grows with the loop's replies and feedback
-            wanted = answer.files_asked_for(question, self._user_dir)
-            found = run_attempts(
-                dialogue,
-                provider=provider,
-                executor=executor,
-                frames=frames,
-                settings=self.settings,
-                attempts=attempts or self.settings.attempts,
-                emit=on_event,
-                check=check,
+            before = set(executor.values()) if order.keep == "auto" else set()
+            run = AskRun(
+                ask_id,
+                question,
+                self.settings,
+                provider,
+                executor,
+                frames,
+                on_event,
+                check=options.check,
                 budget=limit,
                 deadline=started + self.settings.time_budget_s,
-                wanted=wanted,
+                wanted=answer.files_asked_for(question, self._user_dir),
             )
+            dialogue = [dict(m) for m in messages]  # grows with the loop's replies and feedback
+            run_attempts(run, dialogue, order.attempts)
             result = AskResult(
-                question, provider.model, provider.endpoint, found, context, local=provider.local
+                question, provider.model, provider.endpoint, run.attempts, context, local=provider.local
             )
             if self.settings.samples > 1:
-                hold_vote(
-                    result,
-                    messages,
-                    samples=self.settings.samples,
-                    provider=provider,
-                    executor=executor,
-                    frames=frames,
-                    emit=on_event,
-                    check=check,
-                    key=vote_key,
-                    budget=limit,
-                )
-            if not result.ok and check is not None:
+                hold_vote(run, result, messages, self.settings.samples, options.vote_key)
+            if not result.ok and run.check is not None:
                 # No attempt passed: the values the last run printed, put into the asked form (never a success).
-                result.best_effort = rescue.format_answer(
-                    question,
-                    result.attempts,
-                    system=messages[0],
-                    provider=provider,
-                    check=check,
-                    emit=on_event,
-                    budget=limit,
-                )
-            final = result.final
-            last_run = next((a for a in reversed(result.attempts) if a.execution is not None), None)
-            if final is not None and final.ok and final is not last_run and final.code:
-                # The sandbox holds a later sample's variables and files: re-run the chosen code, so what comes
-                # back (values, files) and what follow-ups see is the chosen answer's.
-                final.execution = executor.run(final.code, frames, pristine=True)
-            if result.ok:
-                assert final is not None and final.code is not None and final.execution is not None
-                # Earlier outputs show data values: follow-ups carry them only when the privacy setting allows.
-                excerpt = final.execution.text()[-600:] if self.settings.context_detail == "samples" else ""
-                self.history.append(prompts.Turn(question, final.code, excerpt))
-                result.values = bring_back(executor, keep, before, frames, final.code)
-                result.files = self._deliver(executor, final.execution.files)
-                result.doubt = answer.doubt(final.execution, wanted)
+                result.best_effort = rescue.format_answer(run, messages[0])
+            self._finish(run, result, order, before)
             # What isolation is missing comes first and with every ask: a degraded sandbox is never silent.
             result.warnings = [*executor.isolation_warnings(), *executor.warnings]
             executor.warnings.clear()
-        if not result.ok and len(found) < (attempts or self.settings.attempts):
+        loop_attempts = sum(not a.sample for a in result.attempts)
+        if not result.ok and loop_attempts < order.attempts:
             result.warnings.append(
-                f"Stopped after {len(found)} attempt(s): the ask's time budget of {self.settings.time_budget_s:g} s "
-                "was spent (time_budget_s)."
+                f"Stopped after {loop_attempts} attempt(s): the ask's time budget of "
+                f"{self.settings.time_budget_s:g} s was spent (time_budget_s)."
             )
         if result.ok and self.settings.answer_in_words and privacy.shows_values(self.settings.context_detail):
             # Outputs show data values: the words step sends them only where the privacy level allows.
-            note = answer.write(result, dialogue, messages, provider=provider, budget=limit, emit=on_event)
+            note = answer.write(run, result, dialogue, messages)
             result.warnings += [note] if note else []
         result.seconds = time.monotonic() - started
         on_event(Event("done", len(result.attempts), result.done_data()))
         return result
+
+    def _finish(self, run: AskRun, result: AskResult, order: _Order, before: set[str]) -> None:
+        """What a working ask leaves behind: the chosen code's run in the sandbox, the turn follow-ups see, the
+        values and files brought back (``before``: the sandbox's names before the ask) and any doubt about the
+        output."""
+        final = result.final
+        last_run = next((a for a in reversed(result.attempts) if a.execution is not None), None)
+        if final is not None and final.ok and final is not last_run and final.code:
+            # The sandbox holds a later sample's variables and files: re-run the chosen code, so what comes
+            # back (values, files) and what follow-ups see is the chosen answer's.
+            final.execution = run.executor.run(final.code, run.frames, pristine=True)
+        if not result.ok:
+            return
+        assert final is not None and final.code is not None and final.execution is not None
+        # Earlier outputs show data values: follow-ups carry them only when the privacy setting allows.
+        excerpt = final.execution.text()[-600:] if self.settings.context_detail == "samples" else ""
+        self.history.append(prompts.Turn(order.question, final.code, excerpt))
+        result.values = bring_back(run.executor, order.keep, before, run.frames, final.code)
+        result.files = self._deliver(run.executor, final.execution.files)
+        result.doubt = answer.doubt(final.execution, run.wanted)
 
     def run_code(self, code: str, frames: Mapping[str, Frame] | None = None) -> CodeRun:
         """Run code as it is in this session's sandbox (no model): what a generated cell does when it is run

@@ -11,13 +11,14 @@ import time
 from collections.abc import Mapping, Sequence
 
 from ..core import privacy
-from ..core.events import Event, EventSink
-from ..core.executor import Executor, Frame
-from ..core.results import Attempt, ExecutionResult, Usage
+from ..core.events import Event
+from ..core.executor import Frame
+from ..core.results import Attempt, ExecutionResult
 from ..core.settings import Settings
-from ..providers import Message, Provider
+from ..providers import Message
 from . import answer, hints, prompts
-from .step import BudgetCheck, Check, call_model, judge
+from .ask import AskRun, BudgetCheck, Check
+from .step import call_model, judge
 
 __all__ = ["BudgetCheck", "Check", "run_attempts"]
 
@@ -25,53 +26,33 @@ __all__ = ["BudgetCheck", "Check", "run_attempts"]
 RETRY_TEMPERATURE = 0.4
 
 
-def run_attempts(
-    messages: list[Message],
-    *,
-    provider: Provider,
-    executor: Executor,
-    frames: Mapping[str, Frame],
-    settings: Settings,
-    attempts: int,
-    emit: EventSink,
-    check: Check | None = None,
-    budget: BudgetCheck | None = None,
-    deadline: float | None = None,
-    wanted: Sequence[str] = (),
-) -> list[Attempt]:
-    """Ask, run, and feed failures back, at most ``attempts`` times. ``messages`` grows with the dialogue.
+def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[Attempt]:
+    """Ask, run, and feed failures back, at most ``attempts`` times; each attempt is appended to
+    ``run.attempts`` (returned). ``messages`` grows with the dialogue.
 
-    ``check`` inspects a successful execution and may return a problem (e.g. "the answer is not in the required
-    format"); the attempt then counts as failed and the problem goes back to the model like a traceback. While
-    attempts remain, an output that contradicts any answer (engine/answer.py: an empty table, a NaN result) is
-    such a problem too, as is a file the question asks for (``wanted``) that the run did not write; the last
-    attempt's is left for the caller to show. No attempt starts after
-    ``deadline`` (``time.monotonic()``): the attempts made are returned.
+    ``run.check`` inspects a successful execution and may return a problem (e.g. "the answer is not in the
+    required format"); the attempt then counts as failed and the problem goes back to the model like a
+    traceback. While attempts remain, an output that contradicts any answer (engine/answer.py: an empty table, a
+    NaN result) is such a problem too, as is a file the question asks for (``run.wanted``) that the run did not
+    write; the last attempt's is left for the caller to show. No attempt starts after ``run.deadline``
+    (``time.monotonic()``): the attempts made are returned.
     """
-    done: list[Attempt] = []
+    done = run.attempts
     opening = [dict(m) for m in messages]  # the system prompt and the question, as first sent
     for number in range(1, attempts + 1):
-        if done and deadline is not None and time.monotonic() >= deadline:
+        if done and run.deadline is not None and time.monotonic() >= run.deadline:
             break
         # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
-        temperature = None if number == 1 else max(settings.temperature, RETRY_TEMPERATURE)
-        spent = sum((a.usage for a in done), Usage())
-        completion = call_model(provider, messages, number, emit, budget, spent, temperature)
+        temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
+        completion = call_model(run, messages, number, temperature)
         messages.append({"role": "assistant", "content": completion.text})
-        attempt = judge(
-            completion,
-            number=number,
-            executor=executor,
-            frames=frames,
-            emit=emit,
-            pristine=bool(done),
-            check=check if number == attempts else _doubting(check, wanted),
-        )
+        check = run.check if number == attempts else _doubting(run.check, run.wanted)
+        attempt = judge(run, completion, number, check)
         if attempt.ok:
             done.append(attempt)
             break
         attempt.problem = feedback(
-            attempt, settings, frames, repeated=any(a.code == attempt.code for a in done)
+            attempt, run.settings, run.frames, repeated=any(a.code == attempt.code for a in done)
         )
         done.append(attempt)
         messages.append({"role": "user", "content": attempt.problem})
@@ -79,9 +60,9 @@ def run_attempts(
             # Small models copy their own failed code while it stays in the dialogue, and a second repair of the
             # same idea rarely works where the first did not: after every second failure the next attempt starts
             # over from the question, with what went wrong as notes (an independent try, then its one repair).
-            messages[:] = _fresh_start(opening, done, frames, settings.context_detail)
+            messages[:] = _fresh_start(opening, done, run.frames, run.settings.context_detail)
         if number < attempts:
-            emit(Event("retry", number, {"problem": attempt.problem}))
+            run.emit(Event("retry", number, {"problem": attempt.problem}))
     return done
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import re
 
 from ..core.errors import BudgetExceeded, ProviderError
-from ..core.events import Event, EventSink
+from ..core.events import Event
 from ..core.results import Attempt, BestEffort, ExecutionResult, Usage
-from ..providers import Message, Provider
+from ..providers import Message
 from . import prompts
 from .answer import said
-from .step import BudgetCheck, Check, side_step
+from .ask import AskRun, Check
+from .step import side_step
 
 #: How much of the printed output the step sees (its end: answers are printed last).
 OUTPUT_CHARS = 3000
@@ -67,37 +68,29 @@ def _as_printed(text: str) -> ExecutionResult:
     return ExecutionResult("ok", [{"output_type": "stream", "name": "stdout", "text": text + "\n"}])
 
 
-def format_answer(
-    question: str,
-    attempts: list[Attempt],
-    *,
-    system: Message,
-    provider: Provider,
-    check: Check,
-    emit: EventSink,
-    budget: BudgetCheck | None,
-) -> BestEffort | None:
+def format_answer(run: AskRun, system: Message) -> BestEffort | None:
     """Answer lines in the asked form from what the last run printed, or None (the model's lines still fail the
     check, or the model could not be asked: the ask has failed already, and says so). When no run printed
     anything, a reply without code that states the answer in the asked form is the best effort, marked as not
     computed (:func:`stated`). ``system``: the ask's system message, kept (a local server has it cached); what
     this step asks goes in the user's turn."""
-    source = last_printed(attempts)
+    assert run.check is not None
+    source = last_printed(run.attempts)
     if source is None or source.execution is None:
-        return stated(attempts, check)
+        return stated(run.attempts, run.check)
     output = source.execution.stdout()[-OUTPUT_CHARS:]
     messages: list[Message] = [
         system,
-        {"role": "user", "content": prompts.FORMAT_ONLY.format(question=question.strip(), output=output)},
+        {"role": "user", "content": prompts.FORMAT_ONLY.format(question=run.question.strip(), output=output)},
     ]
-    spent = sum((a.usage for a in attempts), Usage())
-    emit(Event("answer_start", 0, {"best_effort": True}))
+    run.emit(Event("answer_start", 0, {"best_effort": True}))
     try:
-        completion = side_step(provider, messages, budget, spent, FORMAT_TOKENS)
+        completion = side_step(run, messages, FORMAT_TOKENS)
     except (ProviderError, BudgetExceeded):
-        emit(said(None, best_effort=True))
+        run.emit(said(None, best_effort=True))
         return None
     text = _FENCE.sub("", completion.text).strip()
-    found = None if not text or check(_as_printed(text)) is not None or not copied(text, output) else text
-    emit(said(found, best_effort=True, usage=completion.usage))
+    passes = bool(text) and run.check(_as_printed(text)) is None and copied(text, output)
+    found = text if passes else None
+    run.emit(said(found, best_effort=True, usage=completion.usage))
     return None if found is None else BestEffort(found, source.number, completion.usage, completion.seconds)

@@ -7,100 +7,68 @@ code, how the run ended, and — as its own field — why a run that worked was 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import Cancelled
 from ..core.events import Event, EventSink
-from ..core.executor import Executor, Frame
 from ..core.results import Attempt, ExecutionResult, Usage
-from ..providers import Completion, Message, OnText, Provider, Request
+from ..providers import Completion, Message, OnText, Request
+from .ask import AskRun, BudgetCheck, Check
 from .extract import extract_code
 
-#: Inspects a successful execution; returns why it does not answer the question, or None.
-Check = Callable[[ExecutionResult], str | None]
-
-#: Called with (tokens spent by this ask so far, the messages about to be sent) before each model request, and
-#: with ``None`` as messages after it; raises BudgetExceeded to stop the ask (see ci_magic.observe.cost.Budget).
-BudgetCheck = Callable[[Usage, list[Message] | None], None]
+__all__ = ["BudgetCheck", "Check", "call_model", "judge", "request", "side_step"]
 
 
-def call_model(
-    provider: Provider,
-    messages: list[Message],
-    number: int,
-    emit: EventSink,
-    budget: BudgetCheck | None,
-    spent: Usage,
-    temperature: float | None,
-    seed: int | None = None,
-    start: dict[str, Any] | None = None,
-) -> Completion:
+def call_model(run: AskRun, messages: list[Message], number: int, temperature: float | None) -> Completion:
     """One model request for attempt ``number``: streamed as events, checked against the budget before and
     after, and turned into Cancelled on an interrupt."""
-    sent = Request(messages, 1, temperature, seed)
-    return request(provider, sent, emit, budget, spent, first=number, starts=[start or {}])[0]
+    return request(run, Request(messages, 1, temperature), number, [{}])[0]
 
 
-def request(
-    provider: Provider,
-    sent: Request,
-    emit: EventSink,
-    budget: BudgetCheck | None,
-    spent: Usage,
-    *,
-    first: int,
-    starts: list[dict[str, Any]],
-) -> list[Completion]:
+def request(run: AskRun, sent: Request, first: int, starts: list[dict[str, Any]]) -> list[Completion]:
     """The ``sent.n`` completions of one request, for attempts ``first``, ``first + 1``… (a repair: one; the
     vote's samples: several): each streamed as the events of its attempt (``model_start`` with its ``starts``
     data, ``token``, ``model_done``), checked against the budget before and after."""
     for i, data in enumerate(starts):
-        emit(Event("model_start", first + i, data))
+        run.emit(Event("model_start", first + i, data))
 
     def stream(index: int, text: str) -> None:
-        emit(Event("token", first + index, {"text": text}))
+        run.emit(Event("token", first + index, {"text": text}))
 
     def done(completions: list[Completion]) -> None:
         for i, completion in enumerate(completions):
-            model_done(completion, first + i, emit)
+            model_done(completion, first + i, run.emit)
 
-    return _checked(provider, sent, budget, spent, done, stream)
+    return _checked(run, sent, done, stream)
 
 
-def side_step(
-    provider: Provider,
-    messages: list[Message],
-    budget: BudgetCheck | None,
-    spent: Usage,
-    max_tokens: int,
-) -> Completion:
+def side_step(run: AskRun, messages: list[Message], max_tokens: int) -> Completion:
     """A short request that is not an attempt (the answer in words, a failed ask's format step): checked against
     the budget like one, at temperature 0, its text not streamed as an attempt's (the caller reports it)."""
-    return _checked(provider, Request(messages, temperature=0.0, max_tokens=max_tokens), budget, spent)[0]
+    return _checked(run, Request(messages, temperature=0.0, max_tokens=max_tokens))[0]
 
 
 def _checked(
-    provider: Provider,
+    run: AskRun,
     sent: Request,
-    budget: BudgetCheck | None,
-    spent: Usage,
     done: Callable[[list[Completion]], None] | None = None,
     on_text: OnText | None = None,
 ) -> list[Completion]:
-    """``provider.complete_many(sent, on_text)`` checked against the budget before and after (``done`` sees the
-    completions in between, so their report goes out even when the budget then stops the ask); an interrupt
+    """``run.provider.complete_many(sent, on_text)`` checked against the budget before and after (``done`` sees
+    the completions in between, so their report goes out even when the budget then stops the ask); an interrupt
     becomes Cancelled."""
-    if budget is not None:
-        budget(spent, sent.messages)
+    spent = run.spent()
+    if run.budget is not None:
+        run.budget(spent, sent.messages)
     try:
-        completions = provider.complete_many(sent, on_text)
+        completions = run.provider.complete_many(sent, on_text)
     except KeyboardInterrupt:
         raise Cancelled("The ask was cancelled while the model was writing; nothing was run.") from None
     if done is not None:
         done(completions)
-    if budget is not None:
-        budget(spent + sum((c.usage for c in completions), Usage()), None)
+    if run.budget is not None:
+        run.budget(spent + sum((c.usage for c in completions), Usage()), None)
     return completions
 
 
@@ -114,32 +82,22 @@ def model_done(completion: Completion, number: int, emit: EventSink) -> None:
     emit(Event("model_done", number, data))
 
 
-def run_code(
-    executor: Executor, code: str, frames: Mapping[str, Frame], *, pristine: bool
-) -> ExecutionResult:
+def run_code(run: AskRun, code: str, *, pristine: bool) -> ExecutionResult:
     """Run generated code; an interrupt stops the sandbox too and becomes Cancelled."""
     try:
-        return executor.run(code, frames, pristine=pristine)
+        return run.executor.run(code, run.frames, pristine=pristine)
     except KeyboardInterrupt:
-        executor.interrupt()
+        run.executor.interrupt()
         raise Cancelled(
             "The ask was cancelled while its code was running; the sandbox was interrupted."
         ) from None
 
 
 def judge(
-    completion: Completion,
-    *,
-    number: int,
-    executor: Executor,
-    frames: Mapping[str, Frame],
-    emit: EventSink,
-    pristine: bool,
-    check: Check | None = None,
-    sample: bool = False,
+    run: AskRun, completion: Completion, number: int, check: Check | None, sample: bool = False
 ) -> Attempt:
     """Find the code in a reply, run it and judge it: the part of an attempt after the model has answered (a
-    batched sample arrives already answered)."""
+    batched sample arrives already answered). It runs from pristine frames unless it is the ask's first."""
     code = extract_code(completion.text)
     attempt = Attempt(
         number=number,
@@ -153,13 +111,13 @@ def judge(
         cached=completion.cached,
     )
     if code is None:
-        emit(Event("no_code", number, {"problem": attempt.failure}))
+        run.emit(Event("no_code", number, {"problem": attempt.failure}))
         return attempt
-    emit(Event("code", number, {"code": code}))
-    attempt.execution = run_code(executor, code, frames, pristine=pristine)
+    run.emit(Event("code", number, {"code": code}))
+    attempt.execution = run_code(run, code, pristine=bool(run.attempts))
     if attempt.execution.ok and check is not None:
         attempt.rejected = check(attempt.execution)
-    emit(exec_done(attempt))
+    run.emit(exec_done(attempt))
     return attempt
 
 

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from typing import Any
 
-from ..core.events import Event, EventSink
-from ..core.executor import Executor, Frame
-from ..core.results import AskResult, Attempt, ExecutionResult, Usage
-from ..providers import Completion, Message, Provider, Request
-from .step import BudgetCheck, Check, judge, request
+from ..core.events import Event
+from ..core.results import AskResult, Attempt, ExecutionResult
+from ..providers import Completion, Message, Request
+from .ask import AskRun
+from .step import judge, request
 
 #: Diverse enough to make different mistakes, cool enough to stay on the question.
 VOTE_TEMPERATURE = 0.7
@@ -66,38 +66,15 @@ def choose(attempts: list[Attempt], key: VoteKey) -> tuple[int | None, dict[Hash
     return winner, dict(counts)
 
 
-def hold_vote(
-    result: AskResult,
-    opening: list[Message],
-    *,
-    samples: int,
-    provider: Provider,
-    executor: Executor,
-    frames: Mapping[str, Frame],
-    emit: EventSink,
-    check: Check | None = None,
-    key: VoteKey = output_key,
-    budget: BudgetCheck | None = None,
-) -> None:
-    """Draw the extra samples after the repair loop's attempts in ``result`` and make the answer most of them
-    agree on the result (``result.chosen``, ``result.votes``)."""
-    result.attempts += draw_samples(
-        opening,
-        result.attempts,
-        samples=samples,
-        provider=provider,
-        executor=executor,
-        frames=frames,
-        emit=emit,
-        check=check,
-        key=key,
-        budget=budget,
-    )
+def hold_vote(run: AskRun, result: AskResult, opening: list[Message], samples: int, key: VoteKey) -> None:
+    """Draw the extra samples after the repair loop's attempts (``run.attempts``, which ``result.attempts`` is)
+    and make the answer most of them agree on the result (``result.chosen``, ``result.votes``)."""
+    draw_samples(run, opening, samples, key)
     chosen, counts = choose(result.attempts, key)
     result.chosen = chosen
     result.votes = {str(k)[:200]: n for k, n in counts.items()}
     number = result.attempts[chosen].number if chosen is not None else None
-    emit(Event("vote", len(result.attempts), {"chosen_attempt": number, "votes": list(counts.values())}))
+    run.emit(Event("vote", len(result.attempts), {"chosen_attempt": number, "votes": list(counts.values())}))
 
 
 def first_batch(keys: list[Hashable], remaining: int) -> int:
@@ -112,62 +89,34 @@ def first_batch(keys: list[Hashable], remaining: int) -> int:
 
 
 def draw_samples(
-    opening: list[Message],
-    done: list[Attempt],
-    *,
-    samples: int,
-    provider: Provider,
-    executor: Executor,
-    frames: Mapping[str, Frame],
-    emit: EventSink,
-    check: Check | None = None,
-    key: VoteKey = output_key,
-    budget: BudgetCheck | None = None,
+    run: AskRun, opening: list[Message], samples: int, key: VoteKey = output_key
 ) -> list[Attempt]:
-    """Up to ``samples - 1`` extra single-shot answers after the repair loop's ``done`` attempts."""
-    extra: list[Attempt] = []
-    loop_answer = [a for a in done if a.ok][-1:]  # the loop's answer is the first sample
+    """Up to ``samples - 1`` extra single-shot answers after the repair loop's attempts, appended to
+    ``run.attempts`` as they are judged; returns them."""
+    loop_attempts = len(run.attempts)
+    loop_answer = [a for a in run.attempts if a.ok][-1:]  # the loop's answer is the first sample
+
+    def extra() -> list[Attempt]:
+        return run.attempts[loop_attempts:]
 
     def keys() -> list[Hashable]:
-        found = [key(a.execution) for a in [*loop_answer, *extra] if a.ok and a.execution is not None]
+        found = [key(a.execution) for a in [*loop_answer, *extra()] if a.ok and a.execution is not None]
         return [k for k in found if k is not None]
 
     remaining = samples - 1
     while remaining > 0 and not settled(keys(), remaining):
-        count = first_batch(keys(), remaining) if not extra else remaining
-        first = len(done) + len(extra) + 1
-        spent = sum((a.usage for a in [*done, *extra]), Usage())
-        completions = _request(provider, opening, count, first, emit, budget, spent, seed=samples - remaining)
+        count = first_batch(keys(), remaining) if not extra() else remaining
+        first = len(run.attempts) + 1
+        completions = _request(run, opening, count, first, seed=samples - remaining)
         for i, completion in enumerate(completions):
-            extra.append(
-                judge(
-                    completion,
-                    number=first + i,
-                    executor=executor,
-                    frames=frames,
-                    emit=emit,
-                    pristine=True,
-                    check=check,
-                    sample=True,
-                )
-            )
+            run.attempts.append(judge(run, completion, first + i, run.check, sample=True))
         remaining -= count
-    return extra
+    return extra()
 
 
-def _request(
-    provider: Provider,
-    opening: list[Message],
-    count: int,
-    first: int,
-    emit: EventSink,
-    budget: BudgetCheck | None,
-    spent: Usage,
-    *,
-    seed: int,
-) -> list[Completion]:
+def _request(run: AskRun, opening: list[Message], count: int, first: int, seed: int) -> list[Completion]:
     """``count`` samples of the original question in one request: attempt numbers ``first``…, seeds
     ``seed``…; streamed as events of their own attempts, checked against the budget before and after."""
     starts: list[dict[str, Any]] = [{"sample": seed + i + 1} for i in range(count)]
     sent = Request([dict(m) for m in opening], count, VOTE_TEMPERATURE, seed)
-    return request(provider, sent, emit, budget, spent, first=first, starts=starts)
+    return request(run, sent, first, starts)
