@@ -309,3 +309,19 @@ def test_no_attempt_starts_after_the_asks_time_budget(
         result = it.ask("Ratio?", attempts=3)
     assert not result.ok and len(result.attempts) == 1 and len(fake.requests) == 1
     assert any("time budget of 0.001 s was spent" in w for w in result.warnings)
+
+
+def test_the_error_that_ends_an_ask_carries_what_it_spent(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
+    from ci_magic.core.errors import BudgetExceeded
+
+    fake.add(Turn(fenced("print(1)"), usage=(700, 300)), Turn(status=404, reply="no such model"))
+    with pytest.raises(BudgetExceeded) as over:
+        it.ask("q", budget="950")
+    assert over.value.limit is not None and "950" in over.value.limit
+    assert over.value.summary is not None and over.value.summary.usage.total_tokens == 1000
+    with pytest.raises(ProviderResponseError) as refused:
+        it.ask("q")
+    assert refused.value.status == 404 and refused.value.summary is not None
+    assert refused.value.summary.ask_id == it.asks[-1].ask_id and not executor.runs

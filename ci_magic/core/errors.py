@@ -23,9 +23,17 @@ exceptions here: they are data, recorded on :class:`ci_magic.core.results.Attemp
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .results import AskSummary
+
 
 class CIMagicError(Exception):
-    """Base class. ``str(err)`` is the whole message shown to the user."""
+    """Base class. ``str(err)`` is the whole message shown to the user. An error that ended an ask carries
+    what the ask had spent until then (``summary``, set by the interpreter)."""
+
+    summary: AskSummary | None = None
 
     def _render_traceback_(self) -> list[str]:
         # IPython shows these lines instead of a traceback: the message is the whole story.
@@ -41,7 +49,11 @@ class ContextError(CIMagicError):
 
 
 class ProviderError(CIMagicError):
-    """The model endpoint could not give us a reply."""
+    """The model endpoint could not give us a reply. ``status``: the HTTP status it answered, if it did."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ProviderConfigError(ProviderError):
@@ -60,7 +72,7 @@ class ProviderRateLimited(ProviderError):
     """The server kept answering 429."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, 429)
         self.retry_after = retry_after
 
 
@@ -86,7 +98,11 @@ class CodeFailed(CIMagicError):
 
 
 class BudgetExceeded(CIMagicError):
-    """A token or cost budget was exhausted."""
+    """A token or cost budget was exhausted. ``limit``: the budget as given ("5000", "$0.05")."""
+
+    def __init__(self, message: str, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class Cancelled(CIMagicError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -192,7 +193,11 @@ class Interpreter:
         try:
             result = self._ask(ask_id, order, options, stamped, trace)
         except BaseException as exc:
-            self.asks.append(trace.finish(None, exc))
+            summary = trace.finish(None, exc)
+            self.asks.append(summary)
+            # What the ask spent goes with the error that ended it (CIMagicError.summary; any other too).
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.summary = summary  # type: ignore[attr-defined]
             raise
         result.ask_id = ask_id
         self.asks.append(trace.finish(result))

@@ -220,11 +220,12 @@ class NotebookSession:
                 fresh=request.fresh,
                 ask_id=ask_id,
             )
-        except BaseException:
-            # What an ask that raised (over budget, cancelled, refused) spent stays on the record.
-            spent = next((s for s in reversed(interpreter.asks) if s.ask_id == ask_id), None)
-            if spent is not None:
-                self._records.append(AskRecord(spent))
+        except BaseException as exc:
+            # What an ask that raised (over budget, cancelled, refused) spent stays on the record: the error
+            # carries it (CIMagicError.summary).
+            summary: AskSummary | None = getattr(exc, "summary", None)
+            if summary is not None:
+                self._records.append(AskRecord(summary))
             raise
         insertion = cells_for(result, anchor_cell_id, interpreter.files_dir)
         explicit = set(request.keep or ()) if not request.no_keep else set()

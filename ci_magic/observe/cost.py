@@ -139,7 +139,8 @@ class Budget:
                 raise BudgetExceeded(
                     f"The budget of {self.limit} was used up: this ask has spent {self._spent_text(spent)} on "
                     f"{self.requests} model request(s). The last reply was not run. Raise --budget, or ask a "
-                    "narrower question."
+                    "narrower question.",
+                    str(self.limit),
                 )
             return
         prompt = estimate_prompt_tokens(pending)
@@ -150,7 +151,8 @@ class Budget:
             raise BudgetExceeded(
                 f"The budget of {self.limit} would be exceeded by the next model request {done}(about "
                 f"{next_request.total_tokens:,} tokens estimated, {self._spent_text(spent)} spent so far); "
-                "nothing more was sent. Raise --budget, or describe fewer frames to shorten the prompt."
+                "nothing more was sent. Raise --budget, or describe fewer frames to shorten the prompt.",
+                str(self.limit),
             )
 
 

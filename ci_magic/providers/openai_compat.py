@@ -150,7 +150,8 @@ class OpenAIProvider(OneReply):
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             return ProviderAuthError(
                 f"{where} refused the API key (HTTP {exc.status_code}). Set a valid OPENAI_API_KEY; the key "
-                "itself is never shown or logged."
+                "itself is never shown or logged.",
+                exc.status_code,
             )
         if isinstance(exc, openai.RateLimitError):
             retry_after = _retry_after(exc.response.headers if exc.response is not None else {})
@@ -163,11 +164,14 @@ class OpenAIProvider(OneReply):
         if isinstance(exc, openai.NotFoundError):
             return ProviderResponseError(
                 f"{where} does not know the model {self.model!r} (HTTP 404). Choose another with "
-                f"{how_to_set('model', self._frontend)}."
+                f"{how_to_set('model', self._frontend)}.",
+                404,
             )
         if isinstance(exc, openai.APIStatusError):
             detail = _short(str(exc.message))
-            return ProviderResponseError(f"{where} answered HTTP {exc.status_code}: {detail}")
+            return ProviderResponseError(
+                f"{where} answered HTTP {exc.status_code}: {detail}", exc.status_code
+            )
         return ProviderResponseError(f"{where} sent a reply we could not read: {_short(str(exc))}")
 
 
