@@ -50,7 +50,7 @@ def fake() -> Iterator[FakeModelServer]:
 @pytest.fixture
 def settings(fake: FakeModelServer) -> Settings:
     # The answer in words is one more model request per working ask: tests of the loop script only the code
-    # replies; tests/test_answer.py turns it on.
+    # replies; tests/engine/test_answer.py turns it on.
     return Settings(
         model="fake-model",
         base_url=fake.base_url,

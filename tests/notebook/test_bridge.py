@@ -269,7 +269,7 @@ def test_protocol_mismatch_and_unknown_messages(bridge: Bridge) -> None:
 
 
 def test_protocol_is_declared_once_and_mirrored_by_the_extension() -> None:
-    ts = (Path(__file__).resolve().parent.parent / "labextension" / "src" / "protocol.ts").read_text()
+    ts = (Path(__file__).resolve().parents[2] / "labextension" / "src" / "protocol.ts").read_text()
     assert f"PROTOCOL_VERSION = {PROTOCOL_VERSION}" in ts
     for kind in {*FRONTEND_MESSAGES, *KERNEL_MESSAGES}:
         assert f"'{kind}'" in ts, kind

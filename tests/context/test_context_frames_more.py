@@ -21,7 +21,7 @@ from ci_magic.core.errors import ContextError
 
 pl = pytest.importorskip("polars")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MARKER = "ZZ-MARKER-7731"
 
 

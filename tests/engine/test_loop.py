@@ -1,6 +1,6 @@
 """The repair loop, with the scripted fake model and the scripted executor: no kernel is started.
 
-What the code does when it really runs is the sandbox's business (tests/test_sandbox.py, test_attacks.py and
+What the code does when it really runs is the sandbox's business (tests/sandbox/test_sandbox.py, test_attacks.py and
 the end-to-end tests of the magic); here the executor answers from a script and records what it was asked.
 """
 

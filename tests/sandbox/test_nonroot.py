@@ -1,7 +1,7 @@
 """The attack suite again, as an unprivileged user: the usual case outside containers.
 
 As root the sandbox is built by a privileged bubblewrap and drops to uid 65534; as a normal user bubblewrap
-makes a user namespace instead. Both paths must hold. This re-runs tests/test_attacks.py — and the tests of
+makes a user namespace instead. Both paths must hold. This re-runs tests/sandbox/test_attacks.py — and the tests of
 what leaves the sandbox for the user's side (files that would run where they land, look-alike names, the
 record cell, re-running a generated cell, verify) — in a child pytest as user 'nobody' (uid 65534) through
 setpriv. Needs root to switch users (CI runs as root); skipped otherwise,
@@ -19,16 +19,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 AS_NOBODY = [
-    "test_attacks.py",
-    "test_record_cell.py",
-    "test_files_back.py::test_files_that_would_run_where_they_land_arrive_inert",
-    "test_files_back.py::test_a_look_alike_of_a_users_file_arrives_with_a_note",
-    "test_magic.py::test_a_generated_cell_run_again_runs_in_the_sandbox",
-    "test_magic.py::test_values_brought_back_never_hide_builtins_unasked",
-    "test_export.py::test_verify_runs_generated_code_in_the_sandbox",
+    "sandbox/test_attacks.py",
+    "notebook/test_record_cell.py",
+    "engine/test_files_back.py::test_files_that_would_run_where_they_land_arrive_inert",
+    "engine/test_files_back.py::test_a_look_alike_of_a_users_file_arrives_with_a_note",
+    "notebook/test_magic.py::test_a_generated_cell_run_again_runs_in_the_sandbox",
+    "notebook/test_magic.py::test_values_brought_back_never_hide_builtins_unasked",
+    "reproduce/test_export.py::test_verify_runs_generated_code_in_the_sandbox",
 ]
 
 
