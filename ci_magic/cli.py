@@ -201,7 +201,7 @@ def load_table(spec: str) -> tuple[str, Any]:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .core.events import Event
+    from .core.events import Event, ExecDone, ModelStart, Token
     from .engine.interpreter import Interpreter
 
     settings = _settings(args)
@@ -210,12 +210,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     def progress(event: Event) -> None:
         if args.quiet or args.json:
             return
-        if event.kind == "model_start":
+        data = event.data
+        if isinstance(data, ModelStart):
             say(f"\n── attempt {event.attempt}: {settings.model or 'model'} is writing…", sys.stderr)
-        elif event.kind == "token":
-            say(event.data["text"], sys.stderr, end="")
-        elif event.kind == "exec_done" and event.data["error"]:
-            say(f"\n── attempt {event.attempt} failed: {event.data['error'][:300]}", sys.stderr)
+        elif isinstance(data, Token):
+            say(data.text, sys.stderr, end="")
+        elif isinstance(data, ExecDone) and data.error:
+            say(f"\n── attempt {event.attempt} failed: {data.error[:300]}", sys.stderr)
 
     # The current folder: its files are what the model sees, and where the files the code writes arrive.
     here = Path.cwd()

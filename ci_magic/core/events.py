@@ -8,32 +8,167 @@ the bridge agree on which ask an event belongs to. The kinds and their data are 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
 
 EventKind = Literal[
-    "context",  # data: {"text": str, "tokens": int}
-    "model_start",  # data: {}
-    "token",  # data: {"text": str}  (a streamed fragment of the model's reply)
-    "model_done",  # data: {"prompt_tokens": int, "completion_tokens": int, "seconds": float}
-    "code",  # data: {"code": str}
-    "no_code",  # data: {"problem": str}
-    "exec_done",  # data: {"outcome": str, "outputs": list, "error": str | None, "seconds": float}
-    "retry",  # data: {"problem": str}
-    "answer_start",  # data: {"best_effort": bool} (the answer in words, or a failed ask's format step, begins)
-    "answer",  # data: {"text": str | None, "best_effort": bool, "prompt_tokens": int, "completion_tokens": int}
-    "vote",  # data: {"chosen_attempt": int | None (its number), "votes": list[int]} (ci_magic/vote.py)
-    "done",  # data: {"ok": bool, "attempts": int, "prompt_tokens": int, "completion_tokens": int,
-    #                "warnings": list[str], "answer": str | None, "best_effort": str | None, "files": list}
+    "context",
+    "model_start",
+    "token",
+    "model_done",
+    "code",
+    "no_code",
+    "exec_done",
+    "retry",
+    "answer_start",
+    "answer",
+    "vote",
+    "done",
 ]
 
 
 @dataclass(frozen=True)
+class Context:
+    """The data description was built (before anything is sent)."""
+
+    kind: ClassVar[EventKind] = "context"
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class ModelStart:
+    """The model starts writing attempt ``Event.attempt`` (``sample``: which vote sample it is, if one)."""
+
+    kind: ClassVar[EventKind] = "model_start"
+    sample: int | None = None
+
+
+@dataclass(frozen=True)
+class Token:
+    """A streamed fragment of the model's reply."""
+
+    kind: ClassVar[EventKind] = "token"
+    text: str
+
+
+@dataclass(frozen=True)
+class ModelDone:
+    kind: ClassVar[EventKind] = "model_done"
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Code:
+    """The code found in the reply, about to run."""
+
+    kind: ClassVar[EventKind] = "code"
+    code: str
+
+
+@dataclass(frozen=True)
+class NoCode:
+    kind: ClassVar[EventKind] = "no_code"
+    problem: str
+
+
+@dataclass(frozen=True)
+class ExecDone:
+    """A run finished: its outputs, and why it failed or was rejected (``error``)."""
+
+    kind: ClassVar[EventKind] = "exec_done"
+    outcome: str
+    outputs: list[dict[str, Any]]
+    error: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Retry:
+    """The attempt failed; ``problem`` is what goes back to the model."""
+
+    kind: ClassVar[EventKind] = "retry"
+    problem: str
+
+
+@dataclass(frozen=True)
+class AnswerStart:
+    """The answer in words (or a failed ask's format step: ``best_effort``) begins."""
+
+    kind: ClassVar[EventKind] = "answer_start"
+    best_effort: bool
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer in words, or a failed ask's best effort (``text`` None: none came)."""
+
+    kind: ClassVar[EventKind] = "answer"
+    text: str | None
+    best_effort: bool
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Vote:
+    """The vote's pick (engine/vote.py): the chosen attempt's number and the count of each answer."""
+
+    kind: ClassVar[EventKind] = "vote"
+    chosen_attempt: int | None
+    votes: list[int]
+
+
+@dataclass(frozen=True)
+class Done:
+    """The ask's end: what every front end needs (files as ``DeliveredFile`` dicts)."""
+
+    kind: ClassVar[EventKind] = "done"
+    ok: bool
+    attempts: int
+    prompt_tokens: int
+    completion_tokens: int
+    warnings: list[str]
+    answer: str | None
+    doubt: str | None
+    best_effort: str | None
+    files: list[dict[str, Any]]
+
+
+EventData = (
+    Context
+    | ModelStart
+    | Token
+    | ModelDone
+    | Code
+    | NoCode
+    | ExecDone
+    | Retry
+    | AnswerStart
+    | Answer
+    | Vote
+    | Done
+)
+
+
+@dataclass(frozen=True)
 class Event:
-    kind: EventKind
+    """One step of an ask: typed ``data`` (its class names the ``kind``), the attempt it belongs to (0: the ask
+    itself) and the ask's id."""
+
+    data: EventData
     attempt: int = 0
-    data: dict[str, Any] = field(default_factory=dict)
     ask_id: str = ""  # set by Interpreter.ask for every event of the ask ("" only before it is stamped)
+
+    @property
+    def kind(self) -> EventKind:
+        return self.data.kind
+
+    def wire(self) -> dict[str, Any]:
+        """The data as the panel's ``event`` message carries it (labextension/src/protocol.ts)."""
+        return asdict(self.data)
 
 
 EventSink = Callable[[Event], None]

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.errors import BudgetExceeded, ProviderError
-from ..core.events import Event
+from ..core.events import Answer, AnswerStart, Event
 from ..core.results import AskResult, ExecutionResult, Usage, Words
 from ..providers import Message
 from . import prompts
@@ -111,7 +111,7 @@ def write(run: AskRun, result: AskResult, dialogue: list[Message], opening: list
     assert final is not None and final.execution is not None
     if not (dialogue and dialogue[-1]["role"] == "assistant" and dialogue[-1]["content"] == final.reply):
         dialogue = [*opening, {"role": "assistant", "content": final.reply}]
-    run.emit(Event("answer_start", 0, {"best_effort": False}))
+    run.emit(Event(AnswerStart(best_effort=False)))
     try:
         result.words = in_words(run, dialogue, final.execution)
     except (ProviderError, BudgetExceeded) as exc:
@@ -125,13 +125,7 @@ def write(run: AskRun, result: AskResult, dialogue: list[Message], opening: list
 def said(text: str | None, *, best_effort: bool, usage: Usage | None = None) -> Event:
     """The ``answer`` event: the words of a working ask, or a failed ask's best effort (None: none came)."""
     u = usage or Usage()
-    data = {
-        "text": text,
-        "best_effort": best_effort,
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-    }
-    return Event("answer", 0, data)
+    return Event(Answer(text, best_effort, u.prompt_tokens, u.completion_tokens))
 
 
 def in_words(run: AskRun, dialogue: list[Message], execution: ExecutionResult) -> Words | None:

@@ -16,7 +16,7 @@ from ..context.files import describe_files
 from ..context.frames import Frame, build_context
 from ..core import privacy
 from ..core.errors import SandboxError, UsageError
-from ..core.events import Event, EventSink, ignore
+from ..core.events import Context, Done, Event, EventSink, ignore
 from ..core.executor import Executor
 from ..core.results import AskResult, AskSummary, CodeRun, DeliveredFile
 from ..core.settings import Settings
@@ -230,7 +230,7 @@ class Interpreter:
             self._slot.drop()
             self._slot.expired = True
         context, context_tokens, messages = self._opening(question, frames, order.system_extra, self.settings)
-        on_event(Event("context", 0, {"text": context, "tokens": context_tokens}))
+        on_event(Event(Context(context, context_tokens)))
         if self.settings.require_isolation:
             self._refuse_unisolated(self._slot.get())  # before resolving (maybe starting) a model
         provider, limit = self._provider_for(trace, options.budget, options.fresh)
@@ -276,7 +276,7 @@ class Interpreter:
             note = answer.write(run, result, dialogue, messages)
             result.warnings += [note] if note else []
         result.seconds = time.monotonic() - started
-        on_event(Event("done", len(result.attempts), result.done_data()))
+        on_event(Event(Done(**result.done_data()), len(result.attempts)))
         return result
 
     def _finish(self, run: AskRun, result: AskResult, order: _Order, before: set[str]) -> None:

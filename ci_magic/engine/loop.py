@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from ..core import privacy
-from ..core.events import Event
+from ..core.events import Event, Retry
 from ..core.executor import Frame
 from ..core.results import Attempt, ExecutionResult
 from ..core.settings import Settings
@@ -62,7 +62,7 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
             # over from the question, with what went wrong as notes (an independent try, then its one repair).
             messages[:] = _fresh_start(opening, done, run.frames, run.settings.context_detail)
         if number < attempts:
-            run.emit(Event("retry", number, {"problem": attempt.problem}))
+            run.emit(Event(Retry(attempt.problem), number))
     return done
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from ..core.errors import BudgetExceeded, ProviderError
-from ..core.events import Event
+from ..core.events import AnswerStart, Event
 from ..core.results import Attempt, BestEffort, ExecutionResult, Usage
 from ..providers import Message
 from . import prompts
@@ -83,7 +83,7 @@ def format_answer(run: AskRun, system: Message) -> BestEffort | None:
         system,
         {"role": "user", "content": prompts.FORMAT_ONLY.format(question=run.question.strip(), output=output)},
     ]
-    run.emit(Event("answer_start", 0, {"best_effort": True}))
+    run.emit(Event(AnswerStart(best_effort=True)))
     try:
         completion = side_step(run, messages, FORMAT_TOKENS)
     except (ProviderError, BudgetExceeded):

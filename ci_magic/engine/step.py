@@ -8,10 +8,9 @@ code, how the run ended, and — as its own field — why a run that worked was 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from ..core.errors import Cancelled
-from ..core.events import Event, EventSink
+from ..core.events import Code, Event, EventSink, ExecDone, ModelDone, ModelStart, NoCode, Token
 from ..core.results import Attempt, ExecutionResult, Usage
 from ..providers import Completion, Message, OnText, Request
 from .ask import AskRun, BudgetCheck, Check
@@ -23,18 +22,18 @@ __all__ = ["BudgetCheck", "Check", "call_model", "judge", "request", "side_step"
 def call_model(run: AskRun, messages: list[Message], number: int, temperature: float | None) -> Completion:
     """One model request for attempt ``number``: streamed as events, checked against the budget before and
     after, and turned into Cancelled on an interrupt."""
-    return request(run, Request(messages, 1, temperature), number, [{}])[0]
+    return request(run, Request(messages, 1, temperature), number, [None])[0]
 
 
-def request(run: AskRun, sent: Request, first: int, starts: list[dict[str, Any]]) -> list[Completion]:
+def request(run: AskRun, sent: Request, first: int, samples: list[int | None]) -> list[Completion]:
     """The ``sent.n`` completions of one request, for attempts ``first``, ``first + 1``… (a repair: one; the
-    vote's samples: several): each streamed as the events of its attempt (``model_start`` with its ``starts``
-    data, ``token``, ``model_done``), checked against the budget before and after."""
-    for i, data in enumerate(starts):
-        run.emit(Event("model_start", first + i, data))
+    vote's samples: several, numbered by ``samples``): each streamed as the events of its attempt
+    (``model_start``, ``token``, ``model_done``), checked against the budget before and after."""
+    for i, sample in enumerate(samples):
+        run.emit(Event(ModelStart(sample), first + i))
 
     def stream(index: int, text: str) -> None:
-        run.emit(Event("token", first + index, {"text": text}))
+        run.emit(Event(Token(text), first + index))
 
     def done(completions: list[Completion]) -> None:
         for i, completion in enumerate(completions):
@@ -74,12 +73,7 @@ def _checked(
 
 def model_done(completion: Completion, number: int, emit: EventSink) -> None:
     u = completion.usage
-    data = {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "seconds": completion.seconds,
-    }
-    emit(Event("model_done", number, data))
+    emit(Event(ModelDone(u.prompt_tokens, u.completion_tokens, completion.seconds), number))
 
 
 def run_code(run: AskRun, code: str, *, pristine: bool) -> ExecutionResult:
@@ -111,9 +105,9 @@ def judge(
         cached=completion.cached,
     )
     if code is None:
-        run.emit(Event("no_code", number, {"problem": attempt.failure}))
+        run.emit(Event(NoCode(attempt.failure or ""), number))
         return attempt
-    run.emit(Event("code", number, {"code": code}))
+    run.emit(Event(Code(code), number))
     attempt.execution = run_code(run, code, pristine=bool(run.attempts))
     if attempt.execution.ok and check is not None:
         attempt.rejected = check(attempt.execution)
@@ -125,10 +119,5 @@ def exec_done(attempt: Attempt) -> Event:
     """The event that reports a finished run (its outputs, and why it failed or was rejected)."""
     execution = attempt.execution
     assert execution is not None
-    data = {
-        "outcome": attempt.outcome,
-        "outputs": execution.outputs,
-        "error": None if attempt.ok else attempt.failure,
-        "seconds": execution.seconds,
-    }
-    return Event("exec_done", attempt.number, data)
+    error = None if attempt.ok else attempt.failure
+    return Event(ExecDone(attempt.outcome, execution.outputs, error, execution.seconds), attempt.number)

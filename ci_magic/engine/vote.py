@@ -18,9 +18,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Hashable
-from typing import Any
 
-from ..core.events import Event
+from ..core.events import Event, Vote
 from ..core.results import AskResult, Attempt, ExecutionResult
 from ..providers import Completion, Message, Request
 from .ask import AskRun
@@ -74,7 +73,7 @@ def hold_vote(run: AskRun, result: AskResult, opening: list[Message], samples: i
     result.chosen = chosen
     result.votes = {str(k)[:200]: n for k, n in counts.items()}
     number = result.attempts[chosen].number if chosen is not None else None
-    run.emit(Event("vote", len(result.attempts), {"chosen_attempt": number, "votes": list(counts.values())}))
+    run.emit(Event(Vote(number, list(counts.values())), len(result.attempts)))
 
 
 def first_batch(keys: list[Hashable], remaining: int) -> int:
@@ -117,6 +116,5 @@ def draw_samples(
 def _request(run: AskRun, opening: list[Message], count: int, first: int, seed: int) -> list[Completion]:
     """``count`` samples of the original question in one request: attempt numbers ``first``…, seeds
     ``seed``…; streamed as events of their own attempts, checked against the budget before and after."""
-    starts: list[dict[str, Any]] = [{"sample": seed + i + 1} for i in range(count)]
     sent = Request([dict(m) for m in opening], count, VOTE_TEMPERATURE, seed)
-    return request(run, sent, first, starts)
+    return request(run, sent, first, [seed + i + 1 for i in range(count)])

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from .._version import __version__
 from ..core.errors import CIMagicError
-from ..core.events import Event
+from ..core.events import Event, Token
 from . import options
 from .cells import Insertion
 from .session import NotebookSession
@@ -161,14 +161,14 @@ class Bridge:
         """A subscriber of the session: mirrors every event of every ask to the frontends."""
         if not self.comms:
             return
-        if event.kind == "token":
+        if isinstance(event.data, Token):
             # Buffered per attempt: samples drawn in one batch stream interleaved, and each keeps its batch.
-            self._tokens.setdefault((event.ask_id, event.attempt), []).append(str(event.data.get("text", "")))
+            self._tokens.setdefault((event.ask_id, event.attempt), []).append(event.data.text)
             if time.monotonic() - self._flushed >= TOKEN_FLUSH_S:
                 self._flush_tokens()
             return
         self._flush_tokens()
-        self._send_event(event.ask_id, event.kind, event.attempt, event.data)
+        self._send_event(event.ask_id, event.kind, event.attempt, event.wire())
 
     def _flush_tokens(self) -> None:
         self._flushed = time.monotonic()

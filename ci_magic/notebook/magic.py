@@ -22,7 +22,7 @@ from IPython.core.magic import (
 from IPython.display import display, publish_display_data
 
 from ..core.errors import CodeFailed, UsageError
-from ..core.events import Event
+from ..core.events import Event, ModelDone, ModelStart, Token
 from ..core.results import estimate_tokens
 from .cells import METADATA_KEY, Insertion, files_outputs, show_outputs
 from .options import help_text, parse_line
@@ -146,14 +146,15 @@ class LiveView:
         )
 
     def __call__(self, event: Event) -> None:
-        if event.kind == "token":
-            self.tokens += estimate_tokens(event.data["text"])
+        data = event.data
+        if isinstance(data, Token):
+            self.tokens += estimate_tokens(data.text)
             self.state = "model is writing"
-        elif event.kind == "model_start":
+        elif isinstance(data, ModelStart):
             self.attempt, self.tokens, self.state = event.attempt, 0, "waiting for the model"
-            self.sample = event.data.get("sample")
-        elif event.kind == "model_done":
-            self.total += event.data["prompt_tokens"] + event.data["completion_tokens"]
+            self.sample = data.sample
+        elif isinstance(data, ModelDone):
+            self.total += data.prompt_tokens + data.completion_tokens
             self.state = "model done"
         elif event.kind == "code":
             self.state = "running in the sandbox"

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.events import Event, EventSink
+from ..core.events import Code, Context, Event, EventSink, ExecDone, ModelStart
 from ..core.paths import cache_root
 from ..core.results import AskResult, AskSummary, Usage
 from ..core.settings import Settings
@@ -155,20 +155,21 @@ class AskTrace:
 
     def _on_event(self, event: Event) -> None:
         now_wall, now = time.time(), time.monotonic()
-        if event.kind == "context":
+        data = event.data
+        if isinstance(data, Context):
             self.span(
                 "context",
                 self.started_wall,
                 now - self._started,
-                tokens=event.data.get("tokens"),
+                tokens=data.tokens,
                 context_detail=self.detail,
-                text=event.data.get("text"),
+                text=data.text,
             )
-        elif event.kind == "model_start":
+        elif isinstance(data, ModelStart):
             self._attempt = event.attempt
-        elif event.kind == "code":
+        elif isinstance(data, Code):
             self._exec_started = (now_wall, now)
-        elif event.kind == "exec_done":
+        elif isinstance(data, ExecDone):
             wall, mono = self._exec_started or (now_wall, now)
             self._exec_started = None
             self.span(
@@ -176,10 +177,10 @@ class AskTrace:
                 wall,
                 now - mono,
                 attempt=event.attempt,
-                outcome=event.data.get("outcome"),
-                error=event.data.get("error"),
-                seconds=event.data.get("seconds"),
-                outputs=self._summarise(event.data.get("outputs") or []),
+                outcome=data.outcome,
+                error=data.error,
+                seconds=data.seconds,
+                outputs=self._summarise(data.outputs),
             )
 
     def _summarise(self, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -63,7 +63,7 @@ def test_a_working_ask_ends_with_its_answer_in_words_everywhere(
     assert result.to_json()["answer"] == WORDS
     assert cells_for(result).code_cell.metadata["ci_magic"]["answer"] == WORDS  # what the export reads
     done = next(e for e in events if e.kind == "done")
-    assert done.data["answer"] == WORDS and done.data["doubt"] is None
+    assert done.wire()["answer"] == WORDS and done.wire()["doubt"] is None  # as the panel receives it
     kinds = [e.kind for e in events]
     assert kinds.index("answer_start") < kinds.index("answer") < kinds.index("done")
     assert all(e.attempt == 0 for e in events if e.kind.startswith("answer"))  # not an attempt

@@ -232,13 +232,13 @@ def test_panel_ask_lists_the_files_the_code_wrote(
 
 
 def test_interleaved_tokens_of_samples_are_batched_per_attempt(bridge: Bridge) -> None:
-    from ci_magic.core.events import Event
+    from ci_magic.core.events import Event, ModelDone, Token
 
     comm = connect(bridge)
     bridge._flushed = 1e18  # nothing is flushed by time during this test
     for i in range(20):
-        bridge.forward_event(Event("token", 2 + i % 2, {"text": f"{i} "}, ask_id="a"))
-    bridge.forward_event(Event("model_done", 2, {}, ask_id="a"))
+        bridge.forward_event(Event(Token(f"{i} "), 2 + i % 2, ask_id="a"))
+    bridge.forward_event(Event(ModelDone(0, 0, 0.0), 2, ask_id="a"))
     tokens = [e for e in comm.of_type("event") if e["kind"] == "token"]
     assert [(t["attempt"], t["data"]["text"].split()[:2]) for t in tokens] == [
         (2, ["0", "2"]),
@@ -272,6 +272,14 @@ def test_protocol_is_declared_once_and_mirrored_by_the_extension() -> None:
     ts = (Path(__file__).resolve().parents[2] / "labextension" / "src" / "protocol.ts").read_text()
     assert f"PROTOCOL_VERSION = {PROTOCOL_VERSION}" in ts
     for kind in {*FRONTEND_MESSAGES, *KERNEL_MESSAGES}:
+        assert f"'{kind}'" in ts, kind
+    # Every kind of event (one data class each, core/events.py) is one the extension knows.
+    from typing import get_args
+
+    from ci_magic.core.events import EventData, EventKind
+
+    assert {c.kind for c in get_args(EventData)} == set(get_args(EventKind))
+    for kind in get_args(EventKind):
         assert f"'{kind}'" in ts, kind
 
 
