@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from traitlets import Bool, Dict, Enum, Float, Int, Unicode
 from traitlets.config import Configurable
@@ -44,16 +46,10 @@ class Ask(Configurable):
     cache_max_mb = Float(_SETTINGS.cache_max_mb, help=HELP["cache_max_mb"]).tag(config=True)
     prices = Dict(help=HELP["prices"]).tag(config=True)
 
-    def settings(
-        self,
-        *,
-        model: str | None = None,
-        attempts: int | None = None,
-        samples: int | None = None,
-        timeout: float | None = None,
-        overwrite: bool | None = None,
-    ) -> Settings:
-        """The settings of one ask: this configuration, the environment, and the ask's own options on top."""
+    def settings(self, overrides: Mapping[str, Any] | None = None) -> Settings:
+        """The settings of one ask: this configuration, the environment, and the ask's own options on top
+        (``overrides``: Settings field → value, ``limits.<field>`` for a Limits field; see
+        :meth:`~ci_magic.notebook.options.AskRequest.overrides`)."""
         limits = Limits(
             memory_mb=self.memory_mb, timeout_s=self.timeout, network=self.network, disk_mb=self.disk_mb
         )
@@ -80,7 +76,10 @@ class Ask(Configurable):
         settings = base.with_(require_isolation=base.require_isolation or self.require_isolation or None)
         settings = settings.with_(answer_in_words=base.answer_in_words and self.answer_in_words)
         settings = settings.with_(model=self.model, base_url=self.base_url)
-        settings = settings.with_(model=model, attempts=attempts, samples=samples, overwrite_files=overwrite)
-        if timeout is not None:
-            settings = settings.with_(limits=replace(settings.limits, timeout_s=timeout))
+        for path, value in (overrides or {}).items():
+            holder, _, name = path.rpartition(".")
+            if holder == "limits":
+                settings = settings.with_(limits=replace(settings.limits, **{name: value}))
+            else:
+                settings = settings.with_(**{name: value})
         return settings

@@ -96,7 +96,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("attempts", "-n", HELP["attempts"], int, "N", setting="attempts", panel=True),
     Option("samples", "-s", HELP["samples"], int, "K", setting="samples", panel=True),
-    Option("model", "-m", HELP["model"], str, "M", panel=True),
+    Option("model", "-m", HELP["model"], str, "M", setting="model", panel=True),
     Option(
         "keep",
         "-k",
@@ -145,14 +145,14 @@ class AskRequest:
         return list(self.keep) if self.keep else "auto"
 
     def overrides(self) -> dict[str, Any]:
-        """The options that change the settings of this ask (see ``Ask.settings``)."""
-        return {
-            "model": self.model,
-            "attempts": self.attempts,
-            "samples": self.samples,
-            "timeout": self.timeout,
-            "overwrite": self.overwrite or None,
-        }
+        """The settings this ask's options change (Settings field, or ``limits.<field>``, → value; see
+        ``Ask.settings``): every option that names a setting and was given (a switch: when on)."""
+        found = {}
+        for o in OPTIONS:
+            value = getattr(self, o.name)
+            if o.setting is not None and value is not None and value is not False:
+                found[o.setting] = value
+        return found
 
 
 def usage_line() -> str:

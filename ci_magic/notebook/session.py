@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,19 +83,9 @@ class NotebookSession:
 
     # -- configuration and lifecycle -------------------------------------------------------------------------
 
-    def settings(
-        self,
-        *,
-        model: str | None = None,
-        attempts: int | None = None,
-        samples: int | None = None,
-        timeout: float | None = None,
-        overwrite: bool | None = None,
-    ) -> Settings:
-        """``%config Ask.…`` and the environment, with one ask's options on top."""
-        return self.config.settings(
-            model=model, attempts=attempts, samples=samples, timeout=timeout, overwrite=overwrite
-        )
+    def settings(self, overrides: Mapping[str, Any] | None = None) -> Settings:
+        """``%config Ask.…`` and the environment, with one ask's options on top (``AskRequest.overrides()``)."""
+        return self.config.settings(overrides)
 
     @property
     def interpreter(self) -> Interpreter | None:
@@ -202,7 +192,7 @@ class NotebookSession:
         come back into the user's namespace under the keep policy; the insertion's notes say what came back and
         what was not overwritten. The ask is recorded whether it finishes or raises."""
         frames = self.frames(request.frames)
-        interpreter = self._interpreter_for(self.settings(**request.overrides()))
+        interpreter = self._interpreter_for(self.settings(request.overrides()))
         ask_id = ask_id or uuid.uuid4().hex
 
         def emit(event: Event) -> None:

@@ -184,6 +184,21 @@ def test_options_and_request_fields_match_and_defaults_come_from_settings() -> N
         Settings().context_tokens,
     )
     assert ask.require_isolation is Settings().require_isolation is False
+    # One ask's options change the settings they name, through the same declaration.
+    request = options.parse_line("-n 2 -t 5 --overwrite -m other", "why\n")
+    assert request.overrides() == {
+        "attempts": 2,
+        "limits.timeout_s": 5.0,
+        "overwrite_files": True,
+        "model": "other",
+    }
+    changed = ask.settings(request.overrides())
+    assert (changed.attempts, changed.limits.timeout_s, changed.overwrite_files, changed.model) == (
+        2,
+        5.0,
+        True,
+        "other",
+    )
 
 
 def test_the_line_parser_the_export_and_the_panel_read_one_declaration() -> None:
@@ -248,7 +263,8 @@ def test_session_api_is_the_only_way_in(scripted_shell: InteractiveShell) -> Non
     session.unsubscribe(heard.append)
     assert session.preview("q").messages[-1]["content"].endswith("Question: q")
     assert (
-        isinstance(session.settings(attempts=5).attempts, int) and session.settings(attempts=5).attempts == 5
+        isinstance(session.settings({"attempts": 5}).attempts, int)
+        and session.settings({"attempts": 5}).attempts == 5
     )
     assert session.settings().frontend == "notebook"
 
