@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli_io import load_table, save_images
 from .core.errors import CIMagicError, ProviderConfigError, UsageError
 from .core.settings import Limits, Settings, described, parse_prices
 
@@ -172,34 +172,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def load_table(spec: str) -> tuple[str, Any]:
-    import pandas as pd
-
-    name, sep, path = spec.partition("=")
-    if not sep or not name.isidentifier() or not path:
-        raise UsageError(f"--data expects NAME=PATH with NAME a Python identifier, got {spec!r}.")
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"--data {name}: no such file {path!r}.")
-    suffix = file.suffix.lower()
-    readers: dict[str, Any] = {
-        ".csv": pd.read_csv,
-        ".tsv": lambda p: pd.read_csv(p, sep="\t"),
-        ".parquet": pd.read_parquet,
-        ".json": pd.read_json,
-        ".jsonl": lambda p: pd.read_json(p, lines=True),
-        ".xlsx": pd.read_excel,
-        ".xls": pd.read_excel,
-    }
-    reader = readers.get(suffix, pd.read_csv)
-    try:
-        return name, reader(file)
-    except Exception as exc:
-        raise UsageError(
-            f"--data {name}: could not read {path!r} as a table ({type(exc).__name__}: {exc})."
-        ) from None
-
-
 def cmd_ask(args: argparse.Namespace) -> int:
     from .core.events import Event, ExecDone, ModelStart, Token
     from .engine.interpreter import Interpreter
@@ -222,7 +194,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     here = Path.cwd()
     with Interpreter(settings, user_dir=here, files_dir=here) as interpreter:
         result = interpreter.ask(args.question, frames, keep=None, on_event=progress, budget=args.budget)
-    images = _save_images(result.outputs, args.save_images)
+    images = save_images(result.outputs, args.save_images)
     if args.json:
         doc = result.to_json()
         doc["saved_images"] = images
@@ -265,21 +237,6 @@ def say(text: str, stream: Any = None, end: str = "\n") -> None:
     from .sandbox.sanitize import terminal_text
 
     print(terminal_text(text), end=end, file=stream or sys.stdout, flush=stream is sys.stderr)
-
-
-def _save_images(outputs: list[dict[str, Any]], directory: str | None) -> list[str]:
-    if not directory:
-        return []
-    target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
-    saved = []
-    for i, out in enumerate(outputs):
-        data = out.get("data", {})
-        if "image/png" in data:
-            path = target / f"output-{i}.png"
-            path.write_bytes(base64.b64decode(data["image/png"]))
-            saved.append(str(path))
-    return saved
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
