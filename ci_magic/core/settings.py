@@ -209,7 +209,7 @@ class Settings:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     attempts: int = 4
-    samples: int = 1  # independent answers per ask; more than one votes (ci_magic/vote.py)
+    samples: int = 1  # independent answers per ask; more than one votes (ci_magic/engine/vote.py)
     # No new attempt starts once an ask has run this long (seconds): a slow model or code that keeps timing out
     # cannot hold the notebook for attempts × (model + timeout).
     time_budget_s: float = 180.0
@@ -229,7 +229,7 @@ class Settings:
     # Refuse to run an ask (before the model is called) when the sandbox reports it is not isolated.
     require_isolation: bool = False
     frontend: Frontend = "python"  # whose words error messages use (see HOW_TO_SET)
-    # Run sandboxes on a Jupyter Enterprise Gateway instead of this machine (ci_magic/sandbox/gateway.py).
+    # Run sandboxes on a Jupyter Enterprise Gateway instead of this machine (ci_magic/sandbox/gateway/).
     gateway_url: str | None = None
     gateway_kernel: str | None = None  # kernelspec name on the gateway (its default when None)
     gateway_token: str | None = field(default=None, repr=False)  # CI_MAGIC_GATEWAY_TOKEN only, never config

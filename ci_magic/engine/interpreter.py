@@ -172,7 +172,7 @@ class Interpreter:
         "$0.05"); ``fresh`` bypasses the replay cache's lookup.
 
         With ``settings.samples > 1`` more independent answers are drawn after the repair loop and the one most
-        of them agree on (compared by ``vote_key``) is the result (ci_magic/vote.py).
+        of them agree on (compared by ``vote_key``) is the result (ci_magic/engine/vote.py).
 
         ``ask_id`` names the ask (a new one when None): every event, the trace and the result carry it. Every
         ask is traced (ci_magic/observe/trace.py) and summarised in :attr:`asks`, whether it succeeds, fails

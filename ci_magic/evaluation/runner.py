@@ -158,7 +158,7 @@ def _canonical(value: str) -> str:
 
 
 def response_text(question: Question, execution: ExecutionResult) -> str:
-    """What the code printed, with the @answers rounded as the format says (ci_magic/answer_format.py)."""
+    """What the code printed, with the @answers rounded as the format says (ci_magic/evaluation/answer_format.py)."""
     return answer_format.normalize_text(question.rules, execution.stdout())
 
 

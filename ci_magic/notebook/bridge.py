@@ -48,7 +48,7 @@ FRONTEND_MESSAGES = {
 KERNEL_MESSAGES = {
     "announce": "kernel-opened, immediately closed comm: ci_magic was loaded, send `hello`",
     "ready": "{version}: hello accepted",
-    "event": "{ask_id, origin, kind, attempt, data}: one progress event (see ci_magic/events.py)",
+    "event": "{ask_id, origin, kind, attempt, data}: one progress event (see ci_magic/core/events.py)",
     "insert": "{insertion_id, anchor_cell_id, cells}: put these cells below the anchor cell",
     "frames": "{frames: [{name, kind, shape}]}",
     "context": "{text, tokens, frames}: the messages the next ask would send (earlier asks included)",

@@ -1,4 +1,4 @@
-"""Reading @name[value] answer formats into rules, and applying them (ci_magic/answer_format.py)."""
+"""Reading @name[value] answer formats into rules, and applying them (ci_magic/evaluation/answer_format.py)."""
 
 from __future__ import annotations
 
