@@ -117,7 +117,9 @@ class Attempt:
     model_seconds: float
     rejected: str | None = None  # the run worked, but the answer check found this wrong with its output
     problem: str | None = None  # what the model was told about this attempt (repair feedback), if anything
-    sample: bool = False  # an extra independent answer drawn for a vote (ci_magic/engine/vote.py), not a repair
+    sample: bool = (
+        False  # an extra independent answer drawn for a vote (ci_magic/engine/vote.py), not a repair
+    )
     finish_reason: str | None = None  # the model's ("stop", "length", "truncated" when the stream broke)
     cached: bool = False  # the reply came from the replay cache
 
