@@ -4,6 +4,7 @@ IPython shells."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from ci_magic.core.settings import Limits, Settings
 from ci_magic.engine.interpreter import Interpreter
 from ci_magic.extension import load
+from ci_magic.notebook.bridge import PROTOCOL_VERSION, Bridge
 from ci_magic.providers.fake import FakeModelServer
 from ci_magic.sandbox.fake import ScriptedExecutor
 
@@ -133,3 +135,46 @@ def fingerprint(sh: InteractiveShell, directory: Path) -> dict[str, Any]:
             state[name] = type(value).__name__
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir() if p.is_file()}
     return {"ns": state, "files": files}
+
+
+# -- the panel's side of the comm (tests of the bridge, the session and isolation warnings) -----------------------
+
+
+class RecordingComm:
+    """A frontend's comm as the kernel sees it; ``sent`` holds what the frontend would receive."""
+
+    def __init__(self, comm_id: str = "comm-1") -> None:
+        self.comm_id = comm_id
+        self.sent: list[dict[str, Any]] = []
+        self.closed = False
+        self._on_msg: Callable[[dict[str, Any]], None] | None = None
+        self._on_close: Callable[[dict[str, Any]], None] | None = None
+
+    def send(self, data: dict[str, Any]) -> None:
+        self.sent.append(json.loads(json.dumps(data)))  # what cannot cross the wire fails here too
+
+    def on_msg(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        self._on_msg = callback
+
+    def on_close(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        self._on_close = callback
+
+    def close(self) -> None:
+        self.closed = True
+
+    def deliver(self, data: dict[str, Any]) -> None:
+        assert self._on_msg is not None
+        self._on_msg({"content": {"data": data}})
+
+    def frontend_closes(self) -> None:
+        assert self._on_close is not None
+        self._on_close({"content": {"data": {}}})
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m["type"] == kind]
+
+
+def connect(bridge: Bridge, comm_id: str = "comm-1") -> RecordingComm:
+    comm = RecordingComm(comm_id)
+    bridge.on_open(comm, {"content": {"data": {"v": PROTOCOL_VERSION, "type": "hello"}}})
+    return comm

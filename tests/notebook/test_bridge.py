@@ -6,7 +6,6 @@ goes through JSON, as on the wire). The last ones start a real ipykernel and spe
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import fenced
+from conftest import RecordingComm, connect, fenced
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from jupyter_client.blocking.client import BlockingKernelClient
@@ -46,40 +45,6 @@ PNG = {
 }
 
 
-class RecordingComm:
-    """A frontend's comm as the kernel sees it; ``sent`` holds what the frontend would receive."""
-
-    def __init__(self, comm_id: str = "comm-1") -> None:
-        self.comm_id = comm_id
-        self.sent: list[dict[str, Any]] = []
-        self.closed = False
-        self._on_msg: Callable[[dict[str, Any]], None] | None = None
-        self._on_close: Callable[[dict[str, Any]], None] | None = None
-
-    def send(self, data: dict[str, Any]) -> None:
-        self.sent.append(json.loads(json.dumps(data)))  # what cannot cross the wire fails here too
-
-    def on_msg(self, callback: Callable[[dict[str, Any]], None]) -> None:
-        self._on_msg = callback
-
-    def on_close(self, callback: Callable[[dict[str, Any]], None]) -> None:
-        self._on_close = callback
-
-    def close(self) -> None:
-        self.closed = True
-
-    def deliver(self, data: dict[str, Any]) -> None:
-        assert self._on_msg is not None
-        self._on_msg({"content": {"data": data}})
-
-    def frontend_closes(self) -> None:
-        assert self._on_close is not None
-        self._on_close({"content": {"data": {}}})
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.sent if m["type"] == kind]
-
-
 def session(shell: InteractiveShell) -> NotebookSession:
     found = session_of(shell)
     assert found is not None
@@ -92,12 +57,6 @@ def bridge(scripted_shell: InteractiveShell) -> Iterator[Bridge]:
     b.attach()
     yield b
     b.close()
-
-
-def connect(bridge: Bridge, comm_id: str = "comm-1") -> RecordingComm:
-    comm = RecordingComm(comm_id)
-    bridge.on_open(comm, {"content": {"data": {"v": PROTOCOL_VERSION, "type": "hello"}}})
-    return comm
 
 
 def test_terminal_ipython_gets_no_bridge(scripted_shell: InteractiveShell) -> None:

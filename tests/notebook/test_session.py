@@ -9,10 +9,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import fenced, shown
+from conftest import connect, fenced, shown
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from test_bridge import connect
 
 from ci_magic.core.errors import UsageError
 from ci_magic.core.events import Event

@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import fenced, shown
+from conftest import connect, fenced, shown
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from test_bridge import connect
 
 from ci_magic.core.errors import SandboxError
 from ci_magic.core.settings import Limits, Settings
