@@ -189,10 +189,7 @@ def _stats_function(attribute: str) -> str | None:
         return (
             "Statistical tests are in scipy: from scipy import stats; stats.shapiro(s.dropna()) and the like."
         )
-    if len(attribute) < 4 or importlib.util.find_spec("scipy") is None:
-        return None
-    stats = importlib.import_module("scipy.stats")  # loaded only when a failure may be one of its functions
-    if not callable(getattr(stats, attribute, None)):
+    if not _in_scipy_stats(attribute):
         return None
     return (
         f"{attribute} is a function of scipy.stats, not a method of this object: from scipy import stats; "
@@ -205,10 +202,15 @@ def _stats_name(name: str) -> str | None:
     """How to import a name that scipy.stats defines (``stats`` itself, ``pearsonr``, ``zscore``…)."""
     if name == "stats":
         return "from scipy import stats"
+    return f"from scipy.stats import {name}" if _in_scipy_stats(name) else None
+
+
+def _in_scipy_stats(name: str) -> bool:
+    """Whether scipy.stats has a function ``name`` (short names like ``t`` or ``f`` are too common to count)."""
     if len(name) < 4 or importlib.util.find_spec("scipy") is None:
-        return None
-    stats = importlib.import_module("scipy.stats")
-    return f"from scipy.stats import {name}" if callable(getattr(stats, name, None)) else None
+        return False
+    stats = importlib.import_module("scipy.stats")  # loaded only when a failure may be one of its functions
+    return callable(getattr(stats, name, None))
 
 
 def _module_named(package: str, name: str) -> str | None:
