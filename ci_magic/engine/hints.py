@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Mapping
 
+from ..context.columns import columns
 from ..core.executor import Frame
 from ..core.results import ExecutionResult
 
@@ -47,23 +48,6 @@ NUMBERS_FROM_TEXT = (
     "leading number with s.astype(str).str.replace(',', '').str.extract(r'([-+]?\\d*\\.?\\d+)')[0].astype(float); "
     "then drop the missing values. To compute over numeric columns only, use df.select_dtypes('number')."
 )
-
-
-def columns(frames: Mapping[str, Frame]) -> dict[str, list[str]]:
-    """The column names of every frame that has them (pandas, polars and Arrow alike), as strings."""
-    found = {}
-    for name, frame in frames.items():
-        # An Arrow table's .columns are its arrays; its names are .column_names (pandas and polars: .columns).
-        names = getattr(frame, "column_names", None)
-        if names is None and callable(
-            getattr(frame, "collect_schema", None)
-        ):  # a polars LazyFrame: no warning
-            names = frame.collect_schema().names()
-        if names is None:
-            names = getattr(frame, "columns", None)
-        if names is not None:
-            found[name] = [str(c) for c in list(names)[:5000]]
-    return found
 
 
 def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:

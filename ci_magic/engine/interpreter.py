@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..context.columns import columns
 from ..context.files import describe_files
 from ..context.frames import Frame, build_context
 from ..core import privacy
@@ -25,7 +26,7 @@ from ..observe.trace import AskTrace
 from ..providers import Message, Provider
 from ..providers.cache import CachedProvider, ReplyCache
 from ..providers.resolve import make_provider
-from . import answer, hints, prompts, rescue
+from . import answer, prompts, rescue
 from .ask import AskRun, BudgetCheck, Check
 from .delivery import Keep, bring_back, deliver
 from .executors import ExecutorSlot, make_executor
@@ -126,7 +127,7 @@ class Interpreter:
             self._user_dir,
             budget_tokens=max(200, settings.context_tokens // 3),
             detail=settings.context_detail,
-            loaded=hints.columns(frames),
+            loaded=columns(frames),
         )
         text = f"{ctx.text}\n\n{files.text}"
         turns = self.history[-HISTORY_TURNS:]

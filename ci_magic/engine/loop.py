@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
+from ..context.columns import columns
 from ..core import privacy
 from ..core.events import Event, Retry
 from ..core.executor import Frame
@@ -102,7 +103,7 @@ def _stuck(done: list[Attempt]) -> bool:
 def schema_names(frames: Mapping[str, Frame]) -> list[str]:
     """Frame and column names: what the model may see at every privacy level."""
     names = list(frames)
-    listing = hints.columns(frames)
+    listing = columns(frames)
     for name, obj in frames.items():
         if name in listing:
             names += listing[name]
@@ -120,9 +121,7 @@ def _fresh_start(
     if any(
         a.execution is not None and a.execution.error_name in ("KeyError", "AttributeError") for a in done
     ):
-        notes += [
-            f"the columns of {n} are exactly {cols[:80]!r}" for n, cols in hints.columns(frames).items()
-        ]
+        notes += [f"the columns of {n} are exactly {cols[:80]!r}" for n, cols in columns(frames).items()]
     fresh = [dict(m) for m in opening]
     fresh[-1]["content"] += prompts.EARLIER_FAILURES.format(notes="\n".join(f"- {n}" for n in notes))
     return fresh

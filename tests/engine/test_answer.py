@@ -218,3 +218,4 @@ def test_a_best_effort_only_copies_numbers_the_run_printed() -> None:
     assert copied("@mean[12.58]\n@count[0]", output)  # rounded as the format asks
     assert copied("@share[25.34]\n@p[1.2e-5]\n@mean_2020[12.6]", output)  # a percentage; a digit in a name
     assert not copied("@mean[12.58]\n@other[13.47]", output)  # 13.47 was never printed
+    assert not copied("@share[25.7]", output)  # a percentage is held to the printed value's rounding too

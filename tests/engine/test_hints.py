@@ -7,7 +7,8 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
-from ci_magic.engine.hints import columns, hints
+from ci_magic.context.columns import columns
+from ci_magic.engine.hints import hints
 from ci_magic.sandbox.fake import error
 
 FRAMES = {"df": pd.DataFrame({"No. of cases": [1], "WINDSPEED": [2.0], "Country": ["a"]})}
