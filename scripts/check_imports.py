@@ -227,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in upward:
         print("import against the layers: " + line)
     if found or upward:
-        print(f"{len(found)} import cycle(s) and {len(upward)} import(s) against the layers among {len(g)} modules.")
+        print(
+            f"{len(found)} import cycle(s) and {len(upward)} import(s) against the layers among {len(g)} modules."
+        )
         return 1
     print(
         f"no import cycles and none against the layers among {len(g)} modules "

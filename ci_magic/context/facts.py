@@ -46,6 +46,7 @@ class ColumnFacts:
     distinct: int | None = None
     numbers_as_text: bool = False
     examples: tuple[str, ...] = ()  # already quoted, at most 3
+    dates_as_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,11 @@ def examples(values: Iterable[Any], k: int) -> tuple[str, ...]:
 
 
 _LEADING_NUMBER = re.compile(r"\s*[-+]?[\d.,]*\d")
+#: A date (with an optional time) written as text: '2017-05-15', '15/05/2017', '15-May-2017', 'May 15, 2017'.
+_DATE = re.compile(
+    r"\s*(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d{1,2}[- /][A-Za-z]{3,9}[- /]\d{2,4}"
+    r"|[A-Za-z]{3,9} \d{1,2},? \d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\S*)?\s*"
+)
 
 
 def numbers_as_text(first: Sequence[Any]) -> bool:
@@ -106,13 +112,22 @@ def numbers_as_text(first: Sequence[Any]) -> bool:
     parse as one ("1,234", "630[495-801]"). The commonest reason analysis code fails on a CSV, worth a word
     before the model writes ``astype(int)``."""
     head = [v for v in first[:EXAMPLE_SCAN] if isinstance(v, str)]
-    if len(head) < max(1, len(first[:EXAMPLE_SCAN]) // 2):
+    if len(head) < max(1, len(first[:EXAMPLE_SCAN]) // 2) or dates_as_text(head):
         return False
     numeric = sum(1 for v in head if _LEADING_NUMBER.match(v))
     if numeric < 0.8 * len(head):
         return False
     plain = pd.to_numeric(pd.Series(head), errors="coerce").notna().sum()
     return bool(plain < len(head))
+
+
+def dates_as_text(first: Sequence[Any]) -> bool:
+    """Given the first non-null values of a column: text cells that are mostly dates ('15-May-2017'). Said so
+    the model parses them as dates rather than treating them as numbers or plain strings."""
+    head = [v for v in first[:EXAMPLE_SCAN] if isinstance(v, str)]
+    if len(head) < max(1, len(first[:EXAMPLE_SCAN]) // 2):
+        return False
+    return sum(1 for v in head if _DATE.fullmatch(v)) >= 0.8 * len(head)
 
 
 def _plain(value: Any) -> Any:

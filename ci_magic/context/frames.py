@@ -28,6 +28,7 @@ from .facts import (
     ColumnFacts,
     Frame,
     FrameFacts,
+    dates_as_text,
     even_positions,
     examples,
     frame_library,
@@ -47,6 +48,7 @@ __all__ = [
     "FrameFacts",
     "build_context",
     "collect_frames",
+    "dates_as_text",
     "describe",
     "even_positions",
     "examples",
@@ -170,6 +172,8 @@ def render_column(c: ColumnFacts, detail: int, sampled: bool, examples: bool = T
         bits.append(f"{'~' if sampled else ''}{c.distinct:,} distinct")
     if c.numbers_as_text:
         bits.append("numbers stored as text, not all plain (convert before arithmetic)")
+    if c.dates_as_text:
+        bits.append("dates stored as text (parse as dates before date arithmetic)")
     shown = c.examples[: 3 if detail >= 2 else 1] if examples else ()
     if shown:
         bits.append("e.g. " + ", ".join(shown))
@@ -211,7 +215,7 @@ def _pandas_column(col: Any, dtype: Any, part: pd.Series, values: bool, k: int) 
         return ColumnFacts(col, str(dtype), nulls, len(part))
     value_range: tuple[Any, Any] | None = None
     distinct: int | None = None
-    as_text = False
+    as_text = dates = False
     ordered = (
         pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype)
     ) and not pd.api.types.is_bool_dtype(dtype)
@@ -221,9 +225,12 @@ def _pandas_column(col: Any, dtype: Any, part: pd.Series, values: bool, k: int) 
     elif not pd.api.types.is_bool_dtype(dtype):
         with contextlib.suppress(TypeError):  # unhashable cells (lists, dicts)
             distinct = int(present.nunique())
-        as_text = numbers_as_text(list(present.iloc[:EXAMPLE_SCAN]))
+        first = list(present.iloc[:EXAMPLE_SCAN])
+        as_text, dates = numbers_as_text(first), dates_as_text(first)
     shown = examples(present.iloc[:EXAMPLE_SCAN], k) if k else ()
-    return ColumnFacts(col, str(dtype), nulls, len(part), True, value_range, distinct, as_text, shown)
+    return ColumnFacts(
+        col, str(dtype), nulls, len(part), True, value_range, distinct, as_text, shown, dates_as_text=dates
+    )
 
 
 def _sample(obj: _PandasFrame) -> _PandasFrame:

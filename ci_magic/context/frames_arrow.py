@@ -17,6 +17,7 @@ from .facts import (
     EXAMPLE_SCAN,
     ColumnFacts,
     FrameFacts,
+    dates_as_text,
     even_positions,
     examples,
     numbers_as_text,
@@ -104,4 +105,7 @@ def _column(label: str, col: pa.ChunkedArray, values: bool, k: int) -> ColumnFac
     first = pc.drop_null(col).slice(0, EXAMPLE_SCAN).to_pylist() if (k or text) else []
     as_text = text and numbers_as_text(first)
     shown = examples(first, k) if k else ()
-    return ColumnFacts(label, str(kind), nulls, rows, True, value_range, distinct, as_text, shown)
+    dates = text and dates_as_text(first)
+    return ColumnFacts(
+        label, str(kind), nulls, rows, True, value_range, distinct, as_text, shown, dates_as_text=dates
+    )

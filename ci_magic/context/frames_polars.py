@@ -18,6 +18,7 @@ from .facts import (
     EXAMPLE_SCAN,
     ColumnFacts,
     FrameFacts,
+    dates_as_text,
     even_positions,
     examples,
     numbers_as_text,
@@ -110,4 +111,7 @@ def _column(s: pl.Series, nulls: int, values: bool, k: int) -> ColumnFacts:
     first = present.head(EXAMPLE_SCAN).to_list() if (k or dtype == pl.String) else []
     as_text = dtype == pl.String and numbers_as_text(first)
     shown = examples(first, k) if k else ()
-    return ColumnFacts(s.name, str(dtype), nulls, s.len(), True, value_range, distinct, as_text, shown)
+    dates = dtype == pl.String and dates_as_text(first)
+    return ColumnFacts(
+        s.name, str(dtype), nulls, s.len(), True, value_range, distinct, as_text, shown, dates_as_text=dates
+    )

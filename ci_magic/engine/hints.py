@@ -40,6 +40,8 @@ _UNDEFINED = re.compile(r"name '(\w+)' is not defined")
 #: "Cell In[1], line 7" followed by the line and its caret.
 _ARROW = re.compile(r"^-+> *(\d+) (.+)$", re.M)
 _SYNTAX_LINE = re.compile(r"(?:Cell In\[\d+\]|File \S+), line (\d+)\n {4}(.+)\n\s*\^", re.M)
+#: ``.str.replace('<pattern>', …)`` whose pattern holds regex syntax: pandas 2 takes it as plain text.
+_LITERAL_REPLACE = re.compile(r"\.str\.replace\(\s*r?(['\"])((?:(?!\1).)*[\[\]()*+?{}|^$\\](?:(?!\1).)*)\1")
 _INCOMPLETE = re.compile(r"was never closed|incomplete input|unterminated|unexpected EOF|EOL while scanning")
 
 NUMBERS_FROM_TEXT = (
@@ -77,6 +79,12 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
         found.append("The function returned one number, not a pair." + P_VALUE)
     if _CONVERSION.search(value) and name in ("ValueError", "TypeError", "ArrowInvalid", "ArrowTypeError"):
         found.append(NUMBERS_FROM_TEXT)
+    line = failing_line(execution.traceback)
+    if line is not None and "regex=True" not in line[1] and (m := _LITERAL_REPLACE.search(line[1])):
+        found.append(
+            f"str.replace takes the pattern `{m.group(2)}` as plain text, not as a regular expression, unless you pass "
+            "regex=True: s.str.replace(pattern, '', regex=True)."
+        )
     if name == "TypeError" and (m := _UNEXPECTED_KEYWORD.search(value)):
         found.append(
             f"This version of the library has no parameter '{m.group(1)}'. Leave it out, or compute what it "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from ..context.columns import columns
 from ..core import privacy
@@ -17,8 +18,9 @@ from ..core.executor import Frame
 from ..core.results import Attempt, ExecutionResult
 from ..core.settings import Settings
 from ..providers import Message
-from . import answer, hints, prompts
+from . import answer, hints, linefix, prompts
 from .ask import AskRun, BudgetCheck, Check
+from .extract import extract_code
 from .step import call_model, judge
 
 __all__ = ["BudgetCheck", "Check", "run_attempts"]
@@ -40,27 +42,38 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
     """
     done = run.attempts
     opening = [dict(m) for m in messages]  # the system prompt and the question, as first sent
+    spot: linefix.Target | None = None  # the statement the next attempt repairs, when it repairs only that
     for number in range(1, attempts + 1):
         if done and run.deadline is not None and time.monotonic() >= run.deadline:
             break
         # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
         temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
         completion = call_model(run, messages, number, temperature)
-        messages.append({"role": "assistant", "content": completion.text})
+        if spot is not None and (statement := extract_code(completion.text)) is not None:
+            completion = replace(completion, text=f"```python\n{linefix.splice(spot, statement)}```")
+        messages.append(
+            {"role": "assistant", "content": completion.text}
+        )  # the whole program, spliced or not
         check = run.check if number == attempts else _doubting(run.check, run.wanted)
         attempt = judge(run, completion, number, check)
         if attempt.ok:
             done.append(attempt)
             break
+        # Small models copy their own failed code while it stays in the dialogue, and a second repair of the
+        # same idea rarely works where the first did not: after every second failure the next attempt starts
+        # over from the question, with what went wrong as notes (an independent try, then its one repair).
+        restart = _stuck([*done, attempt]) or number % 2 == 0
+        spot = None if restart else linefix.target(attempt)
         attempt.problem = feedback(
-            attempt, run.settings, run.frames, repeated=any(a.code == attempt.code for a in done)
+            attempt,
+            run.settings,
+            run.frames,
+            repeated=any(a.code == attempt.code for a in done),
+            statement=None if spot is None else spot.text,
         )
         done.append(attempt)
         messages.append({"role": "user", "content": attempt.problem})
-        if _stuck(done) or number % 2 == 0:
-            # Small models copy their own failed code while it stays in the dialogue, and a second repair of the
-            # same idea rarely works where the first did not: after every second failure the next attempt starts
-            # over from the question, with what went wrong as notes (an independent try, then its one repair).
+        if restart:
             messages[:] = _fresh_start(opening, done, run.frames, run.settings.context_detail)
         if number < attempts:
             run.emit(Event(Retry(attempt.problem), number))
@@ -75,9 +88,15 @@ def _doubting(check: Check | None, wanted: Sequence[str]) -> Check:
 
 
 def feedback(
-    attempt: Attempt, settings: Settings, frames: Mapping[str, Frame], *, repeated: bool = False
+    attempt: Attempt,
+    settings: Settings,
+    frames: Mapping[str, Frame],
+    *,
+    repeated: bool = False,
+    statement: str | None = None,
 ) -> str:
-    """What the model is told about a failed attempt, so that it can repair it."""
+    """What the model is told about a failed attempt, so that it can repair it (``statement``: only that part of
+    the code, engine/linefix.py)."""
     if attempt.execution is None:
         if attempt.finish_reason in ("length", "truncated"):
             return prompts.TRUNCATED.format(reason=f"finish_reason={attempt.finish_reason}")
@@ -88,7 +107,7 @@ def feedback(
             problem = privacy.redact(problem, schema_names(frames))
         text = prompts.CHECK_FAILED.format(problem=problem)
     else:
-        text = _run_feedback(attempt.execution, settings, frames)
+        text = _run_feedback(attempt.execution, settings, frames, statement)
     return prompts.SAME_CODE + "\n\n" + text if repeated and attempt.code is not None else text
 
 
@@ -115,19 +134,29 @@ def schema_names(frames: Mapping[str, Frame]) -> list[str]:
 def _fresh_start(
     opening: list[Message], done: list[Attempt], frames: Mapping[str, Frame], level: str
 ) -> list[Message]:
-    notes = list(dict.fromkeys(str(a.failure) for a in done))
+    # Each failure with its usual fix (engine/hints.py): the dialogue that carried the hints is dropped here, and
+    # a note that names only the error invites the same mistake again.
+    notes = list(dict.fromkeys(_noted(a, frames) for a in done))
     if not privacy.shows_values(level):
         notes = [privacy.redact(n, schema_names(frames)) for n in notes]
     if any(
         a.execution is not None and a.execution.error_name in ("KeyError", "AttributeError") for a in done
-    ):
+    ) and not any("columns are exactly" in n for n in notes):
         notes += [f"the columns of {n} are exactly {cols[:80]!r}" for n, cols in columns(frames).items()]
     fresh = [dict(m) for m in opening]
     fresh[-1]["content"] += prompts.EARLIER_FAILURES.format(notes="\n".join(f"- {n}" for n in notes))
     return fresh
 
 
-def _run_feedback(execution: ExecutionResult, settings: Settings, frames: Mapping[str, Frame]) -> str:
+def _noted(attempt: Attempt, frames: Mapping[str, Frame]) -> str:
+    """One failed attempt as a note for a fresh start: why it failed, then the hints for that failure."""
+    found = hints.hints(attempt.execution, frames) if attempt.execution is not None else []
+    return "\n  ".join([str(attempt.failure), *found])
+
+
+def _run_feedback(
+    execution: ExecutionResult, settings: Settings, frames: Mapping[str, Frame], statement: str | None
+) -> str:
     error = execution.traceback or f"{execution.error_name}: {execution.error_value}"
     for hint in hints.hints(execution, frames):  # the usual cause of this kind of failure, and its fix
         error += f"\n{hint}"
@@ -145,4 +174,5 @@ def _run_feedback(execution: ExecutionResult, settings: Settings, frames: Mappin
         timed_out=execution.outcome == "timeout",
         timeout_s=settings.limits.timeout_s,
         failing=hints.failing_line(execution.traceback),
+        statement=statement,
     )

@@ -76,7 +76,20 @@ The code failed{where}.
 
 {error}
 {stdout}
-{focus}Fix the code and reply with the complete corrected ```python block. Do not repeat the same mistake."""
+{focus}{closing}"""
+
+REPAIR_WHOLE = (
+    "Fix the code and reply with the complete corrected ```python block. Do not repeat the same mistake."
+)
+
+#: The end of a repair that asks for the failing statement only (engine/linefix.py): the model has no program to
+#: copy back unchanged.
+REPAIR_STATEMENT = """\
+Reply with only a corrected version of this statement, in one ```python block (an import it needs may go \
+first); the rest of your code stays as it is:
+```python
+{statement}
+```"""
 
 #: Said last, where a small model attends most: it tends to copy the failing line back unchanged.
 FAILING_LINE = "Line {number} raised the error: `{line}`. Change that line; kept as it is, it fails again.\n"
@@ -161,9 +174,16 @@ def initial_messages(
 
 
 def repair_message(
-    error: str, stdout: str, timed_out: bool, timeout_s: float, failing: tuple[int, str] | None = None
+    error: str,
+    stdout: str,
+    timed_out: bool,
+    timeout_s: float,
+    failing: tuple[int, str] | None = None,
+    statement: str | None = None,
 ) -> str:
+    """What the model reads after a failed run; ``statement``: ask for that statement only, not the program."""
     where = f" (it was stopped after {timeout_s:g} s without finishing)" if timed_out else ""
     out = f"\nOutput printed before the error:\n{stdout}\n" if stdout.strip() else ""
     focus = "" if failing is None else FAILING_LINE.format(number=failing[0], line=failing[1][:300])
-    return REPAIR.format(where=where, error=error, stdout=out, focus=focus)
+    closing = REPAIR_WHOLE if statement is None else REPAIR_STATEMENT.format(statement=statement)
+    return REPAIR.format(where=where, error=error, stdout=out, focus=focus, closing=closing)

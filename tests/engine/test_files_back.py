@@ -160,7 +160,10 @@ def test_a_failed_attempts_files_do_not_come_back(
 ) -> None:
     fake.add(
         fenced("open('half.csv', 'w').write('x')\nraise RuntimeError('oops')"),
-        fenced("open('done.csv', 'w').write('y')"),
+        # A whole new program (not the one statement asked for: engine/linefix.py would splice that in).
+        fenced(
+            "# start again\nimport os\nname = 'done.csv'\nwith open(name, 'w') as f:\n    f.write('y')\nprint(name)"
+        ),
     )
     result = it.ask("write")
     assert [f.path for f in result.files] == ["done.csv"] and not (folder / "half.csv").exists()

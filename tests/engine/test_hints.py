@@ -102,3 +102,17 @@ def test_the_failing_line_is_found_in_the_traceback() -> None:
     syntax = "Cell In[1], line 7\n    bins = [0, 25th_percentile]\n               ^\n"
     assert failing_line(syntax) == (7, "bins = [0, 25th_percentile]")
     assert failing_line("ZeroDivisionError: division by zero") is None and failing_line(None) is None
+
+
+def test_a_regex_given_to_str_replace_as_plain_text() -> None:
+    from ci_magic.core.results import ExecutionResult
+
+    line = "df['n'] = df['n'].str.replace(r'\\[.*\\]', '').astype(int)"
+    value = "invalid literal for int() with base 10: '630[495-801]'"
+    raised = ExecutionResult("error", [], "ValueError", value, f"Cell In[1], line 2\n----> 2 {line}\n")
+    assert any("regex=True" in h and "`\\[.*\\]`" in h for h in hints(raised, {}))
+    plain = ExecutionResult("error", [], "ValueError", value, "----> 2 s.str.replace(',', '').astype(int)\n")
+    told = ExecutionResult(
+        "error", [], "ValueError", value, f"----> 2 {line[:-13]}, regex=True).astype(int)\n"
+    )
+    assert not any("regex=True:" in h for h in hints(plain, {}) + hints(told, {}))

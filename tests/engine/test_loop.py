@@ -325,3 +325,19 @@ def test_the_error_that_ends_an_ask_carries_what_it_spent(
         it.ask("q")
     assert refused.value.status == 404 and refused.value.summary is not None
     assert refused.value.summary.ask_id == it.asks[-1].ask_id and not executor.runs
+
+
+def test_a_repair_asks_for_the_statement_that_raised_and_splices_it_in(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
+    program = "total = sales['revnue'].sum()\nprint(total)\n"
+    where = "Cell In[1], line 1\n----> 1 total = sales['revnue'].sum()\n      2 print(total)\n"
+    executor.add(ExecutionResult("error", [], "KeyError", "'revnue'", where), "100\n")
+    fake.add(fenced(program), fenced("total = sales['revenue'].sum()"))
+    result = it.ask("Total revenue?", {"sales": sales})
+    asked = fake.requests[1]["messages"][-1]["content"]
+    assert "Reply with only a corrected version of this statement" in asked
+    assert "```python\ntotal = sales['revnue'].sum()\n```" in asked
+    # The statement went into the program in place of the failing one, and the whole program ran again.
+    assert result.ok and executor.runs[1].code == "total = sales['revenue'].sum()\nprint(total)\n"
+    assert result.code == executor.runs[1].code
