@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from .cli_io import load_table, save_images
+from .core.declared import DECLARED, described
 from .core.errors import CIMagicError, ProviderConfigError, UsageError
-from .core.settings import Limits, Settings, described, parse_prices
+from .core.settings import Settings, parse_prices
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-#: The defaults shown in --help come from here: Settings and Limits are the only place defaults live.
-_SETTINGS, _LIMITS = Settings(), Limits()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,37 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         help="Load a table as DataFrame NAME (CSV, TSV, Parquet, JSON, Excel). Repeatable.",
     )
-    _model_options(ask)
-    ask.add_argument(
-        "--request-timeout", type=float, help=described("request_timeout", _SETTINGS.request_timeout_s)
-    )
+    _setting_options(ask)
     ask.add_argument("--json", action="store_true", help="Print the whole result as JSON.")
     ask.add_argument("--save-images", metavar="DIR", help="Write image outputs as PNG files into DIR.")
     ask.add_argument("--quiet", "-q", action="store_true", help="Do not stream the model's text to stderr.")
-    ask.add_argument("--budget", help="Stop at this many tokens (5000) or dollars ($0.05, 0.05usd).")
     ask.add_argument(
-        "--prices",
-        metavar="JSON",
-        help=described("prices") + " Needed for a --budget in dollars on an unknown model.",
+        "--budget",
+        help="Stop at this many tokens (5000) or dollars ($0.05, 0.05usd); in dollars, an unknown model needs "
+        "--prices.",
     )
-    ask.add_argument(
-        "--require-isolation",
-        action="store_true",
-        default=None,
-        help=described("require_isolation"),
-    )
-    ask.add_argument(
-        "--overwrite",
-        action="store_true",
-        default=None,
-        help=described("overwrite_files"),
-    )
-    ask.add_argument(
-        "--gateway-url",
-        metavar="URL",
-        help=described("gateway_url"),
-    )
-    ask.add_argument("--gateway-kernel", metavar="NAME", help=described("gateway_kernel"))
     ask.set_defaults(func=cmd_ask)
 
     export = sub.add_parser(
@@ -106,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Ask the model every time, never replay from the reply cache (for timings); replies are still stored.",
     )
-    _model_options(ev)
+    _setting_options(ev)
     ev.set_defaults(func=cmd_eval)
 
     gateway = sub.add_parser(
@@ -134,42 +110,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _model_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `ask` and `eval`; None means the Settings default (shown in --help)."""
-    parser.add_argument("--model", "-m", help=described("model"))
-    parser.add_argument("--base-url", help=described("base_url"))
-    parser.add_argument("--attempts", "-n", type=int, help=described("attempts", _SETTINGS.attempts))
-    parser.add_argument("--samples", "-s", type=int, help=described("samples", _SETTINGS.samples))
-    parser.add_argument("--timeout", type=float, help=described("timeout", _LIMITS.timeout_s))
-    parser.add_argument(
-        "--no-words",
-        dest="answer_in_words",
-        action="store_false",
-        default=None,
-        help="Turn off: " + described("answer_in_words"),
-    )
+def _setting_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of the settings (shared by ``ask`` and ``eval``), made from their declarations
+    (core/declared.py): the names, help and defaults ``%config Ask`` and ``%%ask?`` show. Not given: None, so
+    the environment or the default applies."""
+    for d in DECLARED:
+        if d.cli is None:
+            continue
+        flags = (d.cli, d.short) if d.short else (d.cli,)
+        if d.kind is bool:
+            off = d.cli.startswith("--no-")
+            action = "store_false" if off else "store_true"
+            text = ("Turn off: " if off else "") + d.help
+            parser.add_argument(*flags, dest=d.name, action=action, default=None, help=text)
+        else:
+            kind = str if d.kind is dict else d.kind  # a table comes as JSON text
+            shown = d.default if d.kind in (int, float) else None
+            parser.add_argument(
+                *flags, dest=d.name, type=kind, metavar=d.metavar, help=described(d.name, shown)
+            )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     """The settings of a command: the environment, then the command's options (None: not given)."""
-    prices = getattr(args, "prices", None)
-    settings = Settings.from_env(
-        model=args.model,
-        base_url=args.base_url,
-        attempts=args.attempts,
-        samples=args.samples,
-        request_timeout_s=getattr(args, "request_timeout", None),
-        prices=parse_prices(prices, "--prices") if prices else None,
-        require_isolation=getattr(args, "require_isolation", None),
-        overwrite_files=getattr(args, "overwrite", None),
-        gateway_url=getattr(args, "gateway_url", None),
-        gateway_kernel=getattr(args, "gateway_kernel", None),
-        answer_in_words=args.answer_in_words,
-        frontend="cli",
-    )
-    if args.timeout is not None:
-        settings = settings.with_(limits=Limits(timeout_s=args.timeout))
-    return settings
+    values: dict[str, Any] = {}
+    for d in DECLARED:
+        value = getattr(args, d.name, None)
+        if d.cli is None or d.path is None or value is None:
+            continue
+        values[d.path] = parse_prices(value, d.cli) if d.kind is dict else value
+    return Settings.from_env(frontend="cli").with_overrides(values)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

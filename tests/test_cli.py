@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -93,3 +94,26 @@ def test_the_cli_help_and_the_magic_help_say_what_config_ask_says(capsys: pytest
         assert said in flat, name
     for name in ("model", "attempts", "samples", "timeout", "overwrite_files"):
         assert " ".join(str(traits[name].help).split()).rstrip(".") in magic, name
+
+
+def test_every_setting_is_declared_once_and_made_into_each_front_end() -> None:
+    """core/declared.py is the one list: a trait per declared setting with its help and default, a CLI flag for
+    each that has one, and the %%ask options that set one point at the same Settings field."""
+    from ci_magic.cli import build_parser
+    from ci_magic.core.declared import DECLARED
+    from ci_magic.core.settings import Settings
+    from ci_magic.notebook.config import Ask
+    from ci_magic.notebook.options import OPTIONS
+
+    traits = Ask.class_traits(config=True)
+    assert set(traits) == {d.name for d in DECLARED}
+    for d in DECLARED:
+        assert traits[d.name].help == d.help and traits[d.name].default() == d.default, d.name
+        if d.path is not None and d.notebook_default is None:
+            assert Ask().settings().get(d.path) == Settings.from_env(frontend="notebook").get(d.path), d.name
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("ask", "eval"):
+        flags = {f for a in sub.choices[command]._actions for f in a.option_strings}
+        assert {d.cli for d in DECLARED if d.cli} <= flags, command
+    paths = {d.path for d in DECLARED}
+    assert all(o.setting in paths for o in OPTIONS if o.setting is not None)

@@ -22,58 +22,6 @@ DEFAULT_REMOTE_MODEL = "gpt-4o-mini"
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
 
 
-#: What each setting does, in the words every front end shows: ``%config Ask`` (the trait's help), ``ci-magic
-#: --help`` and ``%%ask?`` for the same setting. Keyed by the ``%config Ask.<name>``; :func:`described` adds the
-#: default.
-HELP: dict[str, str] = {
-    "model": "Model name (default: CI_MAGIC_MODEL, or the server's).",
-    "base_url": "OpenAI-compatible base URL (default: OPENAI_BASE_URL).",
-    "attempts": "Attempts per ask, counting repairs.",
-    "samples": "Independent answers per ask; with more than one, the answer most of them agree on is kept "
-    "(costs up to that many times the model time).",
-    "timeout": "Seconds one execution may run in the sandbox.",
-    "time_budget": "Seconds after which an ask starts no new attempt (repair).",
-    "request_timeout": "Seconds to wait for the model.",
-    "context_tokens": "Token budget for the data description.",
-    "memory_mb": "Address-space limit of the sandbox kernel, in MB.",
-    "network": "Let sandboxed code use the network.",
-    "disk_mb": "Size of the sandbox's own disk (working folder and home), in MB; /tmp and /dev/shm get a quarter "
-    "of it each.",
-    "overwrite_files": "Files the code writes replace files of the same name in this folder (otherwise they get a "
-    "free name, e.g. 'q2 (2).csv').",
-    "max_files_mb": "Files brought back by one ask, in MB at most.",
-    "idle_minutes": "A sandbox idle this long is shut down; the next ask starts a fresh one (and the model is "
-    "told).",
-    "gateway_url": "Run sandboxes on this Jupyter Enterprise Gateway (default: CI_MAGIC_GATEWAY_URL; the token is "
-    "read from CI_MAGIC_GATEWAY_TOKEN only).",
-    "gateway_kernel": "Kernelspec name on the gateway (default: the gateway's).",
-    "require_isolation": "Refuse to run an ask when the sandbox is not isolated (no namespaces on this machine); "
-    "otherwise every ask's summary says what is missing. CI_MAGIC_REQUIRE_ISOLATION=1 turns it on too.",
-    "answer_in_words": "End a working ask with one or two sentences the model writes from its outputs (one short "
-    "extra request). CI_MAGIC_ANSWER_IN_WORDS=0 turns it off too.",
-    "prestart": "Start the sandbox kernel when the extension loads (first ask is faster).",
-    "context_detail": "What the data description sent to the model (and traces) may contain: names and types "
-    "only, plus statistics, or plus example values.",
-    "cache": "Replay identical model conversations from disk (see --fresh).",
-    "cache_max_mb": "Size bound of the reply cache, in MB.",
-    "prices": 'USD per 1M tokens per model, e.g. {"gpt-4o-mini": [0.15, 0.6]}; merged over CI_MAGIC_PRICES and '
-    "ci_magic.observe.cost's defaults.",
-}
-
-
-def described(name: str, default: Any = None) -> str:
-    """:data:`HELP`'s text for ``name`` with ``default`` appended, as ``--help`` and ``%%ask?`` show it."""
-    return with_default(HELP[name], default)
-
-
-def with_default(text: str, default: Any) -> str:
-    """``text`` ending in "(default: …)" unless ``default`` is None."""
-    if default is None:
-        return text
-    shown = f"{default:g}" if isinstance(default, float) else str(default)
-    return f"{text.rstrip('.')} (default: {shown})."
-
-
 #: Which front end words the messages: errors say how to change a setting in the words of the one in use.
 Frontend = Literal["python", "notebook", "cli"]
 
@@ -106,10 +54,6 @@ HOW_TO_SET: dict[str, dict[str, str]] = {
     },
 }
 
-#: The notebook's own defaults for what the Python API and the CLI leave off: "Run All" after a kernel restart
-#: replays the same replies, and the sandbox starts while the user reads data.
-NOTEBOOK_REPLY_CACHE = True
-NOTEBOOK_PRESTART = True
 #: The gateway's token is read from the environment only, never from configuration files or settings shown.
 GATEWAY_TOKEN_ENV = "CI_MAGIC_GATEWAY_TOKEN"
 
@@ -272,6 +216,29 @@ class Settings:
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed; ``None`` values are ignored so callers can pass options through."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def get(self, path: str) -> Any:
+        """The value at ``path``: a field ("attempts") or a Limits field ("limits.timeout_s")."""
+        holder: Any = self
+        for part in path.split("."):
+            holder = getattr(holder, part)
+        return holder
+
+    def with_overrides(self, values: Mapping[str, Any]) -> Settings:
+        """A copy with the fields at these paths (see :meth:`get`) changed; ``None`` values are ignored and a
+        price table is merged over the current one."""
+        settings = self
+        for path, value in values.items():
+            holder, _, name = path.rpartition(".")
+            if value is None:
+                continue
+            if holder == "limits":
+                settings = settings.with_(limits=replace(settings.limits, **{name: value}))
+            elif name == "prices":
+                settings = settings.with_(prices={**settings.prices, **value})
+            else:
+                settings = settings.with_(**{name: value})
+        return settings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -30,6 +30,7 @@ from . import answer, prompts, rescue
 from .ask import AskRun, BudgetCheck, Check
 from .delivery import Keep, bring_back, deliver
 from .executors import ExecutorSlot, make_executor
+from .ledger import Ledger
 from .loop import run_attempts
 from .vote import VoteKey, hold_vote, output_key
 
@@ -87,16 +88,19 @@ class Interpreter:
             else (lambda: make_executor(self.settings, self._user_dir))
         )
         self._slot = ExecutorSlot(make, self.settings.idle_minutes * 60, owned=executor is None)
-        self.history: list[prompts.Turn] = []  # finished asks that follow-ups see
         self._delivered: set[str] = set()  # top-level names of files copied back into the user's folder
-        self.asks: list[AskSummary] = []  # every ask, finished or raised, with what it spent
-        self.last_trace: AskTrace | None = None  # the latest ask's; the notebook adds its insertion span
+        self.ledger = Ledger()  # every ask of this session: spend, result, trace, follow-up turn, cells
 
     @property
     def provider(self) -> Provider:
         if self._provider is None:
             self._provider = make_provider(self.settings)
         return self._provider
+
+    @property
+    def asks(self) -> list[AskSummary]:
+        """What every ended ask of this session spent, failed ones included (read from :attr:`ledger`)."""
+        return self.ledger.summaries()
 
     def prestart(self) -> None:
         """Start the sandbox in the background, so the first ask does not wait for it (warm pool of one)."""
@@ -111,7 +115,7 @@ class Interpreter:
         """Start over: the sandbox is ended (the next ask starts a fresh one) and follow-ups forget earlier asks."""
         self._slot.drop()
         self._slot.expired = False
-        self.history.clear()
+        self.ledger.forget_turns()
 
     def _opening(
         self,
@@ -130,7 +134,7 @@ class Interpreter:
             loaded=columns(frames),
         )
         text = f"{ctx.text}\n\n{files.text}"
-        turns = self.history[-HISTORY_TURNS:]
+        turns = self.ledger.turns(HISTORY_TURNS)
         # After an idle sandbox was shut down, earlier answers' variables are gone: follow-ups must know.
         note = prompts.SANDBOX_EXPIRED if (self._slot.expired or self._stale()) and turns else None
         messages = prompts.initial_messages(question, text, turns, system_extra, note=note)
@@ -176,14 +180,14 @@ class Interpreter:
         of them agree on (compared by ``vote_key``) is the result (ci_magic/engine/vote.py).
 
         ``ask_id`` names the ask (a new one when None): every event, the trace and the result carry it. Every
-        ask is traced (ci_magic/observe/trace.py) and summarised in :attr:`asks`, whether it succeeds, fails
+        ask is traced (ci_magic/observe/trace.py) and entered in :attr:`ledger`, whether it succeeds, fails
         or raises. With ``settings.require_isolation`` an ask is refused (SandboxError) before the model is
         called when the sandbox is not isolated; otherwise the result's ``warnings`` say what is missing."""
         if not question.strip():
             raise UsageError("An ask needs a question, and this one is empty; nothing was sent.")
         ask_id = ask_id or uuid.uuid4().hex
         trace = AskTrace(ask_id, question, self.settings)
-        self.last_trace = trace
+        entry = self.ledger.open(ask_id, question, trace)
         traced = trace.sink(on_event)
 
         def stamped(event: Event) -> None:
@@ -194,14 +198,13 @@ class Interpreter:
         try:
             result = self._ask(ask_id, order, options, stamped, trace)
         except BaseException as exc:
-            summary = trace.finish(None, exc)
-            self.asks.append(summary)
+            summary = entry.summary = trace.finish(None, exc)
             # What the ask spent goes with the error that ended it (CIMagicError.summary; any other too).
             with contextlib.suppress(AttributeError, TypeError):
                 exc.summary = summary  # type: ignore[attr-defined]
             raise
         result.ask_id = ask_id
-        self.asks.append(trace.finish(result))
+        entry.result, entry.summary = result, trace.finish(result)
         return result
 
     def _stale(self) -> bool:
@@ -295,7 +298,9 @@ class Interpreter:
         assert final is not None and final.code is not None and final.execution is not None
         # Earlier outputs show data values: follow-ups carry them only when the privacy setting allows.
         excerpt = final.execution.text()[-600:] if self.settings.context_detail == "samples" else ""
-        self.history.append(prompts.Turn(order.question, final.code, excerpt))
+        entry = self.ledger.get(run.id)
+        assert entry is not None  # opened by ask() before the run
+        entry.turn = prompts.Turn(order.question, final.code, excerpt)
         result.values = bring_back(run.executor, order.keep, before, run.frames, final.code)
         result.files = self._deliver(run.executor, final.execution.files)
         result.doubt = answer.doubt(final.execution, run.wanted)

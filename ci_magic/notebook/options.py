@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
+from ..core.declared import declared, with_default
 from ..core.errors import UsageError
-from ..core.settings import HELP, Settings, with_default
+from ..core.settings import Settings
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -52,12 +53,7 @@ class Option:
     @property
     def default(self) -> Any:
         """What applies when the option is not given and nothing is configured: the core's default."""
-        if self.setting is None:
-            return None
-        holder: Any = Settings()
-        for part in self.setting.split("."):
-            holder = getattr(holder, part)
-        return holder
+        return None if self.setting is None else Settings().get(self.setting)
 
     def usage(self) -> str:
         return f"[{self.flag} {self.metavar}]" if self.takes_value else f"[{self.flag}]"
@@ -85,6 +81,14 @@ class Option:
         return self.read(value)
 
 
+def _setting(name: str, short: str | None, metavar: str = "", *, option: str | None = None) -> Option:
+    """The option of a declared setting (core/declared.py): its help and the Settings path come from there.
+    ``option``: the option's own name where it differs (``--overwrite`` sets ``overwrite_files``)."""
+    d = declared(name)
+    read = None if d.kind is bool else d.kind
+    return Option(option or name, short, d.help, read, metavar, setting=d.path, panel=True)
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "frames",
@@ -94,9 +98,9 @@ OPTIONS: tuple[Option, ...] = (
         "a,b",
         panel=True,
     ),
-    Option("attempts", "-n", HELP["attempts"], int, "N", setting="attempts", panel=True),
-    Option("samples", "-s", HELP["samples"], int, "K", setting="samples", panel=True),
-    Option("model", "-m", HELP["model"], str, "M", setting="model", panel=True),
+    _setting("attempts", "-n", "N"),
+    _setting("samples", "-s", "K"),
+    _setting("model", "-m", "M"),
     Option(
         "keep",
         "-k",
@@ -106,17 +110,11 @@ OPTIONS: tuple[Option, ...] = (
         repeatable=True,
     ),
     Option("no_keep", None, "Bring nothing back into this notebook."),
-    Option("timeout", "-t", HELP["timeout"], float, "S", setting="limits.timeout_s", panel=True),
+    _setting("timeout", "-t", "S"),
     Option("context_only", None, "Show exactly what would be sent; send nothing."),
     Option("budget", "-b", "Stop at this many tokens (5000) or dollars ($0.05).", str, "N|$X", panel=True),
     Option("fresh", None, "Ask the model even if the reply cache has an answer.", panel=True),
-    Option(
-        "overwrite",
-        None,
-        HELP["overwrite_files"],
-        setting="overwrite_files",
-        panel=True,
-    ),
+    _setting("overwrite_files", None, option="overwrite"),
 )
 
 

@@ -1,7 +1,8 @@
 """The notebook session: one per kernel (IPython shell), the one core behind every notebook front end.
 
-It owns the :class:`~ci_magic.engine.interpreter.Interpreter`'s lifecycle (prestart, reconfigure, close), the
-record of this session's asks (``%ask_history``, ``%ask_export``), who hears the events (subscribers such as the
+It owns the :class:`~ci_magic.engine.interpreter.Interpreter`'s lifecycle (prestart, reconfigure, close), reads
+the record of this session's asks from its ledger (``%ask_history``, ``%ask_export``) and adds each ask's cells
+to it, who hears the events (subscribers such as the
 panel bridge, plus the requesting front end's own sink), how results reach the notebook (inserters tried in
 order, then the plain-output fallback), the keep policy (values the code created come back into the user's
 namespace; an existing variable is overwritten only when named with ``--keep``) and the preview (exactly the
@@ -23,9 +24,10 @@ from ..context.frames import Frame, collect_frames
 from ..core.errors import CIMagicError
 from ..core.events import Event, EventSink, ignore
 from ..core.executor import Executor
-from ..core.results import AskResult, AskSummary, CodeRun, estimate_prompt_tokens
+from ..core.results import AskResult, CodeRun, estimate_prompt_tokens
 from ..core.settings import Settings
 from ..engine.interpreter import Interpreter
+from ..engine.ledger import AskEntry
 from ..providers import Message
 from .cells import FallbackInserter, Inserter, Insertion, cells_for
 from .config import Ask
@@ -35,19 +37,6 @@ from .options import AskRequest
 BUILTIN_NAMES = frozenset(dir(builtins))
 #: What a preview shows where the question will go when there is none yet (the panel's preview).
 PLACEHOLDER_QUESTION = "(your question)"
-
-
-@dataclass(frozen=True)
-class AskRecord:
-    """One ask of this session: what it spent (always), and its result and cells when it finished."""
-
-    summary: AskSummary
-    result: AskResult | None = None
-    insertion: Insertion | None = None
-
-    @property
-    def question(self) -> str:
-        return self.summary.question
 
 
 @dataclass(frozen=True)
@@ -78,7 +67,6 @@ class NotebookSession:
         self._interpreter: Interpreter | None = None
         self._listeners: list[EventSink] = []
         self._inserters: list[Inserter] = []
-        self._records: list[AskRecord] = []
         self._cell_id: str | None = None
 
     # -- configuration and lifecycle -------------------------------------------------------------------------
@@ -200,27 +188,22 @@ class NotebookSession:
             for listener in list(self._listeners):
                 listener(event)
 
-        try:
-            result = interpreter.ask(
-                request.question,
-                frames,
-                keep=request.keep_policy,
-                on_event=emit,
-                budget=request.budget,
-                fresh=request.fresh,
-                ask_id=ask_id,
-            )
-        except BaseException as exc:
-            # What an ask that raised (over budget, cancelled, refused) spent stays on the record: the error
-            # carries it (CIMagicError.summary).
-            summary: AskSummary | None = getattr(exc, "summary", None)
-            if summary is not None:
-                self._records.append(AskRecord(summary))
-            raise
+        # The interpreter's ledger records the ask, whether it finishes or raises (over budget, cancelled…).
+        result = interpreter.ask(
+            request.question,
+            frames,
+            keep=request.keep_policy,
+            on_event=emit,
+            budget=request.budget,
+            fresh=request.fresh,
+            ask_id=ask_id,
+        )
         insertion = cells_for(result, anchor_cell_id, interpreter.files_dir)
         explicit = set(request.keep or ()) if not request.no_keep else set()
         insertion.notes.extend(self._keep(result.values, explicit))
-        self._records.append(AskRecord(result.summary(), result, insertion))
+        entry = interpreter.ledger.get(ask_id)
+        if entry is not None:
+            entry.cells = insertion
         return insertion
 
     def files_dir(self) -> Path | None:
@@ -269,26 +252,33 @@ class NotebookSession:
         if not frontend:
             FallbackInserter(self.shell).insert(insertion)
             frontend = FallbackInserter.__name__
-        trace = self._interpreter.last_trace if self._interpreter is not None else None
-        if trace is not None and trace.ask_id == insertion.result.ask_id:
-            trace.insertion(insertion.insertion_id, insertion.anchor_cell_id, frontend)
+        entry = (
+            self._interpreter.ledger.get(insertion.result.ask_id) if self._interpreter is not None else None
+        )
+        if entry is not None:
+            entry.trace.insertion(insertion.insertion_id, insertion.anchor_cell_id, frontend)
         return frontend
 
     # -- the record -------------------------------------------------------------------------------------------
 
     @property
-    def history(self) -> tuple[AskRecord, ...]:
-        """Every ask of this session, in order: finished ones with their result and cells, failed ones with
-        what they spent."""
-        return tuple(self._records)
+    def history(self) -> tuple[AskEntry, ...]:
+        """Every ended ask of this session, in order (the interpreter's ledger): finished ones with their result
+        and cells, failed ones with what they spent."""
+        ledger = self._interpreter.ledger if self._interpreter is not None else ()
+        return tuple(e for e in ledger if e.ended)
 
     def finished(self) -> list[tuple[str, AskResult, Insertion]]:
         """(question, result, cells) of every ask that produced cells: what ``%ask_export`` exports."""
-        return [(r.question, r.result, r.insertion) for r in self._records if r.result and r.insertion]
+        return [
+            (e.question, e.result, e.cells)
+            for e in self.history
+            if e.result and isinstance(e.cells, Insertion)
+        ]
 
     def history_table(self) -> str:
         """The text of ``%ask_history``: tokens, cost, attempts and time per ask, failed ones included."""
         from ..observe.cost import history_table
 
-        summaries = [r.summary for r in self._records]
+        summaries = [e.summary for e in self.history if e.summary is not None]
         return history_table(summaries, self.settings().prices, "%config Ask.prices")

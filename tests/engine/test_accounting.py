@@ -133,7 +133,7 @@ def test_trace_spans_privacy_no_key_and_otel(fake: FakeModelServer, tmp_path: Pa
             fake.add(fenced("print(animals)\nanimals['nope']"), fenced("print(animals.to_string())"))
             result = it.ask("Show the animals", frames)
             assert result.ok and SECRET_VALUE in result.outputs[0]["text"]
-            names = [s["name"] for s in spans(tmp_path) if s["ask_id"] == it.last_trace.ask_id]  # type: ignore[union-attr]
+            names = [s["name"] for s in spans(tmp_path) if s["ask_id"] == it.ledger.last.ask_id]  # type: ignore[union-attr]
             assert names == ["context", "model_call", "execution", "model_call", "execution", "ask"]
             # "schema": the value reaches neither the model (context, repair feedback, follow-up) nor the trace.
             assert SECRET_VALUE not in json.dumps(fake.requests)
@@ -168,7 +168,7 @@ def test_reply_cache_replays_and_fresh_bypasses(fake: FakeModelServer, tmp_path:
     (tmp_path / "work").mkdir()  # the working folder: ci_magic's traces (in tmp_path) are not its files
     with Interpreter(settings, user_dir=tmp_path / "work") as it:
         first = it.ask("What is six times seven?")
-        it.history.clear()  # as after a kernel restart: the same conversation
+        it.ledger.forget_turns()  # as after a kernel restart: the same conversation
         second = it.ask("What is six times seven?")
         assert len(fake.requests) == 1 and second.code == first.code and second.outputs == first.outputs
         assert second.usage.total_tokens == 0  # a replayed reply costs nothing
@@ -176,10 +176,10 @@ def test_reply_cache_replays_and_fresh_bypasses(fake: FakeModelServer, tmp_path:
             False,
             True,
         ]  # type: ignore[index]
-        it.history.clear()
+        it.ledger.forget_turns()
         third = it.ask("What is six times seven?", fresh=True)
         assert len(fake.requests) == 2 and "fresh" in third.outputs[0]["text"]
-        it.history.clear()
+        it.ledger.forget_turns()
         assert it.ask("What is six times seven?").code == third.code  # the fresh reply replaced the old one
         assert len(fake.requests) == 2
 

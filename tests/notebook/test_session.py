@@ -95,7 +95,7 @@ def test_every_event_the_trace_and_the_result_carry_the_ask_id(
     result = interpreter.ask("q", on_event=events.append, ask_id="given-id")
     assert result.ask_id == "given-id" and {e.ask_id for e in events} == {"given-id"}
     assert {"context", "model_start", "token", "exec_done", "retry", "done"} <= {e.kind for e in events}
-    assert interpreter.last_trace is not None and interpreter.last_trace.ask_id == "given-id"
+    assert interpreter.ledger.last is not None and interpreter.ledger.last.trace.ask_id == "given-id"
     traces = tmp_path_factory.getbasetemp() / "traces"
     assert {s["name"] for s in spans(traces) if s["ask_id"] == "given-id"} >= {
         "ask",
