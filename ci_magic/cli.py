@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cli_io import load_table, save_images
+from .cli_io import live_text, load_table, save_images
 from .core.declared import DECLARED, described
 from .core.errors import CIMagicError, ProviderConfigError, UsageError
 from .core.settings import Settings, parse_prices
@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Ask the model every time, never replay from the reply cache (for timings); replies are still stored.",
     )
+    ev.add_argument(
+        "--labels",
+        metavar="JSONL",
+        help="Expected answers (id, common_answers): the progress shows right so far.",
+    )
+    ev.add_argument("--quiet", "-q", action="store_true", help="No progress bar or lines (for logs).")
     _setting_options(ev)
     ev.set_defaults(func=cmd_eval)
 
@@ -143,7 +149,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .core.events import Event, ExecDone, ModelStart, Token
+    from .core.events import Code, Event, ExecDone, ModelStart, Output, Token
     from .engine.interpreter import Interpreter
 
     settings = _settings(args)
@@ -157,8 +163,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
             say(f"\n── attempt {event.attempt}: {settings.model or 'model'} is writing…", sys.stderr)
         elif isinstance(data, Token):
             say(data.text, sys.stderr, end="")
-        elif isinstance(data, ExecDone) and data.error:
-            say(f"\n── attempt {event.attempt} failed: {data.error[:300]}", sys.stderr)
+        elif isinstance(data, Code):
+            say(f"\n── attempt {event.attempt}: running in the sandbox…", sys.stderr)
+        elif isinstance(data, Output):  # what the code prints, as it prints it
+            say(live_text(data.ops), sys.stderr, end="")
+        elif isinstance(data, ExecDone):
+            ended = f"failed: {data.error[:300]}" if data.error else "done"
+            say(f"\n── attempt {event.attempt} {ended} ({data.seconds:.1f} s)", sys.stderr)
 
     # The current folder: its files are what the model sees, and where the files the code writes arrive.
     here = Path.cwd()
@@ -210,6 +221,7 @@ def say(text: str, stream: Any = None, end: str = "\n") -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation.progress import Progress, read_labels
     from .evaluation.runner import read_questions, run_eval
 
     questions = read_questions(Path(args.questions))[: args.limit]
@@ -217,10 +229,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not tables.is_dir():
         raise UsageError(f"--tables {args.tables!r} is not a folder.")
     settings = _settings(args)
+    labels = read_labels(Path(args.labels)) if args.labels else None
+    progress = Progress(len(questions), sys.stderr, quiet=args.quiet, labels=labels)
     solved = 0
     with open(args.out, "w", encoding="utf-8") as out:
         records = run_eval(
-            questions, tables, out, settings=settings, attempts=settings.attempts, fresh=args.fresh
+            questions,
+            tables,
+            out,
+            settings=settings,
+            attempts=settings.attempts,
+            fresh=args.fresh,
+            progress=progress,
         )
         for record in records:
             solved += bool(record["ok"])

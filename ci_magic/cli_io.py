@@ -51,3 +51,22 @@ def save_images(outputs: list[dict[str, Any]], directory: str | None) -> list[st
             path.write_bytes(base64.b64decode(data["image/png"]))
             saved.append(str(path))
     return saved
+
+
+def live_text(ops: list[dict[str, Any]]) -> str:
+    """What a terminal shows of a running execution's live ops (ci_magic/sandbox/live.py): the text printed, and a
+    one-line mention of anything else (a chart, a table). Carriage returns stay, so a progress bar redraws."""
+    parts = []
+    for op in ops:
+        if op.get("op") == "stream":
+            parts.append(str(op.get("text", "")))
+        elif op.get("op") == "output":
+            output = op.get("output") or {}
+            if output.get("output_type") == "error":
+                parts.append(f"{output.get('ename', 'Error')}: {output.get('evalue', '')}\n")
+                continue
+            data = output.get("data") or {}
+            kinds = ", ".join(sorted(data)) or "empty"
+            text = data.get("text/plain")
+            parts.append(f"{text}\n" if isinstance(text, str) and len(data) == 1 else f"[output: {kinds}]\n")
+    return "".join(parts)

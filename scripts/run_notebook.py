@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
@@ -66,8 +67,29 @@ def main(argv: list[str] | None = None) -> int:
     before = {p for p in work.rglob("*") if p.is_file()}
     nb = nbformat.read(notebook, as_version=4)
     started = time.monotonic()
+    asks = sum(1 for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%ask"))
+    clock: dict[int, float] = {}
+
+    # Each ask as it starts and ends: executing the notebook takes minutes with the embedded model.
+    def starting(cell: Any, cell_index: int, **_: Any) -> None:
+        if cell.cell_type == "code" and cell.source.startswith("%%ask"):
+            clock[cell_index] = time.monotonic()
+            number = sum(1 for i in clock if i <= cell_index)
+            question = " ".join(cell.source.splitlines()[1:2]).strip() or cell.source.splitlines()[0]
+            print(f"[ask {number}/{asks}] {question[:100]} …", flush=True)
+
+    def finished(cell: Any, cell_index: int, execute_reply: Any = None, **_: Any) -> None:
+        if cell_index in clock:
+            status = (execute_reply or {}).get("content", {}).get("status", "?")
+            print(f"    {status} in {time.monotonic() - clock[cell_index]:.0f} s", flush=True)
+
     client = NotebookClient(
-        nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+        nb,
+        timeout=1800,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(work)}},
+        on_cell_execute=starting,
+        on_cell_executed=finished,
     )
     try:
         client.execute()

@@ -117,3 +117,53 @@ def test_every_setting_is_declared_once_and_made_into_each_front_end() -> None:
         assert {d.cli for d in DECLARED if d.cli} <= flags, command
     paths = {d.path for d in DECLARED}
     assert all(o.setting in paths for o in OPTIONS if o.setting is not None)
+
+
+def test_ask_on_a_terminal_shows_printed_lines_as_they_come(fake: FakeModelServer, tmp_path: Path) -> None:
+    """In a pseudo-terminal, as a user sees it: each line the code prints arrives while the code still runs."""
+    import pty
+    import select
+    import time
+
+    code = "import time\nfor i in range(4):\n    print(f'line {i}', flush=True)\n    time.sleep(0.7)"
+    fake.add(fenced(code))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
+    env.update(OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="k", CI_MAGIC_ANSWER_IN_WORDS="0")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ci_magic.cli", "ask", "Count slowly"],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        cwd=tmp_path,
+        env=env,
+    )
+    os.close(follower)
+    seen: dict[str, float] = {}
+    buffer = b""
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                buffer += chunk
+                for n in range(4):
+                    if f"line {n}".encode() in buffer:
+                        seen.setdefault(f"line {n}", time.monotonic())
+                if b"done (" in buffer:
+                    seen.setdefault("done", time.monotonic())
+            elif proc.poll() is not None:
+                break
+    finally:
+        proc.wait(timeout=60)
+        os.close(leader)
+    assert proc.returncode == 0, buffer.decode(errors="replace")[-2000:]
+    lines = [seen[f"line {n}"] for n in range(4)]
+    assert lines == sorted(lines) and lines[3] - lines[0] > 1.4  # one by one, not in one piece at the end
+    assert seen["done"] - lines[0] > 1.4

@@ -18,6 +18,7 @@ EventKind = Literal[
     "model_done",
     "code",
     "no_code",
+    "output",
     "exec_done",
     "retry",
     "answer_start",
@@ -72,6 +73,45 @@ class Code:
 class NoCode:
     kind: ClassVar[EventKind] = "no_code"
     problem: str
+
+
+@dataclass(frozen=True)
+class Output:
+    """Outputs of the running code, as they arrive (sandbox/live.py): ops to replay in order — stream text
+    appended, an output added, a display updated, all cleared. Sanitised like the final outputs; coalesced to a
+    few a second. The attempt's ``exec_done`` then carries its outputs whole."""
+
+    kind: ClassVar[EventKind] = "output"
+    ops: list[dict[str, Any]]
+
+    def apply(self, outputs: list[dict[str, Any]], max_chars: int = 200_000) -> None:
+        """Replay the ops onto ``outputs`` (nbformat outputs, changed in place), as a front end showing the run
+        does; a stream keeps its last ``max_chars`` characters."""
+        for op in self.ops:
+            kind = op.get("op")
+            if kind == "clear":
+                outputs.clear()
+            elif kind == "stream":
+                last = outputs[-1] if outputs else None
+                if (
+                    last is not None
+                    and last.get("output_type") == "stream"
+                    and last.get("name") == op["name"]
+                ):
+                    last["text"] = (last["text"] + op["text"])[-max_chars:]
+                else:
+                    outputs.append(
+                        {"output_type": "stream", "name": op["name"], "text": op["text"][-max_chars:]}
+                    )
+            elif kind == "output":
+                out = dict(op["output"])
+                if op.get("display_id"):
+                    out["display_id"] = op["display_id"]
+                outputs.append(out)
+            elif kind == "update":
+                for out in outputs:
+                    if out.get("display_id") == op.get("display_id"):
+                        out["data"] = op["data"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +184,7 @@ EventData = (
     | ModelDone
     | Code
     | NoCode
+    | Output
     | ExecDone
     | Retry
     | AnswerStart

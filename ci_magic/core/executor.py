@@ -11,7 +11,7 @@ raises :class:`~ci_magic.core.errors.SandboxError` only when it cannot run anyth
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from .results import ExecutionResult
@@ -19,6 +19,9 @@ from .settings import Limits
 
 #: A frame the executor receives under a name (pandas, polars or Arrow; see ci_magic.context.frames).
 Frame = Any
+
+#: Receives the outputs of a running execution as they arrive: a list of ops (see ci_magic.sandbox.live).
+OutputSink = Callable[[list[dict[str, Any]]], None]
 
 
 class Sink(Protocol):
@@ -38,10 +41,16 @@ class Executor(Protocol):
     isolated: bool
 
     def run(
-        self, code: str, frames: Mapping[str, Frame] | None = None, *, pristine: bool = False
+        self,
+        code: str,
+        frames: Mapping[str, Frame] | None = None,
+        *,
+        pristine: bool = False,
+        on_output: OutputSink | None = None,
     ) -> ExecutionResult:
         """Send the frames the code mentions, then run it. ``pristine`` reloads them first even when
-        unchanged (a failed attempt may have edited them in place)."""
+        unchanged (a failed attempt may have edited them in place); ``on_output`` hears the outputs while the
+        code runs."""
         ...
 
     def values(self) -> dict[str, tuple[str, int]]:

@@ -17,7 +17,7 @@ from ..core.events import Event, Retry
 from ..core.executor import Frame
 from ..core.results import Attempt, ExecutionResult
 from ..core.settings import Settings
-from ..providers import Message
+from ..providers import Completion, Message
 from . import answer, hints, linefix, prompts
 from .ask import AskRun, BudgetCheck, Check
 from .extract import extract_code
@@ -49,11 +49,9 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
         temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
         completion = call_model(run, messages, number, temperature)
-        if spot is not None and (statement := extract_code(completion.text)) is not None:
-            completion = replace(completion, text=f"```python\n{linefix.splice(spot, statement)}```")
-        messages.append(
-            {"role": "assistant", "content": completion.text}
-        )  # the whole program, spliced or not
+        if spot is not None:
+            completion = _spliced(run, messages, spot, completion, number)
+        messages.append({"role": "assistant", "content": completion.text})  # the whole program
         check = run.check if number == attempts else _doubting(run.check, run.wanted)
         attempt = judge(run, completion, number, check)
         if attempt.ok:
@@ -78,6 +76,23 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         if number < attempts:
             run.emit(Event(Retry(attempt.problem), number))
     return done
+
+
+def _spliced(
+    run: AskRun, messages: list[Message], spot: linefix.Target, completion: Completion, number: int
+) -> Completion:
+    """The reply to a statement-only repair as the whole program with the statement replaced. A reply that
+    changes nothing (the statement copied back: the cause is elsewhere, e.g. an earlier line made the value) is
+    followed at once by the usual request for the whole corrected program, in the same attempt."""
+    statement = extract_code(completion.text)
+    program = linefix.splice(spot, statement) if statement is not None else None
+    if program is not None and program != spot.code:
+        return replace(completion, text=f"```python\n{program}```")
+    failed = run.attempts[-1]
+    failed.problem = feedback(failed, run.settings, run.frames)
+    messages[-1] = {"role": "user", "content": failed.problem}
+    whole = call_model(run, messages, number, max(run.settings.temperature, RETRY_TEMPERATURE))
+    return replace(whole, usage=completion.usage + whole.usage, seconds=completion.seconds + whole.seconds)
 
 
 def _doubting(check: Check | None, wanted: Sequence[str]) -> Check:

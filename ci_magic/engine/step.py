@@ -8,9 +8,10 @@ code, how the run ended, and — as its own field — why a run that worked was 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..core.errors import Cancelled
-from ..core.events import Code, Event, EventSink, ExecDone, ModelDone, ModelStart, NoCode, Token
+from ..core.events import Code, Event, EventSink, ExecDone, ModelDone, ModelStart, NoCode, Output, Token
 from ..core.results import Attempt, ExecutionResult, Usage
 from ..providers import Completion, Message, OnText, Request
 from .ask import AskRun, BudgetCheck, Check
@@ -76,10 +77,15 @@ def model_done(completion: Completion, number: int, emit: EventSink) -> None:
     emit(Event(ModelDone(u.prompt_tokens, u.completion_tokens, completion.seconds), number))
 
 
-def run_code(run: AskRun, code: str, *, pristine: bool) -> ExecutionResult:
-    """Run generated code; an interrupt stops the sandbox too and becomes Cancelled."""
+def run_code(run: AskRun, code: str, number: int, *, pristine: bool) -> ExecutionResult:
+    """Run attempt ``number``'s code, its outputs sent on as ``output`` events while it runs; an interrupt stops
+    the sandbox too and becomes Cancelled."""
+
+    def live(ops: list[dict[str, Any]]) -> None:
+        run.emit(Event(Output(ops), number))
+
     try:
-        return run.executor.run(code, run.frames, pristine=pristine)
+        return run.executor.run(code, run.frames, pristine=pristine, on_output=live)
     except KeyboardInterrupt:
         run.executor.interrupt()
         raise Cancelled(
@@ -108,7 +114,7 @@ def judge(
         run.emit(Event(NoCode(attempt.failure or ""), number))
         return attempt
     run.emit(Event(Code(code), number))
-    attempt.execution = run_code(run, code, pristine=bool(run.attempts))
+    attempt.execution = run_code(run, code, number, pristine=bool(run.attempts))
     if attempt.execution.ok and check is not None:
         attempt.rejected = check(attempt.execution)
     run.emit(exec_done(attempt))

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from ..core.errors import CIMagicError, UsageError
 from ..core.results import ExecutionResult
 from . import answer_format
+from .progress import Progress
 
 ANSWER = answer_format.ANSWER_FIELD
 PLACEHOLDER = re.compile(r"@(\w+)\[([^\]\n]*)\]")
@@ -187,9 +188,10 @@ def run_eval(
     settings: Any,
     attempts: int,
     fresh: bool = False,
-    progress: TextIO = sys.stderr,
+    progress: TextIO | Progress = sys.stderr,
 ) -> Iterator[dict[str, Any]]:
-    """Ask every question; yields (and writes to ``out``) one record per question.
+    """Ask every question; yields (and writes to ``out``) one record per question. ``progress``: where it is
+    shown (a bar on a terminal, a line per question otherwise; see evaluation/progress.py).
 
     ``cached_replies`` counts the model replies of a question that the reply cache replayed (``fresh``: none):
     a time per question is the model's only where it is 0."""
@@ -197,9 +199,9 @@ def run_eval(
     from ..providers.resolve import make_provider
 
     provider = make_provider(settings)
+    shown = progress if isinstance(progress, Progress) else Progress(len(questions), progress)
     try:
-        started = time.monotonic()
-        for index, q in enumerate(questions, 1):
+        for q in questions:
             t0 = time.monotonic()
             record: dict[str, Any] = {
                 "id": q.id,
@@ -280,15 +282,8 @@ def run_eval(
             record["seconds"] = round(time.monotonic() - t0, 2)
             out.write(json.dumps(record) + "\n")
             out.flush()
-            elapsed = time.monotonic() - started
-            eta = elapsed / index * (len(questions) - index)
-            status = "ok" if record["ok"] else ("error" if "error" in record else "no answer")
-            print(
-                f"[{index}/{len(questions)}] #{q.id}: {status}, {record['attempts']} attempt(s), "
-                f"{record['seconds']:.0f} s · elapsed {elapsed / 60:.1f} min, ~{eta / 60:.1f} min left",
-                file=progress,
-                flush=True,
-            )
+            shown.done(q.id, record)
             yield record
     finally:
+        shown.close()
         provider.close()  # the HTTP connection pool of the client

@@ -1,13 +1,12 @@
 """The IPython edge: ``%%ask`` / ``%ask``, ``%ask_history``, ``%ask_export``.
 
-The magic only reads its arguments (:mod:`.options`) and renders: the live progress line, notes and warnings,
-the context preview. Everything else — settings (``%config Ask.…``, :mod:`.config`), the interpreter, the record
+The magic only reads its arguments (:mod:`.options`) and renders: the live view (:mod:`.liveview`), notes and
+warnings, the context preview. Everything else — settings (``%config Ask.…``, :mod:`.config`), the interpreter, the record
 of asks, the keep policy, delivering cells — belongs to the :class:`~ci_magic.notebook.session.NotebookSession`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,12 +18,11 @@ from IPython.core.magic import (
     magics_class,
     no_var_expand,
 )
-from IPython.display import display, publish_display_data
+from IPython.display import publish_display_data
 
 from ..core.errors import CodeFailed, UsageError
-from ..core.events import Event, ModelDone, ModelStart, Token
-from ..core.results import estimate_tokens
 from .cells import METADATA_KEY, Insertion, files_outputs, show_outputs
+from .liveview import LiveView
 from .options import help_text, parse_line
 from .session import NotebookSession, Preview
 
@@ -120,64 +118,3 @@ def show_preview(preview: Preview) -> None:
         f"description fitted to {preview.context_budget:,}); nothing was sent.\n"
     )
     print(preview.text())
-
-
-#: Marks the live progress line as ci_magic's own output (export leaves it out by this mark).
-PROGRESS = {METADATA_KEY: {"role": "progress"}}
-
-
-class LiveView:
-    """Progress while the model writes and the code runs: one updating line in notebooks, a few in terminals."""
-
-    def __init__(self, attempts: int, shell: Any) -> None:
-        self.attempts = attempts
-        self.tokens = 0
-        self.total = 0
-        self.state = "starting"
-        self.attempt = 1
-        self.sample: int | None = None  # set while an extra answer for a vote is being drawn
-        self._last = 0.0
-        # Only kernels can update a display in place; a terminal would print every update on a new line.
-        in_kernel = getattr(shell, "kernel", None) is not None
-        self._handle = (
-            display({"text/plain": "ci_magic: starting…"}, raw=True, metadata=PROGRESS, display_id=True)
-            if in_kernel
-            else None
-        )
-
-    def __call__(self, event: Event) -> None:
-        data = event.data
-        if isinstance(data, Token):
-            self.tokens += estimate_tokens(data.text)
-            self.state = "model is writing"
-        elif isinstance(data, ModelStart):
-            self.attempt, self.tokens, self.state = event.attempt, 0, "waiting for the model"
-            self.sample = data.sample
-        elif isinstance(data, ModelDone):
-            self.total += data.prompt_tokens + data.completion_tokens
-            self.state = "model done"
-        elif event.kind == "code":
-            self.state = "running in the sandbox"
-        elif event.kind in ("retry", "no_code"):
-            self.state = "failed, asking for a fix"
-        elif event.kind == "done":
-            self.state = "done"
-        now = time.monotonic()
-        if event.kind != "token" or now - self._last > 0.25:  # throttle: streamed tokens arrive fast
-            self._last = now
-            self._update()
-
-    def _update(self) -> None:
-        step = (
-            f"sample {self.sample} for the vote" if self.sample else f"attempt {self.attempt}/{self.attempts}"
-        )
-        text = (
-            f"ci_magic: {step} · {self.state} · "
-            f"{self.tokens} tokens this reply · {self.total:,} tokens so far"
-        )
-        if self._handle is not None:
-            self._handle.update({"text/plain": text}, raw=True, metadata=PROGRESS)
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.update({"text/plain": ""}, raw=True, metadata=PROGRESS)

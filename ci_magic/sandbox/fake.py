@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import SandboxError, TransferError
-from ..core.executor import Sink
+from ..core.executor import OutputSink, Sink
 from ..core.results import ExecutionResult
 from ..core.settings import Limits
+from .live import live_op
 
 
 @dataclass
@@ -100,7 +101,12 @@ class ScriptedExecutor:
         self._script.extend(s if isinstance(s, Step) else Step(s) for s in steps)
 
     def run(
-        self, code: str, frames: Mapping[str, Any] | None = None, *, pristine: bool = False
+        self,
+        code: str,
+        frames: Mapping[str, Any] | None = None,
+        *,
+        pristine: bool = False,
+        on_output: OutputSink | None = None,
     ) -> ExecutionResult:
         if self.closed:
             raise SandboxError("The scripted executor is closed.")
@@ -116,6 +122,9 @@ class ScriptedExecutor:
                 )
             step = self._script.pop(0)
         execution = step.execution()
+        if on_output is not None:  # as a kernel passes them on while the code runs: one output at a time
+            for output in execution.outputs:
+                on_output([live_op(output)])
         if execution.ok:
             self.held.update(step.creates)
         self.files.update(step.writes)

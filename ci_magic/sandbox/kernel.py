@@ -42,6 +42,7 @@ from .kernel_messages import (
     resync,
     wait_reply,
 )
+from .live import LiveOutputs, LiveSink
 from .outputs import OutputCollector
 
 KERNEL_NAME = "ci_magic_child"
@@ -273,6 +274,7 @@ class ChildKernel:
         silent: bool = False,
         expressions: dict[str, str] | None = None,
         recover: bool = True,
+        on_output: LiveSink | None = None,
     ) -> ExecutionResult:
         """Run ``code``; errors, timeouts and deaths come back as data. Restarts the kernel if needed.
 
@@ -284,7 +286,8 @@ class ChildKernel:
             self.restart()
         timeout = self.limits.timeout_s if timeout is None else timeout
         started = time.monotonic()
-        collector = OutputCollector(self.limits.max_output_bytes, self.limits.max_display_bytes)
+        live = LiveOutputs(on_output) if on_output is not None else None
+        collector = OutputCollector(self.limits.max_output_bytes, self.limits.max_display_bytes, live)
         self.last_expressions = {}
         msg_id = self._kc.execute(
             code,

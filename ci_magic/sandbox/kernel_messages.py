@@ -121,8 +121,9 @@ def drain(
         if remaining <= 0:
             return "timeout"
         try:
-            msg = kc.get_iopub_msg(timeout=min(remaining, 0.25))
+            msg = kc.get_iopub_msg(timeout=min(remaining, 0.1 if collector.live is not None else 0.25))
         except queue.Empty:
+            collector.tick()  # what arrived just before the quiet goes out now, not with the next message
             if not alive():
                 return "died"
             # The reply came but the idle status never does: a message over MAX_MESSAGE_BYTES was dropped
@@ -142,6 +143,7 @@ def drain(
                 return "done"
             continue
         collector.add(msg)
+        collector.tick()
         if collector.received > flood:
             return "flood"
 

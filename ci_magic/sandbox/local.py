@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import SandboxError, TransferError
-from ..core.executor import Sink
+from ..core.executor import OutputSink, Sink
 from ..core.results import ExecutionResult
 from ..core.settings import Limits
 from . import host_files, isolation, isolation_report, runaway, startup, transfer, values_out
@@ -174,7 +174,12 @@ class Sandbox:
     # -- running ------------------------------------------------------------------------------------------------
 
     def run(
-        self, code: str, frames: Mapping[str, Any] | None = None, *, pristine: bool = False
+        self,
+        code: str,
+        frames: Mapping[str, Any] | None = None,
+        *,
+        pristine: bool = False,
+        on_output: OutputSink | None = None,
     ) -> ExecutionResult:
         """Send the frames the code mentions, then run it. Errors from the code come back as data.
 
@@ -182,9 +187,11 @@ class Sandbox:
         earlier attempt may have edited the child's copy in place (``dropna(inplace=True)``), and a retry must
         start from the user's data, not from the failed attempt's leftovers."""
         with self._lock, self._watchdog.running():
-            return self._run(code, frames, pristine)
+            return self._run(code, frames, pristine, on_output)
 
-    def _run(self, code: str, frames: Mapping[str, Any] | None, pristine: bool) -> ExecutionResult:
+    def _run(
+        self, code: str, frames: Mapping[str, Any] | None, pristine: bool, on_output: OutputSink | None
+    ) -> ExecutionResult:
         self._check_restarted()
         if frames:
             wanted = code_names(code)
@@ -192,7 +199,7 @@ class Sandbox:
             if pristine:
                 self._frames.restore(self._kernel, {k for k in frames if k in wanted} - set(sent))
         before = self._last_files if self._last_files is not None else self._files()
-        result = self._kernel.execute(code)
+        result = self._kernel.execute(code, on_output=on_output)
         if not result.restarted and self._process is not None and self._process.may_have_strays():
             result = runaway.stop_strays(result, self._process, self._kernel)
         self._check_restarted()

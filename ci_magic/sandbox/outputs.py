@@ -10,6 +10,7 @@ from typing import Any
 import nbformat
 
 from . import sanitize
+from .live import LiveOutputs
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MAX_DISPLAYS = 50
@@ -22,9 +23,16 @@ def strip_ansi(text: str) -> str:
 
 
 class OutputCollector:
-    """Accumulates outputs of one execution; keeps the tail of oversized streams with a marker."""
+    """Accumulates outputs of one execution; keeps the tail of oversized streams with a marker. With ``live``,
+    each change is also passed on while the code runs (``live.py``), sanitised the same way."""
 
-    def __init__(self, max_stream_bytes: int = 1_000_000, max_display_bytes: int = 20_000_000) -> None:
+    def __init__(
+        self,
+        max_stream_bytes: int = 1_000_000,
+        max_display_bytes: int = 20_000_000,
+        live: LiveOutputs | None = None,
+    ) -> None:
+        self.live = live
         self.outputs: list[dict[str, Any]] = []
         self._max = max_stream_bytes
         self._max_display = max_display_bytes
@@ -65,7 +73,10 @@ class OutputCollector:
             text = content.get("text")
             name = content.get("name")
             if isinstance(text, str) and name in ("stdout", "stderr"):
-                self._add_stream(nbformat.v4.new_output("stream", name=name, text=sanitize.shown_text(text)))
+                shown = sanitize.shown_text(text)
+                self._add_stream(nbformat.v4.new_output("stream", name=name, text=shown))
+                if self.live is not None:
+                    self.live.stream(name, shown)
             return
         # Errors count against the same caps as displays (code can send any number of them), but the first
         # is always kept: it is how the run failed, and what the repair loop is told (at most ~1 MB, see below).
@@ -79,7 +90,7 @@ class OutputCollector:
             return
         self._display_bytes += size
         if kind == "error":
-            self.outputs.append(
+            self._append(
                 nbformat.v4.new_output(
                     "error",
                     ename=sanitize.shown_text(str(content.get("ename", "Error"))[:200]),
@@ -96,7 +107,17 @@ class OutputCollector:
         display_id = (content.get("transient") or {}).get("display_id")
         if kind == "display_data" and isinstance(display_id, str):
             out.setdefault("metadata", {})["ci_magic_display_id"] = display_id
+        self._append(out, display_id if isinstance(display_id, str) else None)
+
+    def _append(self, out: dict[str, Any], display_id: str | None = None) -> None:
         self.outputs.append(out)
+        if self.live is not None:
+            self.live.output(out, display_id)
+
+    def tick(self) -> None:
+        """Pass live changes on if it is time (called by the message loop, also while no message comes)."""
+        if self.live is not None:
+            self.live.tick()
 
     def _safe(self, content: dict[str, Any]) -> dict[str, Any]:
         data, removed = sanitize.mime_bundle(dict(content.get("data") or {}))
@@ -116,6 +137,8 @@ class OutputCollector:
     def _clear(self) -> None:
         self.outputs.clear()
         self._display_bytes = 0
+        if self.live is not None:
+            self.live.clear()
 
     def _update(self, content: dict[str, Any], size: int) -> None:
         display_id = (content.get("transient") or {}).get("display_id")
@@ -127,6 +150,8 @@ class OutputCollector:
                     return
                 self._display_bytes, meta["ci_magic_size"] = total, size
                 out["data"] = self._safe(content)["data"]
+                if self.live is not None and isinstance(display_id, str):
+                    self.live.update(display_id, out["data"])
 
     def _add_stream(self, out: dict[str, Any]) -> None:
         last = self.outputs[-1] if self.outputs else None
@@ -142,7 +167,10 @@ class OutputCollector:
             target["text"] = target["text"][excess:]
 
     def finish(self) -> list[dict[str, Any]]:
-        """The outputs as a list of valid nbformat outputs, with truncation markers in place."""
+        """The outputs as a list of valid nbformat outputs, with truncation markers in place (and what was
+        pending live passed on)."""
+        if self.live is not None:
+            self.live.flush()
         result: list[dict[str, Any]] = []
         for out in self.outputs:
             out.get("metadata", {}).pop("ci_magic_display_id", None)

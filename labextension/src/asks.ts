@@ -121,3 +121,42 @@ export function costOf(tokens: { prompt: number; completion: number }, prices: I
 export function isFinished(status: AskStatus): boolean {
   return status !== 'running' && status !== 'cancelling';
 }
+
+/** Most characters of one stream kept while it runs (the finished run's outputs replace the live ones). */
+export const LIVE_STREAM_CHARS = 100_000;
+
+/**
+ * Replays the live output ops of a running execution onto its outputs, in order (ci_magic/sandbox/live.py): text
+ * appended to the last stream of its name, an output added, a display updated by its id, everything cleared.
+ */
+export function applyOps(outputs: JSONDict[], ops: JSONDict[]): void {
+  for (const op of ops) {
+    switch (op.op) {
+      case 'clear':
+        outputs.length = 0;
+        break;
+      case 'stream': {
+        const last = outputs[outputs.length - 1];
+        const text = String(op.text ?? '');
+        if (last && last.output_type === 'stream' && last.name === op.name) {
+          last.text = (String(last.text ?? '') + text).slice(-LIVE_STREAM_CHARS);
+        } else {
+          outputs.push({ output_type: 'stream', name: String(op.name ?? 'stdout'), text: text.slice(-LIVE_STREAM_CHARS) });
+        }
+        break;
+      }
+      case 'output':
+        if (op.output && typeof op.output === 'object') {
+          outputs.push({ ...(op.output as JSONDict), display_id: op.display_id ?? null });
+        }
+        break;
+      case 'update':
+        for (const o of outputs) {
+          if (op.display_id && o.display_id === op.display_id) {
+            o.data = op.data ?? {};
+          }
+        }
+        break;
+    }
+  }
+}

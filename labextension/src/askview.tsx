@@ -25,12 +25,26 @@ export function StatusBadge(props: { ask: IAskView }): JSX.Element {
   return <span className={`jp-CIMagic-badge jp-CIMagic-status-${status}`}>{STATUS_TEXT[status]}</span>;
 }
 
+/** Re-renders every second while ``on``. */
+function useTick(on: boolean): void {
+  const [, setTick] = React.useState(0);
+  React.useEffect(() => {
+    if (!on) {
+      return;
+    }
+    const timer = setInterval(() => setTick(t => t + 1), 1000);
+    return () => clearInterval(timer);
+  }, [on]);
+}
+
 export function AskDetails(props: { ask: IAskView; model: CIMagicModel; actions: IPanelActions }): JSX.Element {
   const { ask, model, actions } = props;
   const tokens = tokensSoFar(ask);
   const total = tokens.prompt + tokens.completion;
   const cost = costOf(tokens, model.prices);
   const priced = model.prices.input > 0 || model.prices.output > 0;
+  const running = !isFinished(ask.status);
+  useTick(running); // the elapsed time moves on while the code runs silently
   const seconds = ((ask.finishedAt ?? model.now()) - ask.startedAt) / 1000;
   return (
     <section className="jp-CIMagic-ask" data-testid="ci-ask-view" data-status={ask.status}>
@@ -43,7 +57,7 @@ export function AskDetails(props: { ask: IAskView; model: CIMagicModel; actions:
         <span data-testid="ci-cost">
           {priced ? `$${cost.toFixed(4)}` : '$0 (no prices set)'}
         </span>
-        {isFinished(ask.status) && <span>{seconds.toFixed(1)} s</span>}
+        <span data-testid="ci-elapsed">{running ? `${seconds.toFixed(0)} s so far` : `${seconds.toFixed(1)} s`}</span>
       </div>
       {ask.prompt ? (
         <blockquote>{ask.prompt}</blockquote>

@@ -23,6 +23,7 @@ import {
 } from './protocol';
 
 import {
+  applyOps,
   ConnectionState,
   emptyAttempt,
   IAskView,
@@ -300,6 +301,10 @@ export class CIMagicModel {
       case 'no_code':
         attempt.phase = 'no_code';
         attempt.problem = String(data.problem ?? '');
+        break;
+      case 'output':
+        attempt.phase = 'running';
+        applyOps(attempt.outputs, Array.isArray(data.ops) ? (data.ops as JSONDict[]) : []);
         break;
       case 'exec_done':
         attempt.phase = data.outcome === 'ok' ? 'ok' : 'failed';

@@ -31,6 +31,8 @@ export type EventKind =
   | 'model_done'
   | 'code'
   | 'no_code'
+  // data: {ops}: outputs of the running code as they arrive (ci_magic/sandbox/live.py), replayed by applyOps
+  | 'output'
   | 'exec_done'
   | 'retry'
   | 'answer_start' // data: {best_effort: boolean}: the answer in words (or a failed ask's format step) begins

@@ -77,6 +77,33 @@ describe('CIMagicModel', () => {
     expect(changes).toBeGreaterThan(10);
   });
 
+  it('shows the outputs of a running attempt as they arrive, and the finished run in their place', () => {
+    const model = ready();
+    const id = model.beginAsk('Count slowly', 3).ask_id;
+    model.handle(ev(id, 'model_start', 1));
+    model.handle(ev(id, 'code', 1, { code: 'for i in range(3): print(i)' }));
+    model.handle(ev(id, 'output', 1, { ops: [{ op: 'stream', name: 'stdout', text: '0\n' }] }));
+    expect(model.asks[0].attempts[0]).toMatchObject({ phase: 'running', outputs: [{ text: '0\n' }] });
+    const bar = { output_type: 'display_data', data: { 'text/plain': '10%' }, metadata: {} };
+    model.handle(
+      ev(id, 'output', 1, {
+        ops: [
+          { op: 'stream', name: 'stdout', text: '1\n' },
+          { op: 'output', output: bar, display_id: 'bar' },
+          { op: 'update', display_id: 'bar', data: { 'text/plain': '50%' } }
+        ]
+      })
+    );
+    let outputs = model.asks[0].attempts[0].outputs;
+    expect(outputs.map(o => o.text ?? (o.data as { 'text/plain': string })['text/plain'])).toEqual(['0\n1\n', '50%']);
+    model.handle(ev(id, 'output', 1, { ops: [{ op: 'clear' }, { op: 'stream', name: 'stderr', text: 'x' }] }));
+    expect(model.asks[0].attempts[0].outputs).toEqual([{ output_type: 'stream', name: 'stderr', text: 'x' }]);
+    const final = [{ output_type: 'stream', name: 'stdout', text: '0\n1\n2\n' }];
+    model.handle(ev(id, 'exec_done', 1, { outcome: 'ok', outputs: final, error: null, seconds: 3 }));
+    outputs = model.asks[0].attempts[0].outputs;
+    expect(outputs).toEqual(final);
+  });
+
   it('shows the answer in words apart from the attempts, and a failed ask only as a best effort', () => {
     const model = ready();
     const id = model.beginAsk('Mean price?', 3).ask_id;

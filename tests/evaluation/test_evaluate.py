@@ -169,3 +169,21 @@ def test_each_question_sees_only_its_own_table(fake: FakeModelServer, tmp_path: 
         "q.jsonl",
         "t.csv",
     ]  # nothing written here
+
+
+def test_eval_progress_counts_answers_and_right_ones_and_stays_quiet_when_asked() -> None:
+    from ci_magic.evaluation.progress import Progress, right
+
+    labels = {"1": [("mean", "2.50"), ("kind", "No")], "2": [("n", "3")]}
+    assert right("@mean[2.50]\n@kind[No]", labels["1"]) and right("@n[3.0]", labels["2"])
+    assert not right("@mean[2.5]", labels["1"]) and not right("", labels["2"])
+    stream = io.StringIO()
+    shown = Progress(2, stream, labels=labels)
+    shown.done(1, {"response_text": "@mean[2.50]\n@kind[No]", "ok": True, "attempts": 1, "seconds": 3})
+    shown.done(2, {"response_text": "@n[4]", "ok": True, "attempts": 2, "seconds": 5})
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("[1/2] #1: ok") and "answered 1, right 1" in lines[0]
+    assert "answered 2, right 1" in lines[1] and "min left" in lines[1]
+    quiet = io.StringIO()
+    Progress(1, quiet, quiet=True).done(1, {"response_text": "x"})
+    assert quiet.getvalue() == ""

@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 
 from ...core.errors import SandboxError
-from ...core.executor import Sink
+from ...core.executor import OutputSink, Sink
 from ...core.results import ExecutionResult
 from ...core.settings import Limits
 from ..frames_in import Sent as _Sent
@@ -181,7 +181,12 @@ class GatewaySandbox:
     # -- running ------------------------------------------------------------------------------------------------
 
     def run(
-        self, code: str, frames: Mapping[str, Any] | None = None, *, pristine: bool = False
+        self,
+        code: str,
+        frames: Mapping[str, Any] | None = None,
+        *,
+        pristine: bool = False,
+        on_output: OutputSink | None = None,
     ) -> ExecutionResult:
         """Send the frames and files the code mentions, then run it. Errors from the code come back as data;
         ``pristine`` re-binds the frames it mentions from the bytes the kernel holds (see Sandbox.run)."""
@@ -199,7 +204,9 @@ class GatewaySandbox:
                 transfer.commit(self._kernel, [], puts, self.warnings)
             before = self._last_files if self._last_files is not None else files.listing(self._kernel)
             # The listing rides on the execute reply (user_expressions): no extra round trip when all went well.
-            result = self._kernel.execute(code, expressions={"files": f"{GW_MODULE}.listing()"})
+            result = self._kernel.execute(
+                code, expressions={"files": f"{GW_MODULE}.listing()"}, on_output=on_output
+            )
             restarted = self._check_restarted()
             expressed = self._kernel.last_expressions.get("files")
             after = (

@@ -225,3 +225,59 @@ test('files the code writes land beside the notebook: linked in the cell, opened
   await expect(page.locator('.jp-ImageViewer img')).toBeVisible();
   await page.screenshot({ path: artifact('files-panel-opened.png'), fullPage: true });
 });
+
+test('a running %%ask shows printed lines and a tqdm bar as they come, in the cell and the panel', async ({
+  page
+}) => {
+  await openNotebook(page, 'live.ipynb', [SETUP, '%%ask\nCount to six with a pause']);
+  await runCell(page, 0);
+  await command(page, 'ci-magic:open-panel');
+  const cell = cells(page).nth(1);
+  await cell.locator('.jp-InputPrompt').click();
+  await command(page, 'notebook:run-cell'); // not waited for: the test watches it run
+  await expect(cell).toContainText('running in the sandbox', { timeout: 60_000 });
+  // The code prints its first line at once: it shows within two seconds, in the cell and in the panel.
+  await expect(cell.locator('.jp-OutputArea')).toContainText('tick 0', { timeout: 2_000 });
+  const attempt = panel(page).getByTestId('ci-ask-view').first().getByTestId('ci-attempt').last();
+  await expect(attempt).toContainText('tick 0', { timeout: 2_000 });
+  await expect(cell.locator('.jp-OutputArea')).not.toContainText('tick 5');
+  await page.screenshot({ path: artifact('live-output.png'), fullPage: true });
+  await expect(cell.locator('.jp-OutputArea')).toContainText('tick 5', { timeout: 10_000 });
+  // The tqdm bar redraws in place: several different counts are seen while it runs.
+  const seen = new Set<string>();
+  await expect
+    .poll(
+      async () => {
+        const text = await cell.locator('.jp-OutputArea').innerText();
+        const count = /bar:.*?(\d)\/8/.exec(text);
+        if (count) {
+          seen.add(count[1]);
+        }
+        return seen.size;
+      },
+      { timeout: 10_000, intervals: [200] }
+    )
+    .toBeGreaterThanOrEqual(3);
+  await page.screenshot({ path: artifact('live-output-tqdm.png'), fullPage: true });
+  await waitIdle(page);
+  // The working run's outputs arrive with its cell; the live area of the %%ask cell is emptied.
+  await expect(cells(page).nth(2).locator('.jp-OutputArea')).toContainText('tick 5');
+  await expect(cells(page).nth(2).locator('.jp-OutputArea')).toContainText('all done');
+  await expect(cell.locator('.jp-OutputArea')).not.toContainText('tick 0');
+});
+
+test('interrupting a %%ask while its code runs stops it within two seconds', async ({ page }) => {
+  await openNotebook(page, 'live-cancel.ipynb', [SETUP, '%%ask\nCount until stopped', 'print("still usable")']);
+  await runCell(page, 0);
+  const cell = cells(page).nth(1);
+  await cell.locator('.jp-InputPrompt').click();
+  await command(page, 'notebook:run-cell');
+  await expect(cell.locator('.jp-OutputArea')).toContainText('beat 2', { timeout: 60_000 });
+  const asked = Date.now();
+  await command(page, 'kernelmenu:interrupt');
+  await waitIdle(page);
+  expect(Date.now() - asked).toBeLessThan(2_000);
+  await expect(cell.locator('.jp-OutputArea')).toContainText('cancelled');
+  await runCell(page, 2);
+  await expect(cells(page).nth(2).locator('.jp-OutputArea')).toContainText('still usable');
+});

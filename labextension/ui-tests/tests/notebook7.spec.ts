@@ -62,3 +62,17 @@ test('Notebook 7: a %%ask cell gets its code and chart inserted directly below i
   await expect(view.getByTestId('ci-image').first()).toBeVisible();
   await page.screenshot({ path: artifact('notebook7-panel.png') });
 });
+
+test('Notebook 7: a running %%ask shows its printed lines as they come', async ({ page }) => {
+  await openNotebook(page, 'notebook7-live.ipynb', [SETUP, '%%ask\nCount to six with a pause'], 'notebook');
+  await runCell(page, 0);
+  const cell = cells(page).nth(1);
+  await cell.locator('.jp-InputPrompt').click();
+  await page.evaluate(() => window.jupyterapp.commands.execute('notebook:run-cell'));
+  await expect(cell).toContainText('running in the sandbox', { timeout: 60_000 });
+  await expect(cell.locator('.jp-OutputArea')).toContainText('tick 0', { timeout: 2_000 });
+  await expect(cell.locator('.jp-OutputArea')).not.toContainText('tick 5');
+  await page.screenshot({ path: artifact('notebook7-live-output.png'), fullPage: true });
+  await waitIdle(page);
+  await expect(cells(page).nth(2).locator('.jp-OutputArea')).toContainText('tick 5');
+});
