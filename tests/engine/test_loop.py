@@ -73,7 +73,7 @@ def test_a_repair_names_the_line_that_raised(
     where = "KeyError: 'revnue'\nCell In[1], line 2\n      1 print(1)\n----> 2 sales['revnue'].sum()\n"
     raised = error("KeyError", "'revnue'")
     executor.add(ExecutionResult("error", raised.outputs, "KeyError", "'revnue'", where), "1\n")
-    fake.add(fenced("print(1)\nsales['revnue'].sum()"), fenced("print(1)"))
+    fake.add(fenced("print(1)\nsales['revnue'].sum()"), fenced("sales['revenue'].sum()"))
     assert it.ask("Total revenue?", {"sales": sales}).ok
     feedback = fake.requests[1]["messages"][-1]["content"]
     assert "Line 2 raised the error: `sales['revnue'].sum()`. Change that line" in feedback
