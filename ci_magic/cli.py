@@ -102,6 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--port", type=int, default=8889)
     gateway.set_defaults(func=cmd_gateway)
 
+    mcp = sub.add_parser(
+        "mcp",
+        help="Serve this folder's data and a sandbox to other agents over the Model Context Protocol.",
+        description="Tools: describe_data, ask, run_python, reset, export_notebook. stdio by default (what agent "
+        "clients launch); --http serves streamable HTTP on loopback with a bearer token. Needs the `mcp` extra: "
+        "pip install 'ci-magic[mcp]'.",
+    )
+    mcp.add_argument(
+        "--data",
+        "-d",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="Load a table as DataFrame NAME.",
+    )
+    mcp.add_argument("--http", action="store_true", help="Streamable HTTP instead of stdio.")
+    mcp.add_argument("--host", default="127.0.0.1", help="With --http: the address (default: loopback only).")
+    mcp.add_argument("--port", type=int, default=8765, help="With --http: the port (default: 8765).")
+    _setting_options(mcp)
+    mcp.set_defaults(func=cmd_mcp)
+
     fake = sub.add_parser("fake-server", help="Run the scripted fake model server (for demos and tests).")
     fake.add_argument("spec", help='JSON file: {"script": [...], "rules": [[regex, reply], ...]}')
     fake.add_argument("--port", type=int, default=0)
@@ -321,6 +342,25 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
+    return EXIT_OK
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    try:
+        from .agents.mcp_server import serve
+        from .agents.session import AgentSession
+    except ImportError as exc:
+        raise UsageError(
+            f"ci-magic mcp needs the MCP SDK ({exc.name} is missing): pip install 'ci-magic[mcp]'."
+        ) from None
+    settings = _settings(args)
+    loaded = [load_table(spec) for spec in args.data]
+    tables = {spec.partition("=")[0]: Path(spec.partition("=")[2]) for spec in args.data}
+    session = AgentSession(settings, Path.cwd(), dict(loaded), tables)
+    try:
+        serve(session, http=args.http, host=args.host, port=args.port)
+    finally:
+        session.close()
     return EXIT_OK
 
 
