@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import ContentBlock, ImageContent, TextContent
 
@@ -78,7 +79,7 @@ def build_server(session: AgentSession) -> MCPServer[Any]:
             try:
                 return await anyio.to_thread.run_sync(fn, *args)
             except CIMagicError as exc:  # bad input, over budget, no model: a clear error, the session stays
-                raise ValueError(str(exc)) from None
+                raise ToolError(str(exc)) from None
 
     @server.tool(
         description="Describe the data ci_magic's model would see: the DataFrames loaded in the sandbox (names, "

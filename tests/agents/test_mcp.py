@@ -149,7 +149,7 @@ def http_server(fake: FakeModelServer, folder: Path) -> Iterator[tuple[str, str]
         env=environment(fake, CI_MAGIC_MCP_TOKEN=token),
         cwd=folder,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
