@@ -35,6 +35,9 @@ from .cells import Insertion
 from .session import NotebookSession
 
 PROTOCOL_VERSION = 1
+#: A frontend that says hello gets the events of this many last asks (each at most REPLAY_MESSAGES of them).
+REPLAY_ASKS = 3
+REPLAY_MESSAGES = 5000
 TARGET_NAME = "ci_magic"
 
 # Every message type, by sender. The TypeScript side declares the same names with their fields.
@@ -47,7 +50,7 @@ FRONTEND_MESSAGES = {
 }
 KERNEL_MESSAGES = {
     "announce": "kernel-opened, immediately closed comm: ci_magic was loaded, send `hello`",
-    "ready": "{version}: hello accepted",
+    "ready": "{version}: hello accepted; the `event`s of the last asks follow, replayed from their start",
     "event": "{ask_id, origin, kind, attempt, data}: one progress event (see ci_magic/core/events.py)",
     "insert": "{insertion_id, anchor_cell_id, cells}: put these cells below the anchor cell",
     "frames": "{frames: [{name, kind, shape}]}",
@@ -123,6 +126,9 @@ class Bridge:
         self._panel_ask: str | None = None  # ask_id of the panel ask running now, if any
         self._tokens: dict[tuple[str, int], list[str]] = {}  # (ask_id, attempt) -> streamed text not yet sent
         self._flushed = 0.0
+        # The event messages of the last asks, replayed to a frontend that says hello later (a page reloaded
+        # while an ask ran follows it from iopub meanwhile, then gets it whole from here).
+        self._sent: dict[str, list[dict[str, Any]]] = {}
 
     # -- connection ------------------------------------------------------------------------------------------
 
@@ -178,7 +184,13 @@ class Bridge:
 
     def _send_event(self, ask_id: str, kind: str, attempt: int, data: dict[str, Any]) -> None:
         origin = "panel" if ask_id == self._panel_ask else "cell"
-        self.broadcast(message("event", ask_id=ask_id, origin=origin, kind=kind, attempt=attempt, data=data))
+        sent = message("event", ask_id=ask_id, origin=origin, kind=kind, attempt=attempt, data=data)
+        log = self._sent.setdefault(ask_id, [])
+        if len(log) < REPLAY_MESSAGES:
+            log.append(sent)
+        while len(self._sent) > REPLAY_ASKS:
+            self._sent.pop(next(iter(self._sent)))
+        self.broadcast(sent)
 
     # -- requests --------------------------------------------------------------------------------------------
 
@@ -198,6 +210,8 @@ class Bridge:
         if kind == "hello":
             self.comms[comm.comm_id] = comm  # from now on the inserter delivers cells to this frontend too
             comm.send(message("ready", version=__version__))
+            for sent in [m for log in self._sent.values() for m in log]:
+                comm.send(sent)  # the last asks from their start, as if this frontend had been there
         elif comm.comm_id not in self.comms:
             comm.send(message("error", ask_id=None, message="say hello first"))
         elif kind == "list_frames":

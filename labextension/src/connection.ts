@@ -147,6 +147,21 @@ export class KernelLink implements IDisposable {
     if (msg.header.msg_type === 'execute_input') {
       this._ranCode = true;
     }
+    // The events of an ask the kernel sends to another page's comm (this page's previous life, before a reload):
+    // followed until our own comm is ready (the kernel then replays the asks from their start).
+    if (msg.header.msg_type === 'comm_msg' && this.model.connection !== 'ready') {
+      const content = msg.content as KM.ICommMsgMsg['content'];
+      if (content.comm_id !== this._comm?.commId) {
+        try {
+          const parsed = parseKernelMessage(content.data);
+          if (parsed.type === 'event') {
+            this.model.adopt(parsed);
+          }
+        } catch {
+          // not ours, or another version's: ignored
+        }
+      }
+    }
   }
 
   private _protocolError(err: unknown): void {

@@ -43,6 +43,7 @@ function newAskId(): string {
 export class CIMagicModel {
   private _changed = new Signal<this, void>(this);
   private _asks: IAskView[] = [];
+  private _adopted = new Set<string>(); // asks known only from another comm's events
 
   connection: ConnectionState = 'no-kernel';
   connectionMessage: string | null = null;
@@ -168,6 +169,10 @@ export class CIMagicModel {
         return; // handled by the connection: it answers with hello
       case 'ready':
         this.kernelVersion = msg.version;
+        // Asks followed before the connection (a page reloaded while one ran) are rebuilt from the kernel's
+        // replay, which follows `ready`: drop what was pieced together from the middle of their events.
+        this._asks = this._asks.filter(a => !this._adopted.has(a.id));
+        this._adopted.clear();
         this.setConnection('ready');
         return;
       case 'frames': {
@@ -217,6 +222,20 @@ export class CIMagicModel {
         return; // the wiring inserts the cells; nothing to show here
     }
     this._emit();
+  }
+
+  /**
+   * An event the kernel sent to another page's comm (seen on iopub): shown while this page is not connected yet,
+   * e.g. reloaded while an ask runs, its own hello queued until the kernel is idle.
+   */
+  adopt(msg: IEventMessage): void {
+    if (this.connection === 'ready') {
+      return; // our own comm delivers every event
+    }
+    if (!this._asks.some(a => a.id === msg.ask_id)) {
+      this._adopted.add(msg.ask_id);
+    }
+    this.handle(msg);
   }
 
   private _event(msg: IEventMessage): void {

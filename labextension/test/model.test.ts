@@ -104,6 +104,19 @@ describe('CIMagicModel', () => {
     expect(outputs).toEqual(final);
   });
 
+  it('follows an ask seen on another comm until connected, then keeps only the replayed one', () => {
+    const model = new CIMagicModel();
+    model.setConnection('connecting');
+    const seen = ev('cell-9', 'output', 2, { ops: [{ op: 'stream', name: 'stdout', text: 'late\n' }] });
+    model.adopt(seen as IEventMessage);
+    expect(model.asks.map(a => a.id)).toEqual(['cell-9']);
+    model.handle({ v: 1, type: 'ready', version: 'x' });
+    expect(model.asks).toEqual([]); // the replay that follows `ready` rebuilds it from its start
+    model.handle(ev('cell-9', 'model_start', 1));
+    model.adopt(ev('cell-9', 'model_start', 2) as IEventMessage); // connected: our own comm delivers
+    expect(model.asks[0].attempts.map(a => a.number)).toEqual([1]);
+  });
+
   it('shows the answer in words apart from the attempts, and a failed ask only as a best effort', () => {
     const model = ready();
     const id = model.beginAsk('Mean price?', 3).ask_id;

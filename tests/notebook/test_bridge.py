@@ -344,3 +344,19 @@ def test_real_kernel_interrupt_cancels_a_panel_ask(
     # The kernel is still usable and still bridged.
     fe.comm_msg({"v": 1, "type": "list_frames"})
     assert fe.wait_for(comm_data("frames"))["content"]["data"]["frames"] == []
+
+
+def test_a_frontend_that_says_hello_later_gets_the_last_asks_from_their_start(
+    scripted_shell: InteractiveShell, bridge: Bridge, fake: FakeModelServer, scripted: ScriptedExecutor
+) -> None:
+    """A page reloaded while an ask ran: its new comm gets the ask's events whole after `ready`."""
+    scripted.add(Step("1\n2\n"))
+    first = connect(bridge)
+    fake.add(fenced("print(1)\nprint(2)"))
+    with capture_output():
+        scripted_shell.run_cell("%%ask\nCount", cell_id="a")
+    later = connect(bridge, "comm-2")
+    assert later.sent[0]["type"] == "ready"
+    assert later.of_type("event") == first.of_type("event")  # the same messages, in the same order
+    kinds = [e["kind"] for e in later.of_type("event")]
+    assert kinds[0] == "context" and "output" in kinds and kinds[-1] == "done"
