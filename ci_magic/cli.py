@@ -123,6 +123,24 @@ def build_parser() -> argparse.ArgumentParser:
     _setting_options(mcp)
     mcp.set_defaults(func=cmd_mcp)
 
+    acp = sub.add_parser(
+        "acp",
+        help="Be an Agent Client Protocol agent on stdio: an ACP client (Zed, JetBrains…) asks, ci_magic answers.",
+        description="Each prompt is a question about the data in the session's folder (and the --data tables); "
+        "attempts stream as tool calls, the answer as the agent's message; cancel stops the ask. Needs the `acp` "
+        "extra: pip install 'ci-magic[acp]'.",
+    )
+    acp.add_argument(
+        "--data",
+        "-d",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="Load a table as DataFrame NAME.",
+    )
+    _setting_options(acp)
+    acp.set_defaults(func=cmd_acp)
+
     fake = sub.add_parser("fake-server", help="Run the scripted fake model server (for demos and tests).")
     fake.add_argument("spec", help='JSON file: {"script": [...], "rules": [[regex, reply], ...]}')
     fake.add_argument("--port", type=int, default=0)
@@ -361,6 +379,19 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         serve(session, http=args.http, host=args.host, port=args.port)
     finally:
         session.close()
+    return EXIT_OK
+
+
+def cmd_acp(args: argparse.Namespace) -> int:
+    try:
+        from .agents.acp_agent import serve
+    except ImportError as exc:
+        raise UsageError(
+            f"ci-magic acp needs the ACP SDK ({exc.name} is missing): pip install 'ci-magic[acp]'."
+        ) from None
+    frames = dict(load_table(spec) for spec in args.data)
+    tables = {spec.partition("=")[0]: Path(spec.partition("=")[2]) for spec in args.data}
+    serve(_settings(args), frames, tables)
     return EXIT_OK
 
 

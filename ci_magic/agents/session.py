@@ -19,6 +19,7 @@ from typing import Any
 import nbformat
 
 from ..core.errors import UsageError
+from ..core.events import EventSink, ignore
 from ..core.results import DeliveredFile, ExecutionResult
 from ..core.settings import Settings
 from ..engine.interpreter import Interpreter
@@ -72,8 +73,8 @@ class AgentSession:
     def describe(self) -> str:
         return self.interpreter.context(self.frames)
 
-    def ask(self, question: str) -> Reply:
-        result = self.interpreter.ask(question, self.frames, keep=None)
+    def ask(self, question: str, on_event: EventSink = ignore) -> Reply:
+        result = self.interpreter.ask(question, self.frames, keep=None, on_event=on_event)
         final = result.final
         reply = Reply(result.ask_id, result.ok, code=result.code, tokens=result.usage.total_tokens)
         if final is not None and final.execution is not None:
