@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import cli_agents as agents_cli
 from .cli_io import live_text, load_table, save_images
-from .core.declared import DECLARED, described
+from .cli_settings import setting_options, settings_of
 from .core.errors import CIMagicError, ProviderConfigError, UsageError
-from .core.settings import Settings, parse_prices
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         help="Load a table as DataFrame NAME (CSV, TSV, Parquet, JSON, Excel). Repeatable.",
     )
-    _setting_options(ask)
+    setting_options(ask)
     ask.add_argument("--json", action="store_true", help="Print the whole result as JSON.")
     ask.add_argument("--save-images", metavar="DIR", help="Write image outputs as PNG files into DIR.")
     ask.add_argument("--quiet", "-q", action="store_true", help="Do not stream the model's text to stderr.")
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Expected answers (id, common_answers): the progress shows right so far.",
     )
     ev.add_argument("--quiet", "-q", action="store_true", help="No progress bar or lines (for logs).")
-    _setting_options(ev)
+    setting_options(ev)
     ev.set_defaults(func=cmd_eval)
 
     gateway = sub.add_parser(
@@ -102,44 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--port", type=int, default=8889)
     gateway.set_defaults(func=cmd_gateway)
 
-    mcp = sub.add_parser(
-        "mcp",
-        help="Serve this folder's data and a sandbox to other agents over the Model Context Protocol.",
-        description="Tools: describe_data, ask, run_python, reset, export_notebook. stdio by default (what agent "
-        "clients launch); --http serves streamable HTTP on loopback with a bearer token. Needs the `mcp` extra: "
-        "pip install 'ci-magic[mcp]'.",
-    )
-    mcp.add_argument(
-        "--data",
-        "-d",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="Load a table as DataFrame NAME.",
-    )
-    mcp.add_argument("--http", action="store_true", help="Streamable HTTP instead of stdio.")
-    mcp.add_argument("--host", default="127.0.0.1", help="With --http: the address (default: loopback only).")
-    mcp.add_argument("--port", type=int, default=8765, help="With --http: the port (default: 8765).")
-    _setting_options(mcp)
-    mcp.set_defaults(func=cmd_mcp)
-
-    acp = sub.add_parser(
-        "acp",
-        help="Be an Agent Client Protocol agent on stdio: an ACP client (Zed, JetBrains…) asks, ci_magic answers.",
-        description="Each prompt is a question about the data in the session's folder (and the --data tables); "
-        "attempts stream as tool calls, the answer as the agent's message; cancel stops the ask. Needs the `acp` "
-        "extra: pip install 'ci-magic[acp]'.",
-    )
-    acp.add_argument(
-        "--data",
-        "-d",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="Load a table as DataFrame NAME.",
-    )
-    _setting_options(acp)
-    acp.set_defaults(func=cmd_acp)
+    agents_cli.register(sub)  # `mcp` and `acp`: ci_magic for other agents
 
     fake = sub.add_parser("fake-server", help="Run the scripted fake model server (for demos and tests).")
     fake.add_argument("spec", help='JSON file: {"script": [...], "rules": [[regex, reply], ...]}')
@@ -155,43 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setting_options(parser: argparse.ArgumentParser) -> None:
-    """The flags of the settings (shared by ``ask`` and ``eval``), made from their declarations
-    (core/declared.py): the names, help and defaults ``%config Ask`` and ``%%ask?`` show. Not given: None, so
-    the environment or the default applies."""
-    for d in DECLARED:
-        if d.cli is None:
-            continue
-        flags = (d.cli, d.short) if d.short else (d.cli,)
-        if d.kind is bool:
-            off = d.cli.startswith("--no-")
-            action = "store_false" if off else "store_true"
-            text = ("Turn off: " if off else "") + d.help
-            parser.add_argument(*flags, dest=d.name, action=action, default=None, help=text)
-        else:
-            kind = str if d.kind is dict else d.kind  # a table comes as JSON text
-            shown = d.default if d.kind in (int, float) else None
-            parser.add_argument(
-                *flags, dest=d.name, type=kind, metavar=d.metavar, help=described(d.name, shown)
-            )
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    """The settings of a command: the environment, then the command's options (None: not given)."""
-    values: dict[str, Any] = {}
-    for d in DECLARED:
-        value = getattr(args, d.name, None)
-        if d.cli is None or d.path is None or value is None:
-            continue
-        values[d.path] = parse_prices(value, d.cli) if d.kind is dict else value
-    return Settings.from_env(frontend="cli").with_overrides(values)
-
-
 def cmd_ask(args: argparse.Namespace) -> int:
     from .core.events import Code, Event, ExecDone, ModelStart, Output, Token
     from .engine.interpreter import Interpreter
 
-    settings = _settings(args)
+    settings = settings_of(args)
     frames = dict(load_table(spec) for spec in args.data)
 
     def progress(event: Event) -> None:
@@ -267,7 +198,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     tables = Path(args.tables)
     if not tables.is_dir():
         raise UsageError(f"--tables {args.tables!r} is not a folder.")
-    settings = _settings(args)
+    settings = settings_of(args)
     labels = read_labels(Path(args.labels)) if args.labels else None
     progress = Progress(len(questions), sys.stderr, quiet=args.quiet, labels=labels)
     solved = 0
@@ -360,38 +291,6 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
-    return EXIT_OK
-
-
-def cmd_mcp(args: argparse.Namespace) -> int:
-    try:
-        from .agents.mcp_server import serve
-        from .agents.session import AgentSession
-    except ImportError as exc:
-        raise UsageError(
-            f"ci-magic mcp needs the MCP SDK ({exc.name} is missing): pip install 'ci-magic[mcp]'."
-        ) from None
-    settings = _settings(args)
-    loaded = [load_table(spec) for spec in args.data]
-    tables = {spec.partition("=")[0]: Path(spec.partition("=")[2]) for spec in args.data}
-    session = AgentSession(settings, Path.cwd(), dict(loaded), tables)
-    try:
-        serve(session, http=args.http, host=args.host, port=args.port)
-    finally:
-        session.close()
-    return EXIT_OK
-
-
-def cmd_acp(args: argparse.Namespace) -> int:
-    try:
-        from .agents.acp_agent import serve
-    except ImportError as exc:
-        raise UsageError(
-            f"ci-magic acp needs the ACP SDK ({exc.name} is missing): pip install 'ci-magic[acp]'."
-        ) from None
-    frames = dict(load_table(spec) for spec in args.data)
-    tables = {spec.partition("=")[0]: Path(spec.partition("=")[2]) for spec in args.data}
-    serve(_settings(args), frames, tables)
     return EXIT_OK
 
 
