@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from ..core.events import EventSink, ignore
 from ..core.results import DeliveredFile, ExecutionResult
 from ..core.settings import Settings
 from ..engine.interpreter import Interpreter
+from ..observe.trace import SESSION_ID, trace_dir, write_span
 from ..reproduce.export import code_cell, export_notebook
 
 __all__ = ["AgentSession", "Reply"]
@@ -92,8 +95,24 @@ class AgentSession:
     def run(self, code: str) -> Reply:
         if not code.strip():
             raise UsageError("run_python needs code, and this call has none; nothing was run.")
+        started, clock = time.time(), time.monotonic()
         run = self.interpreter.run_code(code, self.frames)
         reply = Reply(uuid.uuid4().hex, run.execution.ok, code=code)
+        # Traced like an ask's execution (an ask traces itself): which call, how it ended, what it wrote.
+        span = {
+            "session": SESSION_ID,
+            "ask_id": reply.call_id,
+            "name": "agent_run",
+            "start": datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds"),
+            "duration_s": round(time.monotonic() - clock, 4),
+            "attributes": {
+                "outcome": run.execution.outcome,
+                "error": run.execution.error_name,
+                "code_chars": len(code),
+                "files": [f.path for f in run.files],
+            },
+        }
+        write_span(span, trace_dir())
         _outputs(run.execution, reply)
         reply.files = run.files
         reply.text += [f"warning: {w}" for w in run.warnings]

@@ -102,6 +102,15 @@ def test_every_tool_round_trips_over_stdio_and_the_code_is_contained(
     assert "agent.ipynb" in seen["export"] and (folder / "agent.ipynb").is_file()
     assert seen["bad"].is_error and "needs code" in texts(seen["bad"])  # a clear error; the session goes on
     assert "reset" in seen["reset"] and "False" in seen["after"]
+    # Every call is traced with its id: the ask as an ask, each run_python as an agent_run span.
+    traced = [
+        json.loads(line)
+        for file in Path(os.environ["CI_MAGIC_TRACE_DIR"]).glob("*.jsonl")
+        for line in file.read_text().splitlines()
+    ]
+    call_id = seen["persist"].rsplit("call ", 1)[1].split()[0]
+    assert any(s["name"] == "agent_run" and s["ask_id"] == call_id for s in traced)
+    assert any(s["name"] == "ask" and s["attributes"].get("question") == "Chart the revenue" for s in traced)
 
 
 def test_the_export_is_a_notebook_verify_accepts(fake: FakeModelServer, folder: Path) -> None:
