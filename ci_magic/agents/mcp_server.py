@@ -2,8 +2,8 @@
 ``mcp``), over stdio or streamable HTTP.
 
 Tools (named and described for agents): ``describe_data``, ``ask``, ``run_python``, ``reset``,
-``export_notebook``; resources: the working folder's files (``file:///…`` below it only) and the session's
-notebook. What the agent's code can reach is what an ask's code can reach (the sandbox's rules: no secrets, no
+``export_notebook``; resources: the list of the working folder's files (``ci-magic://files``) and the session's
+notebook (``ci-magic://session.ipynb``). What the agent's code can reach is what an ask's code can reach (the sandbox's rules: no secrets, no
 network unless allowed, no file outside its folder); outputs leave as text and images only, never as markup.
 
 Over HTTP the server listens on loopback by default and every request must carry ``Authorization: Bearer
@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 import anyio
+import nbformat
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
@@ -132,6 +133,15 @@ def build_server(session: AgentSession) -> MCPServer[Any]:
             if p.is_file() and not p.is_symlink()
         )
         return "\n".join(names[:1000])
+
+    @server.resource(
+        "ci-magic://session.ipynb",
+        name="session notebook",
+        description="What ran in this session so far, as the notebook export_notebook would save",
+        mime_type="application/x-ipynb+json",
+    )
+    async def notebook() -> str:
+        return str(nbformat.writes(await call(session.notebook)))
 
     return server
 

@@ -129,6 +129,11 @@ class AgentSession:
         target = (self.folder / name).resolve()
         if target.parent != self.folder or target.suffix != ".ipynb":
             raise UsageError(f"the export is a .ipynb file name in the working folder, got {name!r}.")
+        nbformat.write(self.notebook(), target)
+        return target
+
+    def notebook(self) -> Any:
+        """The session as an exported notebook (see :meth:`export`), not written anywhere."""
         loads = ["import pandas as pd"] + [
             f"{frame} = "
             + READERS.get(path.suffix.lower(), READERS[".csv"]).format(
@@ -137,9 +142,7 @@ class AgentSession:
             for frame, path in self.tables.items()
         ]
         nb = nbformat.v4.new_notebook(cells=[code_cell("\n".join(loads), []), *self._cells])
-        exported = export_notebook(nb, self.folder, None, "MCP session")
-        nbformat.write(exported, target)
-        return target
+        return export_notebook(nb, self.folder, None, "agent session")
 
     def close(self) -> None:
         self.interpreter.close()

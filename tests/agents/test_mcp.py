@@ -78,6 +78,9 @@ def test_every_tool_round_trips_over_stdio_and_the_code_is_contained(
             )
             seen["hostile"] = texts(await client.call_tool("run_python", {"code": hostile}))
             seen["export"] = texts(await client.call_tool("export_notebook", {"name": "agent.ipynb"}))
+            resources = await client.read_resource("ci-magic://session.ipynb")
+            seen["notebook"] = json.loads(resources.contents[0].text)
+            seen["files"] = (await client.read_resource("ci-magic://files")).contents[0].text
             seen["bad"] = await client.call_tool("run_python", {"code": "   "})
             seen["reset"] = texts(await client.call_tool("reset", {}))
             seen["after"] = texts(await client.call_tool("run_python", {"code": "print('x' in dir())"}))
@@ -100,6 +103,9 @@ def test_every_tool_round_trips_over_stdio_and_the_code_is_contained(
     assert "key: None" in hostile and "outside: refused" in hostile and "network: refused" in hostile
     assert SECRET not in hostile and not Path("/tmp/ci-magic-mcp-escape").exists()
     assert "agent.ipynb" in seen["export"] and (folder / "agent.ipynb").is_file()
+    sources = ["".join(c["source"]) for c in seen["notebook"]["cells"]]  # nbformat writes lists of lines
+    assert any("sales.revenue.plot()" in src for src in sources) and any("x = 41" in src for src in sources)
+    assert "out (2).csv" in seen["files"].splitlines()
     assert seen["bad"].is_error and "needs code" in texts(seen["bad"])  # a clear error; the session goes on
     assert "reset" in seen["reset"] and "False" in seen["after"]
     # Every call is traced with its id: the ask as an ask, each run_python as an agent_run span.
