@@ -40,6 +40,8 @@ _UNDEFINED = re.compile(r"name '(\w+)' is not defined")
 #: "Cell In[1], line 7" followed by the line and its caret.
 _ARROW = re.compile(r"^-+> *(\d+) (.+)$", re.M)
 _SYNTAX_LINE = re.compile(r"(?:Cell In\[\d+\]|File \S+), line (\d+)\n {4}(.+)\n\s*\^", re.M)
+#: pandas 2 refusing to average (sum, …) text: "Cannot perform reduction 'mean' with string dtype".
+_REDUCTION = re.compile(r"Cannot perform reduction '(\w+)' with (?:string|object) dtype")
 #: ``.str.replace('<pattern>', …)`` whose pattern holds regex syntax: pandas 2 takes it as plain text.
 _LITERAL_REPLACE = re.compile(r"\.str\.replace\(\s*r?(['\"])((?:(?!\1).)*[\[\]()*+?{}|^$\\](?:(?!\1).)*)\1")
 _INCOMPLETE = re.compile(r"was never closed|incomplete input|unterminated|unexpected EOF|EOL while scanning")
@@ -79,6 +81,11 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
         found.append("The function returned one number, not a pair." + P_VALUE)
     if _CONVERSION.search(value) and name in ("ValueError", "TypeError", "ArrowInvalid", "ArrowTypeError"):
         found.append(NUMBERS_FROM_TEXT)
+    if name == "TypeError" and (m := _REDUCTION.search(value)):
+        found.append(
+            f"A whole-DataFrame {m.group(1)}() met its text columns: use df.{m.group(1)}(numeric_only=True) (e.g. "
+            f"df.fillna(df.{m.group(1)}(numeric_only=True))) or work on the numeric columns you need."
+        )
     line = failing_line(execution.traceback)
     if line is not None and "regex=True" not in line[1] and (m := _LITERAL_REPLACE.search(line[1])):
         found.append(

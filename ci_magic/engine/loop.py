@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from ..context.columns import columns
 from ..core import privacy
@@ -17,10 +16,9 @@ from ..core.events import Event, Retry
 from ..core.executor import Frame
 from ..core.results import Attempt, ExecutionResult
 from ..core.settings import Settings
-from ..providers import Completion, Message
-from . import answer, hints, linefix, prompts
+from ..providers import Message
+from . import answer, hints, prompts
 from .ask import AskRun, BudgetCheck, Check
-from .extract import extract_code
 from .step import call_model, judge
 
 __all__ = ["BudgetCheck", "Check", "run_attempts"]
@@ -42,16 +40,13 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
     """
     done = run.attempts
     opening = [dict(m) for m in messages]  # the system prompt and the question, as first sent
-    spot: linefix.Target | None = None  # the statement the next attempt repairs, when it repairs only that
     for number in range(1, attempts + 1):
         if done and run.deadline is not None and time.monotonic() >= run.deadline:
             break
         # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
         temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
         completion = call_model(run, messages, number, temperature)
-        if spot is not None:
-            completion = _spliced(run, messages, spot, completion, number)
-        messages.append({"role": "assistant", "content": completion.text})  # the whole program
+        messages.append({"role": "assistant", "content": completion.text})
         check = run.check if number == attempts else _doubting(run.check, run.wanted)
         attempt = judge(run, completion, number, check)
         if attempt.ok:
@@ -61,13 +56,8 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         # same idea rarely works where the first did not: after every second failure the next attempt starts
         # over from the question, with what went wrong as notes (an independent try, then its one repair).
         restart = _stuck([*done, attempt]) or number % 2 == 0
-        spot = None if restart else linefix.target(attempt)
         attempt.problem = feedback(
-            attempt,
-            run.settings,
-            run.frames,
-            repeated=any(a.code == attempt.code for a in done),
-            statement=None if spot is None else spot.text,
+            attempt, run.settings, run.frames, repeated=any(a.code == attempt.code for a in done)
         )
         done.append(attempt)
         messages.append({"role": "user", "content": attempt.problem})
@@ -78,23 +68,6 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
     return done
 
 
-def _spliced(
-    run: AskRun, messages: list[Message], spot: linefix.Target, completion: Completion, number: int
-) -> Completion:
-    """The reply to a statement-only repair as the whole program with the statement replaced. A reply that
-    changes nothing (the statement copied back: the cause is elsewhere, e.g. an earlier line made the value) is
-    followed at once by the usual request for the whole corrected program, in the same attempt."""
-    statement = extract_code(completion.text)
-    program = linefix.splice(spot, statement) if statement is not None else None
-    if program is not None and program != spot.code:
-        return replace(completion, text=f"```python\n{program}```")
-    failed = run.attempts[-1]
-    failed.problem = feedback(failed, run.settings, run.frames)
-    messages[-1] = {"role": "user", "content": failed.problem}
-    whole = call_model(run, messages, number, max(run.settings.temperature, RETRY_TEMPERATURE))
-    return replace(whole, usage=completion.usage + whole.usage, seconds=completion.seconds + whole.seconds)
-
-
 def _doubting(check: Check | None, wanted: Sequence[str]) -> Check:
     def both(execution: ExecutionResult) -> str | None:
         return (check(execution) if check is not None else None) or answer.doubt(execution, wanted)
@@ -103,15 +76,9 @@ def _doubting(check: Check | None, wanted: Sequence[str]) -> Check:
 
 
 def feedback(
-    attempt: Attempt,
-    settings: Settings,
-    frames: Mapping[str, Frame],
-    *,
-    repeated: bool = False,
-    statement: str | None = None,
+    attempt: Attempt, settings: Settings, frames: Mapping[str, Frame], *, repeated: bool = False
 ) -> str:
-    """What the model is told about a failed attempt, so that it can repair it (``statement``: only that part of
-    the code, engine/linefix.py)."""
+    """What the model is told about a failed attempt, so that it can repair it."""
     if attempt.execution is None:
         if attempt.finish_reason in ("length", "truncated"):
             return prompts.TRUNCATED.format(reason=f"finish_reason={attempt.finish_reason}")
@@ -122,7 +89,7 @@ def feedback(
             problem = privacy.redact(problem, schema_names(frames))
         text = prompts.CHECK_FAILED.format(problem=problem)
     else:
-        text = _run_feedback(attempt.execution, settings, frames, statement)
+        text = _run_feedback(attempt.execution, settings, frames)
     return prompts.SAME_CODE + "\n\n" + text if repeated and attempt.code is not None else text
 
 
@@ -169,9 +136,7 @@ def _noted(attempt: Attempt, frames: Mapping[str, Frame]) -> str:
     return "\n  ".join([str(attempt.failure), *found])
 
 
-def _run_feedback(
-    execution: ExecutionResult, settings: Settings, frames: Mapping[str, Frame], statement: str | None
-) -> str:
+def _run_feedback(execution: ExecutionResult, settings: Settings, frames: Mapping[str, Frame]) -> str:
     error = execution.traceback or f"{execution.error_name}: {execution.error_value}"
     for hint in hints.hints(execution, frames):  # the usual cause of this kind of failure, and its fix
         error += f"\n{hint}"
@@ -189,5 +154,4 @@ def _run_feedback(
         timed_out=execution.outcome == "timeout",
         timeout_s=settings.limits.timeout_s,
         failing=hints.failing_line(execution.traceback),
-        statement=statement,
     )

@@ -82,15 +82,6 @@ REPAIR_WHOLE = (
     "Fix the code and reply with the complete corrected ```python block. Do not repeat the same mistake."
 )
 
-#: The end of a repair that asks for the failing statement only (engine/linefix.py): the model has no program to
-#: copy back unchanged.
-REPAIR_STATEMENT = """\
-Reply with only a corrected version of this statement, in one ```python block (an import it needs may go \
-first); the rest of your code stays as it is:
-```python
-{statement}
-```"""
-
 #: Said last, where a small model attends most: it tends to copy the failing line back unchanged.
 FAILING_LINE = "Line {number} raised the error: `{line}`. Change that line; kept as it is, it fails again.\n"
 
@@ -179,11 +170,9 @@ def repair_message(
     timed_out: bool,
     timeout_s: float,
     failing: tuple[int, str] | None = None,
-    statement: str | None = None,
 ) -> str:
-    """What the model reads after a failed run; ``statement``: ask for that statement only, not the program."""
+    """What the model reads after a failed run (``failing``: the line that raised, quoted last)."""
     where = f" (it was stopped after {timeout_s:g} s without finishing)" if timed_out else ""
     out = f"\nOutput printed before the error:\n{stdout}\n" if stdout.strip() else ""
     focus = "" if failing is None else FAILING_LINE.format(number=failing[0], line=failing[1][:300])
-    closing = REPAIR_WHOLE if statement is None else REPAIR_STATEMENT.format(statement=statement)
-    return REPAIR.format(where=where, error=error, stdout=out, focus=focus, closing=closing)
+    return REPAIR.format(where=where, error=error, stdout=out, focus=focus, closing=REPAIR_WHOLE)

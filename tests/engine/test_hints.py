@@ -116,3 +116,9 @@ def test_a_regex_given_to_str_replace_as_plain_text() -> None:
         "error", [], "ValueError", value, f"----> 2 {line[:-13]}, regex=True).astype(int)\n"
     )
     assert not any("regex=True:" in h for h in hints(plain, {}) + hints(told, {}))
+
+
+def test_a_whole_frame_reduction_over_text_columns_gets_numeric_only() -> None:
+    said = joined("TypeError", "Cannot perform reduction 'mean' with string dtype")
+    assert "df.mean(numeric_only=True)" in said and "df.fillna(df.mean(numeric_only=True))" in said
+    assert "numeric_only" not in joined("TypeError", "unsupported operand type(s) for +: 'int' and 'str'")

@@ -327,22 +327,6 @@ def test_the_error_that_ends_an_ask_carries_what_it_spent(
     assert refused.value.summary.ask_id == it.asks[-1].ask_id and not executor.runs
 
 
-def test_a_repair_asks_for_the_statement_that_raised_and_splices_it_in(
-    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
-) -> None:
-    program = "total = sales['revnue'].sum()\nprint(total)\n"
-    where = "Cell In[1], line 1\n----> 1 total = sales['revnue'].sum()\n      2 print(total)\n"
-    executor.add(ExecutionResult("error", [], "KeyError", "'revnue'", where), "100\n")
-    fake.add(fenced(program), fenced("total = sales['revenue'].sum()"))
-    result = it.ask("Total revenue?", {"sales": sales})
-    asked = fake.requests[1]["messages"][-1]["content"]
-    assert "Reply with only a corrected version of this statement" in asked
-    assert "```python\ntotal = sales['revnue'].sum()\n```" in asked
-    # The statement went into the program in place of the failing one, and the whole program ran again.
-    assert result.ok and executor.runs[1].code == "total = sales['revenue'].sum()\nprint(total)\n"
-    assert result.code == executor.runs[1].code
-
-
 def test_outputs_reach_the_api_as_events_while_the_code_runs(
     fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
 ) -> None:
@@ -357,20 +341,3 @@ def test_outputs_reach_the_api_as_events_while_the_code_runs(
     live = [e for e in events if isinstance(e.data, Output)]
     assert {e.attempt for e in live} == {1} and {e.ask_id for e in live} == {result.ask_id}
     assert "".join(op["text"] for e in live for op in e.data.ops) == "one\ntwo\n"
-
-
-def test_a_statement_copied_back_unchanged_is_followed_by_a_request_for_the_whole_program(
-    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
-) -> None:
-    program = "total = sales['revenue'].sum()\nbest = total.idxmax()\nprint(best)\n"
-    where = "Cell In[1], line 2\n----> 2 best = total.idxmax()\n"
-    raised = ExecutionResult("error", [], "AttributeError", "'float' object has no attribute 'idxmax'", where)
-    executor.add(raised, "north\n")
-    fixed = "total = sales.groupby('region')['revenue'].sum()\nbest = total.idxmax()\nprint(best)"
-    fake.add(fenced(program), fenced("best = total.idxmax()"), fenced(fixed))
-    result = it.ask("Best region?", {"sales": sales})
-    assert result.ok and len(result.attempts) == 2  # the copy cost no run and no attempt
-    asked = fake.requests[2]["messages"][-1]["content"]
-    assert "reply with the complete corrected ```python block" in asked and "only a corrected" not in asked
-    assert executor.runs[1].code == fixed + "\n" and result.attempts[0].problem == asked
-    assert result.attempts[1].usage.completion_tokens > 0 and len(fake.requests) == 3
