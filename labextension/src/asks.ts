@@ -160,3 +160,14 @@ export function applyOps(outputs: JSONDict[], ops: JSONDict[]): void {
     }
   }
 }
+
+/** Text as a terminal shows it: a carriage return starts its line over (a progress bar redraws in place). */
+export function terminalText(text: string): string {
+  return text
+    .split('\n')
+    .map(line => {
+      const parts = line.replace(/\r+$/, '').split('\r');
+      return parts[parts.length - 1];
+    })
+    .join('\n');
+}

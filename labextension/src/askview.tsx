@@ -7,7 +7,16 @@ import { PageConfig } from '@jupyterlab/coreutils';
 import React from 'react';
 
 import { baseName, downloadUrl, fileEntries } from './files';
-import { AttemptPhase, CIMagicModel, costOf, IAskView, IAttemptView, isFinished, tokensSoFar } from './model';
+import {
+  AttemptPhase,
+  CIMagicModel,
+  costOf,
+  IAskView,
+  IAttemptView,
+  isFinished,
+  terminalText,
+  tokensSoFar
+} from './model';
 import type { IPanelActions } from './panel';
 import { JSONDict } from './protocol';
 
@@ -219,7 +228,7 @@ function AttemptView(props: { attempt: IAttemptView }): JSX.Element {
 function Output(props: { output: JSONDict }): JSX.Element | null {
   const o = props.output;
   if (o.output_type === 'stream') {
-    return <pre className="jp-CIMagic-output">{String(o.text ?? '')}</pre>;
+    return <pre className="jp-CIMagic-output">{terminalText(String(o.text ?? ''))}</pre>;
   }
   if (o.output_type === 'error') {
     return <pre className="jp-CIMagic-error">{`${String(o.ename)}: ${String(o.evalue)}`}</pre>;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { CIMagicModel, costOf, tokensSoFar } from '../src/model';
+import { CIMagicModel, costOf, terminalText, tokensSoFar } from '../src/model';
 import { IEventMessage, KernelMessage } from '../src/protocol';
 
 function ready(): CIMagicModel {
@@ -102,6 +102,10 @@ describe('CIMagicModel', () => {
     model.handle(ev(id, 'exec_done', 1, { outcome: 'ok', outputs: final, error: null, seconds: 3 }));
     outputs = model.asks[0].attempts[0].outputs;
     expect(outputs).toEqual(final);
+  });
+
+  it('shows a stream as a terminal would: a carriage return redraws its line', () => {
+    expect(terminalText('start\n\rbar 10%\rbar 50%\rbar 100%\r\ndone\n')).toBe('start\nbar 100%\ndone\n');
   });
 
   it('follows an ask seen on another comm until connected, then keeps only the replayed one', () => {

@@ -10,6 +10,7 @@ import {
   runCell,
   SETUP,
   shutdownAll,
+  start,
   waitIdle
 } from './helpers';
 
@@ -234,7 +235,7 @@ test('a running %%ask shows printed lines and a tqdm bar as they come, in the ce
   await command(page, 'ci-magic:open-panel');
   const cell = cells(page).nth(1);
   await cell.locator('.jp-InputPrompt').click();
-  await command(page, 'notebook:run-cell'); // not waited for: the test watches it run
+  await start(page, 'notebook:run-cell'); // not waited for: the test watches it run
   await expect(cell).toContainText('running in the sandbox', { timeout: 60_000 });
   // The code prints its first line at once: it shows within two seconds, in the cell and in the panel.
   await expect(cell.locator('.jp-OutputArea')).toContainText('tick 0', { timeout: 2_000 });
@@ -271,7 +272,7 @@ test('interrupting a %%ask while its code runs stops it within two seconds', asy
   await runCell(page, 0);
   const cell = cells(page).nth(1);
   await cell.locator('.jp-InputPrompt').click();
-  await command(page, 'notebook:run-cell');
+  await start(page, 'notebook:run-cell');
   await expect(cell.locator('.jp-OutputArea')).toContainText('beat 2', { timeout: 60_000 });
   const asked = Date.now();
   await command(page, 'kernelmenu:interrupt');

@@ -89,6 +89,13 @@ export async function command(page: Page, id: string): Promise<void> {
   await page.evaluate(cmd => window.jupyterapp.commands.execute(cmd), id);
 }
 
+/** Start a command without waiting for it (`notebook:run-cell` resolves only when the cell has finished). */
+export async function start(page: Page, id: string): Promise<void> {
+  await page.evaluate(cmd => {
+    void window.jupyterapp.commands.execute(cmd);
+  }, id);
+}
+
 export function cells(page: Page): Locator {
   return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell');
 }

@@ -1,7 +1,7 @@
 // Notebook 7 (`jupyter notebook`, no ILabShell): run by the `notebook7` project against its own server.
 import { expect, test } from '@playwright/test';
 
-import { artifact, cells, openNotebook, panel, runCell, SETUP, shutdownAll, waitIdle } from './helpers';
+import { artifact, cells, openNotebook, panel, runCell, SETUP, shutdownAll, start, waitIdle } from './helpers';
 
 test.afterEach(async ({ request }) => {
   await shutdownAll(request);
@@ -68,7 +68,7 @@ test('Notebook 7: a running %%ask shows its printed lines as they come', async (
   await runCell(page, 0);
   const cell = cells(page).nth(1);
   await cell.locator('.jp-InputPrompt').click();
-  await page.evaluate(() => window.jupyterapp.commands.execute('notebook:run-cell'));
+  await start(page, 'notebook:run-cell'); // not waited for: the test watches it run
   await expect(cell).toContainText('running in the sandbox', { timeout: 60_000 });
   await expect(cell.locator('.jp-OutputArea')).toContainText('tick 0', { timeout: 2_000 });
   await expect(cell.locator('.jp-OutputArea')).not.toContainText('tick 5');
