@@ -66,11 +66,18 @@ test('Notebook 7: a %%ask cell gets its code and chart inserted directly below i
 test('Notebook 7: a running %%ask shows its printed lines as they come', async ({ page }) => {
   await openNotebook(page, 'notebook7-live.ipynb', [SETUP, '%%ask\nCount to six with a pause'], 'notebook');
   await runCell(page, 0);
+  // The Ask panel, in Notebook 7's left sidebar, follows the cell's ask too.
+  await page.getByRole('menuitem', { name: 'View' }).click();
+  await page.locator('.lm-Menu-item', { hasText: 'Left Sidebar' }).hover();
+  await page.locator('.lm-Menu-item', { hasText: 'Show Ask about your data (ci_magic)' }).click();
+  await expect(panel(page)).toBeVisible();
   const cell = cells(page).nth(1);
   await cell.locator('.jp-InputPrompt').click();
   await start(page, 'notebook:run-cell'); // not waited for: the test watches it run
   await expect(cell).toContainText('running in the sandbox', { timeout: 60_000 });
   await expect(cell.locator('.jp-OutputArea')).toContainText('tick 0', { timeout: 2_000 });
+  const attempt = panel(page).getByTestId('ci-ask-view').first().getByTestId('ci-attempt').last();
+  await expect(attempt).toContainText('tick 0', { timeout: 2_000 });
   await expect(cell.locator('.jp-OutputArea')).not.toContainText('tick 5');
   await page.screenshot({ path: artifact('notebook7-live-output.png'), fullPage: true });
   await waitIdle(page);
