@@ -11,7 +11,7 @@ from typing import Any
 
 from . import cli_agents as agents_cli
 from .cli_io import live_text, load_table, save_images
-from .cli_settings import setting_options, settings_of
+from .cli_settings import data_option, setting_options, settings_of
 from .core.errors import CIMagicError, ProviderConfigError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -30,14 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = sub.add_parser("ask", help="Answer a question about CSV/Parquet files with generated code.")
     ask.add_argument("question")
-    ask.add_argument(
-        "--data",
-        "-d",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="Load a table as DataFrame NAME (CSV, TSV, Parquet, JSON, Excel). Repeatable.",
-    )
+    data_option(ask)
     setting_options(ask)
     ask.add_argument("--json", action="store_true", help="Print the whole result as JSON.")
     ask.add_argument("--save-images", metavar="DIR", help="Write image outputs as PNG files into DIR.")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_io import load_table
-from .cli_settings import setting_options, settings_of
+from .cli_settings import data_option, setting_options, settings_of
 from .core.errors import UsageError
 
 EXIT_OK = 0  # as cli.py: these commands end when their client goes away
@@ -35,14 +35,7 @@ def register(sub: Any) -> None:
     )
     acp.set_defaults(func=cmd_acp)
     for parser in (mcp, acp):
-        parser.add_argument(
-            "--data",
-            "-d",
-            action="append",
-            default=[],
-            metavar="NAME=PATH",
-            help="Load a table as DataFrame NAME.",
-        )
+        data_option(parser)
         setting_options(parser)
 
 

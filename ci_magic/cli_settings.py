@@ -1,5 +1,5 @@
-"""The settings flags every ``ci-magic`` command that asks shares (``ask``, ``eval``, ``mcp``, ``acp``), made from
-their one declaration (core/declared.py), and the settings a command's arguments give."""
+"""The flags every ``ci-magic`` command that asks shares (``ask``, ``eval``, ``mcp``, ``acp``): the settings, made
+from their one declaration (core/declared.py), and the settings a command's arguments give; ``--data``."""
 
 from __future__ import annotations
 
@@ -40,3 +40,15 @@ def settings_of(args: argparse.Namespace) -> Settings:
             continue
         values[d.path] = parse_prices(value, d.cli) if d.kind is dict else value
     return Settings.from_env(frontend="cli").with_overrides(values)
+
+
+def data_option(parser: argparse.ArgumentParser) -> None:
+    """``--data NAME=PATH``, repeatable (read by ``cli_io.load_table``)."""
+    parser.add_argument(
+        "--data",
+        "-d",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="Load a table as DataFrame NAME (CSV, TSV, Parquet, JSON, Excel). Repeatable.",
+    )
