@@ -170,6 +170,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         f"{usage.completion_tokens:,} completion tokens · {result.seconds:.1f} s · {result.model} @ "
         f"{result.endpoint}"
     )
+    for use in result.network:  # every host the code reached for, allowed or refused
+        say(f"network: {use.line()}")
     for warning in result.warnings:  # e.g. the sandbox ran without isolation: never silent
         say(f"warning: {warning}")
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -23,6 +23,10 @@ def setting_options(parser: argparse.ArgumentParser) -> None:
             action = "store_false" if off else "store_true"
             text = ("Turn off: " if off else "") + d.help
             parser.add_argument(*flags, dest=d.name, action=action, default=None, help=text)
+        elif d.kind is list:
+            parser.add_argument(
+                *flags, dest=d.name, action="append", metavar=d.metavar, help=d.help + " Repeatable."
+            )
         else:
             kind = str if d.kind is dict else d.kind  # a table comes as JSON text
             shown = d.default if d.kind in (int, float) else None
@@ -38,7 +42,9 @@ def settings_of(args: argparse.Namespace) -> Settings:
         value = getattr(args, d.name, None)
         if d.cli is None or d.path is None or value is None:
             continue
-        values[d.path] = parse_prices(value, d.cli) if d.kind is dict else value
+        values[d.path] = (
+            parse_prices(value, d.cli) if d.kind is dict else tuple(value) if d.kind is list else value
+        )
     return Settings.from_env(frontend="cli").with_overrides(values)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .agents.live import serve_notebook, stop_serving
 from .core.executor import Executor
 from .notebook.bridge import Bridge, install, uninstall
 from .notebook.magic import AskMagics
@@ -33,7 +34,7 @@ def load(ipython: Any, executor_factory: Callable[[], Executor] | None = None) -
     :class:`~ci_magic.sandbox.fake.ScriptedExecutor`)."""
     unload(ipython)  # loading twice must not leave a second session (and sandbox) running
     session = NotebookSession(ipython, executor_factory)
-    magics = AskMagics(ipython, session, export=export_session)
+    magics = AskMagics(ipython, session, export=export_session, serve=serve_notebook)
     ipython.register_magics(magics)
     ipython.events.register("pre_run_cell", session.cell_started)
     # The child kernel would exit with us anyway (it polls its parent); this also removes the session files.
@@ -55,6 +56,7 @@ def unload(ipython: Any) -> None:
             ipython.magics_manager.magics[kind].pop(name, None)
     ipython.events.unregister("pre_run_cell", state.session.cell_started)
     atexit.unregister(state.session.close)
+    stop_serving(state.session)  # unloaded: an agent served by %ask_serve loses access too
     state.session.close()
     delattr(ipython, STATE_ATTRIBUTE)
 

@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": {"core", "engine", "providers"},
     "notebook": {"core", "context", "engine", "observe", "providers"},
     "reproduce": {"core", "engine", "notebook", "sandbox"},
-    "agents": {"core", "engine", "observe", "reproduce"},
+    "agents": {"core", "engine", "notebook", "observe", "reproduce"},
 }
 OPEN = {"_version"}
 

@@ -45,7 +45,11 @@ CASES = {
         "open('/usr/ci_magic_escape.txt', 'w').write('x')",
         "Read-only file system|Permission denied",
     ),
-    "network": ("import urllib.request\nurllib.request.urlopen('http://1.1.1.1', timeout=3)", "unreachable"),
+    # No route out; HTTP clients meet the egress proxy, which refuses: no host is allowed (and never by address).
+    "network": (
+        "import urllib.request\nurllib.request.urlopen('http://1.1.1.1', timeout=3)",
+        "unreachable|The network is off",
+    ),
     "pip install": (
         "import subprocess, sys\n"
         "r = subprocess.run([sys.executable, '-m', 'pip', 'install', '--retries', '0', '--timeout', '3', 'cowsay'],"

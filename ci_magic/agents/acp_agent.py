@@ -37,7 +37,7 @@ from .._version import __version__
 from ..core.errors import Cancelled, CIMagicError
 from ..core.events import Code, Event, ExecDone, ModelStart, Output
 from ..core.settings import Settings
-from .session import AgentSession
+from .session import AgentSession, on_worker
 
 __all__ = ["CIMagicAgent", "serve"]
 
@@ -76,7 +76,7 @@ class CIMagicAgent:
         stop = self._cancelled[session_id] = threading.Event()
         updates = _Updates(self._conn, session_id, loop, stop)
         try:
-            reply = await asyncio.to_thread(session.ask, question, updates)
+            reply = await asyncio.to_thread(on_worker, session.ask, question, updates)
         except Cancelled:
             return PromptResponse(stop_reason="cancelled")
         except CIMagicError as exc:

@@ -15,6 +15,7 @@ is one kernel, as a notebook's is.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import os
 import secrets
@@ -23,15 +24,15 @@ from typing import Any
 
 import anyio
 import nbformat
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import ContentBlock, ImageContent, TextContent
 
 from ..core.errors import CIMagicError
-from .session import AgentSession, Reply
+from .session import AgentBackend, AgentSession, Reply, on_worker
 
-__all__ = ["TOKEN_ENV", "bearer_only", "build_server", "contents", "serve"]
+__all__ = ["TOKEN_ENV", "bearer_only", "build_server", "contents", "http_app", "serve", "token"]
 
 TOKEN_ENV = "CI_MAGIC_MCP_TOKEN"
 
@@ -70,15 +71,22 @@ def contents(reply: Reply) -> list[ContentBlock]:
     return blocks
 
 
-def build_server(session: AgentSession) -> MCPServer[Any]:
-    """The MCP server over one :class:`AgentSession`."""
+def caller(ctx: Context[Any, Any] | None) -> str:
+    """The calling agent's name as its MCP client gave it (for provenance: data, never trusted as more)."""
+    params = getattr(getattr(ctx, "session", None), "client_params", None) if ctx is not None else None
+    info = getattr(params, "client_info", None)
+    return str(getattr(info, "name", "") or "")[:100]
+
+
+def build_server(session: AgentBackend) -> MCPServer[Any]:
+    """The MCP server over one :class:`AgentSession`, or a live notebook's session (:mod:`.live`)."""
     server: MCPServer[Any] = MCPServer("ci_magic", instructions=INSTRUCTIONS)
     lock = anyio.Lock()  # one sandbox session: one call at a time
 
     async def call(fn: Any, *args: Any) -> Any:
         async with lock:
             try:
-                return await anyio.to_thread.run_sync(fn, *args)
+                return await anyio.to_thread.run_sync(on_worker, fn, *args)
             except CIMagicError as exc:  # bad input, over budget, no model: a clear error, the session stays
                 raise ToolError(str(exc)) from None
 
@@ -94,16 +102,18 @@ def build_server(session: AgentSession) -> MCPServer[Any]:
         "sandbox runs it, errors are repaired. Returns the answer, the code, its output, charts as images and "
         "the files it wrote."
     )
-    async def ask(question: str) -> list[ContentBlock]:
-        return contents(await call(session.ask, question))
+    async def ask(question: str, ctx: Context[Any, Any]) -> list[ContentBlock]:
+        who = caller(ctx)
+        return contents(await call(functools.partial(session.ask, question, agent=who)))
 
     @server.tool(
         description="Run Python code you wrote in the same sandbox session (pandas as pd, numpy as np, "
         "matplotlib; the DataFrames described by describe_data are loaded; variables persist between calls). "
         "No network; only the working folder is writable. Returns printed output, charts as images and files."
     )
-    async def run_python(code: str) -> list[ContentBlock]:
-        return contents(await call(session.run, code))
+    async def run_python(code: str, ctx: Context[Any, Any]) -> list[ContentBlock]:
+        who = caller(ctx)
+        return contents(await call(functools.partial(session.run, code, agent=who)))
 
     @server.tool(
         description="Start over: a fresh sandbox (variables gone, DataFrames reloaded), an empty record."
@@ -170,6 +180,24 @@ def bearer_only(app: Any, token: str) -> Any:
     return guarded
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+def token() -> str:
+    """The bearer token: ``CI_MAGIC_MCP_TOKEN`` when set, else a fresh random one."""
+    return os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
+
+
+def http_app(server: MCPServer[Any], host: str, port: int, secret: str) -> Any:
+    """The streamable-HTTP ASGI app: the bearer token required, only loopback host names admitted (the SDK's
+    DNS-rebinding protection)."""
+    security = TransportSecuritySettings(
+        allowed_hosts=[f"{h}:{port}" for h in LOOPBACK] + list(LOOPBACK),
+        allowed_origins=[f"http://{h}:{port}" for h in LOOPBACK],
+    )
+    return bearer_only(server.streamable_http_app(transport_security=security, host=host), secret)
+
+
 def serve(session: AgentSession, *, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Serve until the client goes away (stdio) or the process is stopped (HTTP)."""
     server = build_server(session)
@@ -178,20 +206,16 @@ def serve(session: AgentSession, *, http: bool = False, host: str = "127.0.0.1",
         return
     import uvicorn
 
-    token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
+    secret = token()
     if TOKEN_ENV not in os.environ:
         print(
-            f"ci_magic MCP token (send it as 'Authorization: Bearer …'): {token}", file=sys.stderr, flush=True
+            f"ci_magic MCP token (send it as 'Authorization: Bearer …'): {secret}",
+            file=sys.stderr,
+            flush=True,
         )
-    loopback = ["127.0.0.1", "localhost", "[::1]"]
-    security = TransportSecuritySettings(
-        allowed_hosts=[f"{h}:{port}" for h in loopback] + loopback,
-        allowed_origins=[f"http://{h}:{port}" for h in loopback],
-    )
-    app = server.streamable_http_app(transport_security=security, host=host)
     print(
         f"ci_magic MCP server on http://{host}:{port}/mcp (working folder {session.folder})",
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(bearer_only(app, token), host=host, port=port, log_level="warning")
+    uvicorn.run(http_app(server, host, port, secret), host=host, port=port, log_level="warning")

@@ -9,26 +9,31 @@ sandbox's. ``export`` writes the session as a notebook that ``ci-magic verify`` 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import nbformat
 
 from ..core.errors import UsageError
 from ..core.events import EventSink, ignore
-from ..core.results import DeliveredFile, ExecutionResult
+from ..core.results import AskResult, CodeRun, DeliveredFile, ExecutionResult
 from ..core.settings import Settings
 from ..engine.interpreter import Interpreter
 from ..observe.trace import SESSION_ID, trace_dir, write_span
 from ..reproduce.export import code_cell, export_notebook
 
-__all__ = ["AgentSession", "Reply"]
+T = TypeVar("T")
+
+__all__ = ["AgentBackend", "AgentSession", "Reply", "ask_reply", "on_worker", "run_reply", "trace_run"]
 
 #: How each kind of table file is read, as the exported notebook's first cell reads it.
 READERS = {
@@ -56,6 +61,80 @@ class Reply:
     tokens: int = 0
 
 
+class AgentBackend(Protocol):
+    """What the MCP server serves: a folder-bound :class:`AgentSession`, or a live notebook's session
+    (:mod:`.live`). ``agent`` names the calling agent (its MCP client's name), for provenance."""
+
+    folder: Path
+
+    def describe(self) -> str: ...
+
+    def ask(self, question: str, on_event: EventSink = ignore, *, agent: str = "") -> Reply: ...
+
+    def run(self, code: str, *, agent: str = "") -> Reply: ...
+
+    def reset(self) -> None: ...
+
+    def notebook(self) -> Any: ...
+
+    def export(self, name: str) -> Path: ...
+
+
+def on_worker(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a protocol server's worker thread. jupyter_client runs its coroutines on an event loop it
+    makes for the thread (a new one per call, in the worker's copied context): close it after the call instead
+    of leaking its sockets."""
+    try:
+        return fn(*args)
+    finally:
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_event_loop_policy().get_event_loop().close()
+
+
+def ask_reply(result: AskResult) -> Reply:
+    """An ask's result as a reply: the answer, the working code with its output, files, warnings."""
+    final = result.final
+    reply = Reply(result.ask_id, result.ok, code=result.code, tokens=result.usage.total_tokens)
+    if final is not None and final.execution is not None:
+        _outputs(final.execution, reply)
+    reply.answer = result.words.text if result.words is not None else None
+    if not result.ok:
+        last = next((a for a in reversed(result.attempts) if a.failure), None)
+        reply.text.append(f"The ask did not succeed: {last.failure if last else 'no attempt ran'}")
+    reply.files = result.files
+    reply.text += [f"warning: {w}" for w in result.warnings]
+    return reply
+
+
+def run_reply(call_id: str, code: str, run: CodeRun) -> Reply:
+    """The agent's own code, run: its output, files and warnings."""
+    reply = Reply(call_id, run.execution.ok, code=code)
+    _outputs(run.execution, reply)
+    reply.files = run.files
+    reply.text += [f"warning: {w}" for w in run.warnings]
+    return reply
+
+
+def trace_run(call_id: str, code: str, run: CodeRun, started: float, clock: float, agent: str = "") -> None:
+    """One ``agent_run`` span, as an ask's execution is traced: which call, by whom, how it ended, what it
+    wrote (``started``: wall-clock start; ``clock``: monotonic start)."""
+    span = {
+        "session": SESSION_ID,
+        "ask_id": call_id,
+        "name": "agent_run",
+        "start": datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds"),
+        "duration_s": round(time.monotonic() - clock, 4),
+        "attributes": {
+            "agent": agent,
+            "outcome": run.execution.outcome,
+            "error": run.execution.error_name,
+            "code_chars": len(code),
+            "files": [f.path for f in run.files],
+        },
+    }
+    write_span(span, trace_dir())
+
+
 class AgentSession:
     """See the module docstring. ``frames``: the DataFrames loaded for the agent; ``tables``: the file each was
     read from (the exported notebook reads them again)."""
@@ -76,48 +155,22 @@ class AgentSession:
     def describe(self) -> str:
         return self.interpreter.context(self.frames)
 
-    def ask(self, question: str, on_event: EventSink = ignore) -> Reply:
+    def ask(self, question: str, on_event: EventSink = ignore, *, agent: str = "") -> Reply:
         result = self.interpreter.ask(question, self.frames, keep=None, on_event=on_event)
         final = result.final
-        reply = Reply(result.ask_id, result.ok, code=result.code, tokens=result.usage.total_tokens)
-        if final is not None and final.execution is not None:
-            _outputs(final.execution, reply)
-            if result.ok and final.code:
-                self._cells.append(code_cell(final.code, final.execution.outputs, kind="generated"))
-        reply.answer = result.words.text if result.words is not None else None
-        if not result.ok:
-            last = next((a for a in reversed(result.attempts) if a.failure), None)
-            reply.text.append(f"The ask did not succeed: {last.failure if last else 'no attempt ran'}")
-        reply.files = result.files
-        reply.text += [f"warning: {w}" for w in result.warnings]
-        return reply
+        if result.ok and final is not None and final.execution is not None and final.code:
+            self._cells.append(code_cell(final.code, final.execution.outputs, kind="generated"))
+        return ask_reply(result)
 
-    def run(self, code: str) -> Reply:
+    def run(self, code: str, *, agent: str = "") -> Reply:
         if not code.strip():
             raise UsageError("run_python needs code, and this call has none; nothing was run.")
         started, clock = time.time(), time.monotonic()
         run = self.interpreter.run_code(code, self.frames)
-        reply = Reply(uuid.uuid4().hex, run.execution.ok, code=code)
-        # Traced like an ask's execution (an ask traces itself): which call, how it ended, what it wrote.
-        span = {
-            "session": SESSION_ID,
-            "ask_id": reply.call_id,
-            "name": "agent_run",
-            "start": datetime.fromtimestamp(started, UTC).isoformat(timespec="milliseconds"),
-            "duration_s": round(time.monotonic() - clock, 4),
-            "attributes": {
-                "outcome": run.execution.outcome,
-                "error": run.execution.error_name,
-                "code_chars": len(code),
-                "files": [f.path for f in run.files],
-            },
-        }
-        write_span(span, trace_dir())
-        _outputs(run.execution, reply)
-        reply.files = run.files
-        reply.text += [f"warning: {w}" for w in run.warnings]
+        call_id = uuid.uuid4().hex
+        trace_run(call_id, code, run, started, clock, agent)
         self._cells.append(code_cell(code, run.execution.outputs))
-        return reply
+        return run_reply(call_id, code, run)
 
     def reset(self) -> None:
         self.interpreter.reset()

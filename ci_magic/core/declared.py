@@ -24,7 +24,7 @@ class Declared:
 
     name: str  # ``%config Ask.<name>``; the key of HELP
     path: str | None  # the Settings field it sets ("limits.timeout_s": a Limits field); None: notebook only
-    kind: type  # int, float, bool, str or dict
+    kind: type  # int, float, bool, str, dict or list (of str; repeatable flags)
     help: str
     cli: str | None = None  # its flag on ``ci-magic ask``/``eval`` (a "--no-…" switch turns a default off)
     short: str | None = None  # the CLI's short flag
@@ -38,7 +38,8 @@ class Declared:
         """The core's default (:class:`~ci_magic.core.settings.Settings`), or the notebook's own."""
         if self.notebook_default is not None or self.path is None:
             return self.notebook_default
-        return Settings().get(self.path)
+        value = Settings().get(self.path)
+        return list(value) if self.kind is list else value  # a list setting is a list in every front end
 
 
 def _d(name: str, path: str | None, kind: type, text: str, **more: Any) -> Declared:
@@ -84,7 +85,30 @@ DECLARED: tuple[Declared, ...] = (
     ),
     _d("context_tokens", "context_tokens", int, "Token budget for the data description."),
     _d("memory_mb", "limits.memory_mb", int, "Address-space limit of the sandbox kernel, in MB."),
-    _d("network", "limits.network", bool, "Let sandboxed code use the network."),
+    _d("network", "limits.network", bool, "Let sandboxed code use the network (all of it)."),
+    _d(
+        "allow_hosts",
+        "limits.allow_hosts",
+        list,
+        "Hosts sandboxed code may reach by name while the network is off, through ci_magic's proxy (HTTP and "
+        "HTTPS): data.example.org, *.example.com (its subdomains), optionally :port; an address rule (10.0.0.5, "
+        "10.0.0.0/8) lets an allowed name reach that private address. Default: CI_MAGIC_ALLOW_HOSTS.",
+        cli="--allow",
+        metavar="HOST",
+    ),
+    _d(
+        "network_budget_mb",
+        "limits.network_budget_mb",
+        int,
+        "Megabytes one run of code may move through the proxy to allowed hosts (both ways).",
+    ),
+    _d(
+        "package_index",
+        "limits.package_index",
+        str,
+        "The package index `pip install` uses in the sandbox, when the allowed hosts include its host (default: "
+        "CI_MAGIC_PACKAGE_INDEX, PIP_INDEX_URL, else PyPI, whose files also need files.pythonhosted.org).",
+    ),
     _d(
         "disk_mb",
         "limits.disk_mb",

@@ -8,7 +8,7 @@ the bridge agree on which ask an event belongs to. The kinds and their data are 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 EventKind = Literal[
@@ -123,6 +123,7 @@ class ExecDone:
     outputs: list[dict[str, Any]]
     error: str | None
     seconds: float
+    network: list[dict[str, Any]] = field(default_factory=list)  # hosts reached for (core.results.NetUse)
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,8 @@ class Done:
     doubt: str | None
     best_effort: str | None
     files: list[dict[str, Any]]
+    # Hosts the ask's code reached for through the egress proxy, allowed or refused (core.results.NetUse).
+    network: list[dict[str, Any]] = field(default_factory=list)
 
 
 EventData = (

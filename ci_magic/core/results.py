@@ -46,6 +46,44 @@ class Usage:
 
 
 @dataclass
+class NetUse:
+    """A host the code reached for through the egress proxy during one run: allowed or refused (``reason``
+    says why), with its connections and bytes."""
+
+    host: str
+    port: int
+    allowed: bool
+    reason: str = ""
+    connections: int = 0
+    sent: int = 0
+    received: int = 0
+
+    def line(self) -> str:
+        where = f"{self.host}:{self.port}"
+        if not self.allowed:
+            return f"{where} {self.reason} ({self.connections}×)"
+        moved = f"{self.received:,} bytes in, {self.sent:,} out"
+        return f"{where} allowed: {self.connections} connection(s), {moved}" + (
+            f"; {self.reason}" if self.reason else ""
+        )
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A package installed into the sandbox's own layer at run time (``pip install`` through the egress proxy),
+    pinned: what ``verify`` installs again before it re-runs an export."""
+
+    name: str
+    version: str
+    sha256: str  # of the file pip installed (a wheel or sdist), from its installation report
+    url: str = ""
+
+    def requirement(self) -> str:
+        """``name==version --hash=sha256:…``: one line of a requirements file pip checks with --require-hashes."""
+        return f"{self.name}=={self.version} --hash=sha256:{self.sha256}"
+
+
+@dataclass
 class ExecutionResult:
     """One run of code in the child kernel. ``outputs`` are nbformat v4 output dicts."""
 
@@ -57,6 +95,8 @@ class ExecutionResult:
     seconds: float = 0.0
     restarted: bool = False  # the child had to be restarted (frames are restored)
     files: list[str] = field(default_factory=list)  # files this run created or changed in its folder
+    network: list[NetUse] = field(default_factory=list)  # hosts reached for through the egress proxy
+    installed: list[Installed] = field(default_factory=list)  # packages this run installed (pinned)
 
     @property
     def ok(self) -> bool:
@@ -259,6 +299,25 @@ class AskResult:
                 total = total + extra.usage
         return total
 
+    @property
+    def network(self) -> list[NetUse]:
+        """Every host the ask's runs reached for through the egress proxy, summed over its attempts."""
+        merged: dict[tuple[str, int, bool, str], NetUse] = {}
+        for attempt in self.attempts:
+            for use in attempt.execution.network if attempt.execution is not None else []:
+                key = (use.host, use.port, use.allowed, use.reason)
+                total = merged.setdefault(key, NetUse(use.host, use.port, use.allowed, use.reason))
+                total.connections += use.connections
+                total.sent += use.sent
+                total.received += use.received
+        return list(merged.values())
+
+    @property
+    def installed(self) -> list[Installed]:
+        """Packages the ask's runs installed into the sandbox (pinned), in order, each once."""
+        found = [p for a in self.attempts if a.execution is not None for p in a.execution.installed]
+        return list(dict.fromkeys(found))
+
     def done_data(self) -> dict[str, Any]:
         """The data of the ask's ``done`` event (ci_magic/core/events.py): what every front end needs at its end."""
         usage = self.usage
@@ -272,6 +331,7 @@ class AskResult:
             "doubt": self.doubt,
             "best_effort": self.best_effort.text if self.best_effort is not None else None,
             "files": [asdict(f) for f in self.files],
+            "network": [asdict(u) for u in self.network],
         }
 
     def summary(self) -> AskSummary:

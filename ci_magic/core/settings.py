@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import UsageError
+from .hosts import Policy
 
 #: The model name used when an OpenAI-compatible endpoint is configured but no model was chosen.
 DEFAULT_REMOTE_MODEL = "gpt-4o-mini"
@@ -121,7 +122,12 @@ class Limits:
     disk_mb: int = 1024  # the sandbox's own tmpfs: working folder, home, /tmp; /dev/shm gets a quarter more
     max_transfer_mb: int = 1024  # a value brought back: file size plus what converting it may allocate
     idle_cpu_s: float = 10.0  # CPU seconds the sandbox may use while no code runs before it is restarted
-    network: bool = False  # allow the child to reach the network
+    network: bool = False  # allow the child to reach the network (all of it)
+    # With the network off, hosts the code may still reach by name, through the egress proxy (core/hosts.py).
+    allow_hosts: tuple[str, ...] = ()
+    network_budget_mb: int = 200  # bytes through the egress proxy per run of code, both ways
+    # Where `pip install` in the sandbox finds packages (when the list allows its host): sandbox/egress/packages.py
+    package_index: str = "https://pypi.org/simple"
     isolation: bool = (
         True  # bubblewrap namespaces + minimal read-only view where the OS allows (sandbox/isolation.py)
     )
@@ -136,9 +142,22 @@ class Limits:
             raise UsageError(f"timeout must be positive, got {self.timeout_s}.")
         if self.disk_mb < 16:
             raise UsageError(f"the sandbox's disk must be at least 16 MB, got {self.disk_mb} MB.")
+        if isinstance(self.allow_hosts, str):
+            object.__setattr__(self, "allow_hosts", (self.allow_hosts,))
+        hosts = tuple(h.strip() for h in self.allow_hosts if h.strip())
+        Policy.parse(hosts)  # a malformed rule is refused here, before anything starts
+        object.__setattr__(self, "allow_hosts", hosts)
 
     #: Limits the sandbox is started with; changing one of these needs a new sandbox, the others do not.
-    AT_START = ("memory_mb", "max_processes", "max_file_mb", "disk_mb", "network", "isolation")
+    AT_START = (
+        "memory_mb",
+        "max_processes",
+        "max_file_mb",
+        "disk_mb",
+        "network",
+        "isolation",
+        "package_index",
+    )
 
     def needs_restart(self, other: Limits) -> bool:
         """Whether going from these limits to ``other`` needs a new sandbox (its variables would be lost)."""
@@ -244,12 +263,16 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Resolve from ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``CI_MAGIC_MODEL``, ``CI_MAGIC_PRICES`` (JSON),
         ``CI_MAGIC_REQUIRE_ISOLATION`` (1/0), ``CI_MAGIC_ANSWER_IN_WORDS`` (1/0), ``CI_MAGIC_GATEWAY_URL`` and
-        ``CI_MAGIC_GATEWAY_TOKEN``; explicit overrides win (``prices`` are merged over the environment's)."""
+        ``CI_MAGIC_GATEWAY_TOKEN``, ``CI_MAGIC_ALLOW_HOSTS`` (names separated by commas or spaces), ``CI_MAGIC_PACKAGE_INDEX`` (else
+        ``PIP_INDEX_URL``); explicit overrides win (``prices`` are merged over the environment's)."""
         env = os.environ if environ is None else environ
         prices = parse_prices(env["CI_MAGIC_PRICES"], "CI_MAGIC_PRICES") if env.get("CI_MAGIC_PRICES") else {}
         require = env.get("CI_MAGIC_REQUIRE_ISOLATION")
         words = env.get("CI_MAGIC_ANSWER_IN_WORDS")
+        hosts = tuple(env.get("CI_MAGIC_ALLOW_HOSTS", "").replace(",", " ").split())
+        index = env.get("CI_MAGIC_PACKAGE_INDEX") or env.get("PIP_INDEX_URL") or Limits.package_index
         base = cls(
+            limits=Limits(allow_hosts=hosts, package_index=index),
             model=env.get("CI_MAGIC_MODEL") or None,
             base_url=env.get("OPENAI_BASE_URL") or None,
             api_key=env.get("OPENAI_API_KEY") or None,

@@ -137,7 +137,10 @@ class Interpreter:
         turns = self.ledger.turns(HISTORY_TURNS)
         # After an idle sandbox was shut down, earlier answers' variables are gone: follow-ups must know.
         note = prompts.SANDBOX_EXPIRED if (self._slot.expired or self._stale()) and turns else None
-        messages = prompts.initial_messages(question, text, turns, system_extra, note=note)
+        limits = settings.limits
+        network = None if limits.network else prompts.network_note(limits.allow_hosts, limits.package_index)
+        extra = "\n\n".join(x for x in (network, system_extra) if x) or None
+        messages = prompts.initial_messages(question, text, turns, extra, note=note)
         return text, ctx.tokens + files.tokens, messages
 
     def context(self, frames: Mapping[str, Frame] | None = None) -> str:

@@ -142,6 +142,9 @@ def _run_feedback(execution: ExecutionResult, settings: Settings, frames: Mappin
         error += f"\n{hint}"
     if execution.restarted:
         error += "\nThe sandbox was restarted: variables you created are gone; the DataFrames are reloaded."
+    refused = [u.line() for u in execution.network if not u.allowed]
+    if refused:  # the repair must not guess at DNS or certificates: say what the network allows
+        error += "\n" + prompts.refused_note(settings.limits.allow_hosts, refused)
     stdout_tail = execution.stdout()[-1500:]
     if not privacy.shows_values(settings.context_detail):
         # Printed output shows data values, and error messages quote them: this privacy level keeps both from

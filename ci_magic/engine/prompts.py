@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+from ..core.hosts import Policy
 from ..providers import Message
 
 #: Code Interpreter's library set: (import name, how the prompt names it). Named when importable here (the
@@ -128,6 +130,18 @@ Copy the results into the required answer format. Do not write code and do not c
 only the values in the output above (rounded as the format asks). Reply with only the answer lines, one per \
 line, no explanation."""
 
+NETWORK_ALLOWED = """\
+Network exception: the code may fetch over HTTP and HTTPS from these hosts only, by name: {hosts}. \
+Use their URLs directly (requests.get, urllib, pd.read_csv(url)); the proxy settings are already in place. \
+Every other host is refused."""
+
+PACKAGES_ALLOWED = """\
+A missing package can be installed with `%pip install NAME` (from {index}); it is installed into this \
+session's sandbox only."""
+
+NETWORK_REFUSED = """\
+{allows} This run was refused: {refused}. Do not retry those: use the data you have{or_allowed}."""
+
 TRUNCATED = """\
 Your reply was cut off before the code block was complete ({reason}). Reply again with a shorter, complete \
 ```python block."""
@@ -162,6 +176,28 @@ def initial_messages(
     ask = ASK.format(context=context, note=f"{note}\n\n" if note else "", question=question.strip())
     messages.append({"role": "user", "content": ask})
     return messages
+
+
+def network_note(allow_hosts: tuple[str, ...], package_index: str) -> str | None:
+    """The system prompt's addition when hosts are allowed (None: the network is simply off), saying that
+    packages can be installed when the index's host is one of them."""
+    if not allow_hosts:
+        return None
+    note = NETWORK_ALLOWED.format(hosts=", ".join(allow_hosts))
+    url = urlsplit(package_index)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    if url.hostname and Policy.parse(allow_hosts).refuse_name(url.hostname, port) is None:
+        note += "\n" + PACKAGES_ALLOWED.format(index=package_index)
+    return note
+
+
+def refused_note(allow_hosts: tuple[str, ...], refused: list[str]) -> str:
+    """What a repair is told when the run's code reached for hosts the list does not name."""
+    return NETWORK_REFUSED.format(
+        allows=Policy.parse(allow_hosts).allows_text(),
+        refused="; ".join(refused[:5]),
+        or_allowed=" or an allowed host" if allow_hosts else "",
+    )
 
 
 def repair_message(

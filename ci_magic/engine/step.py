@@ -8,6 +8,7 @@ code, how the run ended, and — as its own field — why a run that worked was 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from ..core.errors import Cancelled
@@ -126,4 +127,7 @@ def exec_done(attempt: Attempt) -> Event:
     execution = attempt.execution
     assert execution is not None
     error = None if attempt.ok else attempt.failure
-    return Event(ExecDone(attempt.outcome, execution.outputs, error, execution.seconds), attempt.number)
+    network = [asdict(u) for u in execution.network]
+    return Event(
+        ExecDone(attempt.outcome, execution.outputs, error, execution.seconds, network), attempt.number
+    )

@@ -52,7 +52,9 @@ KERNEL_MESSAGES = {
     "announce": "kernel-opened, immediately closed comm: ci_magic was loaded, send `hello`",
     "ready": "{version}: hello accepted; the `event`s of the last asks follow, replayed from their start",
     "event": "{ask_id, origin, kind, attempt, data}: one progress event (see ci_magic/core/events.py)",
-    "insert": "{insertion_id, anchor_cell_id, cells}: put these cells below the anchor cell",
+    "insert": "{insertion_id, anchor_cell_id, cells, append?}: put these cells below the anchor cell, replacing "
+    "what an earlier run of it generated; with append (an agent's calls), after the cells already added below it, "
+    "replacing nothing",
     "frames": "{frames: [{name, kind, shape}]}",
     "context": "{text, tokens, frames}: the messages the next ask would send (earlier asks included)",
     "result": "{ask_id, ok, cells, usage, attempts, notes, files}: notes include the ask's warnings; files (new "
@@ -110,6 +112,20 @@ class CommInserter:
                 insertion_id=insertion.insertion_id,
                 anchor_cell_id=insertion.anchor_cell_id,
                 cells=cell_dicts(insertion),
+            )
+        )
+        return True
+
+    def append(self, insertion_id: str, anchor_cell_id: str, cells: list[Any]) -> bool:
+        if not self.bridge.comms:
+            return False
+        self.bridge.broadcast(
+            message(
+                "insert",
+                insertion_id=insertion_id,
+                anchor_cell_id=anchor_cell_id,
+                cells=[dict(c) for c in cells],
+                append=True,
             )
         )
         return True

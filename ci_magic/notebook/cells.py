@@ -79,6 +79,8 @@ def provenance(result: AskResult, insertion_id: str) -> dict[str, Any]:
             {"path": f.path, "sha256": f.sha256, "bytes": f.bytes, "saved_as": f.saved_as}
             for f in result.files
         ],
+        "network": [asdict(u) for u in result.network],
+        "installed": [asdict(p) for p in result.installed],
     }
 
 
@@ -236,12 +238,18 @@ def cells_for(result: AskResult, anchor_cell_id: str | None = None, folder: Path
     record = nbformat.v4.new_markdown_cell(source=attempts_markdown(result))
     record.metadata[METADATA_KEY] = {**meta, "role": "record"}
     record.metadata["jupyter"] = {"source_hidden": False}
-    return Insertion(insertion_id, anchor_cell_id, code, record, result)
+    notes = [f"network: {u.line()}" for u in result.network]  # every host reached for, allowed or refused
+    notes += [f"installed into the sandbox: {p.name}=={p.version}" for p in result.installed]
+    return Insertion(insertion_id, anchor_cell_id, code, record, result, notes)
 
 
 class Inserter(Protocol):
     def insert(self, insertion: Insertion) -> bool:
         """Deliver the cells; return False when this frontend cannot take them (the caller falls back)."""
+
+    def append(self, insertion_id: str, anchor_cell_id: str, cells: list[NotebookNode]) -> bool:
+        """Add ``cells`` after the anchor and the cells already added below it for the same anchor (an
+        agent's calls, in order), replacing nothing; False when this frontend cannot."""
 
 
 class FallbackInserter:
@@ -273,6 +281,9 @@ class FallbackInserter:
             self.shell.set_next_input(runnable(result.code), replace=False)
         return True
 
+    def append(self, insertion_id: str, anchor_cell_id: str, cells: list[NotebookNode]) -> bool:
+        return False  # called outside any running cell (an agent's call): there is no output to show them in
+
 
 def show_outputs(outputs: list[Any]) -> None:
     """Outputs of the sandbox (already sanitised) as the running cell's own: streams, displays, errors."""
@@ -303,6 +314,7 @@ def summary_text(result: AskResult) -> str:
     if result.best_effort is not None:
         lines.append("  " + best_effort_line(result))
         lines += [f"    {line}" for line in result.best_effort.text.splitlines()[:20]]
+    lines += [f"  network: {u.line()}" for u in result.network]
     for i, a in enumerate(result.attempts):
         lines.append(f"  {attempt_label(result, i).lower()}: {'ok' if a.ok else a.outcome}")
         if a.execution is not None and not a.ok:

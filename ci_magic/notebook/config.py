@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from traitlets import Bool, Dict, Enum, Float, Int, TraitType, Unicode
+from traitlets import Bool, Dict, Enum, Float, Int, List, TraitType, Unicode
 from traitlets.config import Configurable
 
 from ..core.declared import DECLARED, declared
@@ -31,6 +31,8 @@ def _trait(name: str) -> Any:
         return Enum(list(d.choices), d.default, help=d.help).tag(config=True)
     if d.kind is dict:
         return Dict(help=d.help).tag(config=True)
+    if d.kind is list:
+        return List(Unicode(), help=d.help).tag(config=True)
     return _TRAITS[d.kind](d.default, allow_none=d.default is None, help=d.help).tag(config=True)
 
 
@@ -47,6 +49,9 @@ class Ask(Configurable):
     context_tokens = _trait("context_tokens")
     memory_mb = _trait("memory_mb")
     network = _trait("network")
+    allow_hosts = _trait("allow_hosts")
+    network_budget_mb = _trait("network_budget_mb")
+    package_index = _trait("package_index")
     disk_mb = _trait("disk_mb")
     overwrite_files = _trait("overwrite_files")
     max_files_mb = _trait("max_files_mb")
@@ -68,7 +73,7 @@ class Ask(Configurable):
         values: dict[str, Any] = {}
         for d in DECLARED:
             value = getattr(self, d.name)
-            if d.path is None or value is None or value == "":
+            if d.path is None or value is None or value == "" or value == []:
                 continue  # notebook-only (prestart), or not configured: the environment's or the default
             if d.combine == "any":  # a safety switch: either one turns it on
                 value = bool(env.get(d.path)) or value

@@ -34,12 +34,14 @@ class AskMagics(Magics):
         shell: Any,
         session: NotebookSession,
         export: Callable[[NotebookSession, str], None] | None = None,
+        serve: Callable[[NotebookSession, str], str] | None = None,
     ) -> None:
         super().__init__(shell)
         self.session = session
         self._export = (
             export  # reproduce/export.py, handed in by the composition root (ci_magic/extension.py)
         )
+        self._serve = serve  # agents/live.py, likewise
 
     @no_var_expand  # "$0.05" must reach --budget as written, not as IPython's $-variable expansion
     @line_cell_magic
@@ -98,6 +100,17 @@ class AskMagics(Magics):
                 "%ask_export is not available in this session: load ci_magic with %load_ext ci_magic."
             )
         self._export(self.session, line)
+
+    @line_magic
+    def ask_serve(self, line: str = "") -> None:
+        """%ask_serve [start|stop|status] [--port N]: serve this notebook's session (its DataFrames, its
+        sandbox) to other agents over MCP on loopback, with a bearer token; what they run appears as cells
+        below this one, marked with the agent's name. %ask_serve stop, or the kernel stopping, ends access."""
+        if self._serve is None:
+            raise UsageError(
+                "%ask_serve is not available in this session: load ci_magic with %load_ext ci_magic."
+            )
+        print(self._serve(self.session, line))
 
 
 def show_notes(insertion: Insertion) -> None:

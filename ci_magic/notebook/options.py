@@ -68,6 +68,10 @@ class Option:
             if not isinstance(value, bool):
                 raise UsageError(f"{self.name} must be true or false, got {value!r}.")
             return value
+        if self.repeatable:
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise UsageError(f"{self.name} must be a list of text values, got {value!r}.")
+            return tuple(value)
         if self.read is _names:
             if isinstance(value, str):
                 return _names(value)
@@ -85,8 +89,9 @@ def _setting(name: str, short: str | None, metavar: str = "", *, option: str | N
     """The option of a declared setting (core/declared.py): its help and the Settings path come from there.
     ``option``: the option's own name where it differs (``--overwrite`` sets ``overwrite_files``)."""
     d = declared(name)
-    read = None if d.kind is bool else d.kind
-    return Option(option or name, short, d.help, read, metavar, setting=d.path, panel=True)
+    listed = d.kind is list  # repeated: one value per use (--allow a --allow b)
+    read = None if d.kind is bool else str if listed else d.kind
+    return Option(option or name, short, d.help, read, metavar, setting=d.path, panel=True, repeatable=listed)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -115,6 +120,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("budget", "-b", "Stop at this many tokens (5000) or dollars ($0.05).", str, "N|$X", panel=True),
     Option("fresh", None, "Ask the model even if the reply cache has an answer.", panel=True),
     _setting("overwrite_files", None, option="overwrite"),
+    _setting("allow_hosts", None, "HOST", option="allow"),
 )
 
 
@@ -134,6 +140,7 @@ class AskRequest:
     budget: str | None = None
     fresh: bool = False
     overwrite: bool = False
+    allow: tuple[str, ...] | None = None
 
     @property
     def keep_policy(self) -> Sequence[str] | Literal["auto"] | None:
@@ -205,8 +212,9 @@ def parse_line(line: str, cell: str | None = None) -> AskRequest:
     args = _parser().parse_args(words)
     parts = [" ".join(args.question), cell or ""]
     values = {o.name: getattr(args, o.name) for o in OPTIONS}
-    if values["keep"] is not None:
-        values["keep"] = tuple(values["keep"])
+    for o in OPTIONS:
+        if o.repeatable and values[o.name] is not None:
+            values[o.name] = tuple(values[o.name])
     return AskRequest(question="\n".join(p.strip() for p in parts if p.strip()), **values)
 
 

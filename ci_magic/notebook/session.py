@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,9 @@ class NotebookSession:
         self._listeners: list[EventSink] = []
         self._inserters: list[Inserter] = []
         self._cell_id: str | None = None
+        # One sandbox, one caller at a time: the notebook's own cells and an agent served by %ask_serve (its
+        # calls come on another thread) take turns.
+        self.turn = threading.RLock()
 
     # -- configuration and lifecycle -------------------------------------------------------------------------
 
@@ -159,11 +163,14 @@ class NotebookSession:
         sends nothing and starts nothing."""
         found = self.frames(frames)
         settings = self.settings()
-        if self._interpreter is None:
-            self._interpreter = self._new_interpreter(settings)  # cheap: sandbox and model start on first ask
-        messages = self._interpreter.preview(
-            question.strip() or PLACEHOLDER_QUESTION, found, settings=settings
-        )
+        with self.turn:
+            if self._interpreter is None:
+                self._interpreter = self._new_interpreter(
+                    settings
+                )  # cheap: sandbox, model start on first ask
+            messages = self._interpreter.preview(
+                question.strip() or PLACEHOLDER_QUESTION, found, settings=settings
+            )
         return Preview(messages, list(found), settings.context_tokens)
 
     def ask(
@@ -179,6 +186,12 @@ class NotebookSession:
         ``on_event`` (the requesting front end) and every subscriber hear its events. Values the code created
         come back into the user's namespace under the keep policy; the insertion's notes say what came back and
         what was not overwritten. The ask is recorded whether it finishes or raises."""
+        with self.turn:
+            return self._ask(request, on_event, ask_id, anchor_cell_id)
+
+    def _ask(
+        self, request: AskRequest, on_event: EventSink, ask_id: str | None, anchor_cell_id: str | None
+    ) -> Insertion:
         frames = self.frames(request.frames)
         interpreter = self._interpreter_for(self.settings(request.overrides()))
         ask_id = ask_id or uuid.uuid4().hex
@@ -210,13 +223,20 @@ class NotebookSession:
         """Where files the code writes arrive (the notebook's folder), once there is an interpreter."""
         return self._interpreter.files_dir if self._interpreter is not None else None
 
-    def run_code(self, code: str) -> tuple[CodeRun, list[str]]:
+    def run_code(self, code: str, *, keep: bool = True) -> tuple[CodeRun, list[str]]:
         """``%%sandbox``: a generated cell run again, in this notebook's sandbox with the frames it names. What
-        its code assigns (in plain sight in the cell) comes back, as running any cell would set it. Returns the
-        run and the notes (what came back)."""
-        interpreter = self._interpreter_for(self.settings())
-        run = interpreter.run_code(code, self.frames())
-        return run, self._keep(run.values, set(run.values) - BUILTIN_NAMES)
+        its code assigns (in plain sight in the cell) comes back, as running any cell would set it — unless
+        ``keep`` is False (an agent's code: nothing of it enters the user's namespace). Returns the run and the
+        notes (what came back)."""
+        with self.turn:
+            interpreter = self._interpreter_for(self.settings())
+            run = interpreter.run_code(code, self.frames())
+            return run, self._keep(run.values, set(run.values) - BUILTIN_NAMES) if keep else []
+
+    def describe(self) -> str:
+        """The data description the model would see: this notebook's DataFrames and its folder's files."""
+        with self.turn:
+            return self._interpreter_for(self.settings()).context(self.frames())
 
     def _keep(self, values: dict[str, Any], explicit: set[str]) -> list[str]:
         """Write values back into the user's namespace, never overwriting a variable not named in ``explicit``."""
@@ -258,6 +278,11 @@ class NotebookSession:
         if entry is not None:
             entry.trace.insertion(insertion.insertion_id, insertion.anchor_cell_id, frontend)
         return frontend
+
+    def append_cells(self, insertion_id: str, anchor_cell_id: str, cells: list[Any]) -> bool:
+        """Add cells after ``anchor_cell_id`` and those already added there (an agent's calls, in order); False
+        when no front end can (no JupyterLab/Notebook 7 page connected)."""
+        return any(i.append(insertion_id, anchor_cell_id, cells) for i in list(self._inserters))
 
     # -- the record -------------------------------------------------------------------------------------------
 

@@ -181,6 +181,7 @@ class AskTrace:
                 error=data.error,
                 seconds=data.seconds,
                 outputs=self._summarise(data.outputs),
+                network=data.network,
             )
 
     def _summarise(self, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -67,8 +67,31 @@ def data_files(sources: list[str], folder: Path, written: set[str] | None = None
     return dict(sorted(found.items()))
 
 
-def environment_cell(env: dict[str, Any], files: dict[str, str]) -> NotebookNode:
+def environment_cell(
+    env: dict[str, Any], files: dict[str, str], installed: list[dict[str, Any]] | None = None
+) -> NotebookNode:
+    """``installed``: packages the sandbox installed at run time (name, version, sha256), once each; verify
+    installs exactly those before it re-runs."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    pins = list({(p["name"], p["version"]): p for p in installed or []}.values())
+    listed = {p["name"]: p["version"] for p in pins}
+    packages = (
+        f"""
+# Installed in ci_magic's sandbox while it ran (pinned, with their sha256 in this cell's metadata):
+RECORDED_INSTALLED = {listed!r}
+import importlib.metadata as _metadata
+
+for _name, _version in RECORDED_INSTALLED.items():
+    try:
+        _found = _metadata.version(_name)
+    except _metadata.PackageNotFoundError:
+        _found = None
+    if _found != _version:
+        print(f"warning: these outputs used {{_name}}=={{_version}}; install it (pip install {{_name}}=={{_version}})")
+"""
+        if pins
+        else ""
+    )
     source = f"""\
 # Exported by ci_magic on {stamp}: a plain notebook, re-runnable without ci_magic or a model.
 # The outputs below were produced with this environment and these data files (sha256).
@@ -82,11 +105,13 @@ for _name, _sha in RECORDED_DATA_FILES.items():
     _path = _pathlib.Path(_name)
     if not _path.is_file() or _hashlib.sha256(_path.read_bytes()).hexdigest() != _sha:
         print(f"warning: {{_name}} is missing or differs from the file these outputs came from")
-
+{packages}
 # ci_magic's sandbox preloads these; the generated code below may use them without importing.
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd"""
     cell: NotebookNode = nbformat.v4.new_code_cell(source)
     cell.metadata[EXPORT_KEY] = {"kind": "environment", "environment": env, "data_files": files}
+    if pins:
+        cell.metadata[EXPORT_KEY]["installed"] = pins
     return cell

@@ -165,12 +165,20 @@ def ask_markdown(options: str, question: str, info: dict[str, Any]) -> NotebookN
 
 
 def code_cell(
-    code: str, outputs: list[Any], recorded: bool = True, kind: str = "user", files: list[Any] | None = None
+    code: str,
+    outputs: list[Any],
+    recorded: bool = True,
+    kind: str = "user",
+    files: list[Any] | None = None,
+    installed: list[Any] | None = None,
 ) -> NotebookNode:
     """``files``: what the code wrote when it ran in the sandbox ({path, sha256, bytes}): verify re-creates
-    and compares them."""
+    and compares them. ``installed``: the packages its runs installed into the sandbox (pinned)."""
     cell: NotebookNode = nbformat.v4.new_code_cell(code, outputs=clean_outputs(outputs))
     cell.metadata[EXPORT_KEY] = {"kind": kind, "outputs_recorded": recorded}
+    pins = [p for p in installed or [] if isinstance(p, dict) and p.get("sha256")]
+    if pins:
+        cell.metadata[EXPORT_KEY]["installed"] = pins
     if files:
         cell.metadata[EXPORT_KEY]["files"] = [
             {"path": f["path"], "sha256": f["sha256"], "bytes": f["bytes"]}
@@ -213,7 +221,15 @@ def export_cells(cells: list[Any], records: list[Record] | None = None) -> list[
             code, outputs, info = _ask_parts(cells, i, cell, question, unused, skip)
             out.append(ask_markdown(options, question, info))
             if code and info.get("ok", True):
-                out.append(code_cell(code, outputs, kind="generated", files=info.get("files")))
+                out.append(
+                    code_cell(
+                        code,
+                        outputs,
+                        kind="generated",
+                        files=info.get("files"),
+                        installed=info.get("installed"),
+                    )
+                )
                 exported_code.add(code.strip())
             elif code:
                 out[-1].source += "\n\nLast code tried:\n\n" + fenced_block(code, "python")
@@ -285,7 +301,8 @@ def export_notebook(
     cells = export_cells(list(nb.cells), records)
     sources = [str(c.source) for c in cells if c.cell_type == "code"]
     written = {f["path"] for c in cells for f in c.metadata.get(EXPORT_KEY, {}).get("files", [])}
-    env_cell = environment_cell(environment(), data_files(sources, folder, written))
+    installed = [p for c in cells for p in c.metadata.get(EXPORT_KEY, {}).get("installed", [])]
+    env_cell = environment_cell(environment(), data_files(sources, folder, written), installed)
     out: NotebookNode = nbformat.v4.new_notebook(cells=[env_cell, *cells])
     for key in ("kernelspec", "language_info"):
         if key in nb.metadata:

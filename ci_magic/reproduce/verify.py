@@ -43,7 +43,7 @@ import nbformat
 
 from ..core.errors import CIMagicError, UsageError
 from ..core.executor import Executor
-from ..core.settings import Limits, Settings
+from ..core.settings import Settings
 from ..engine.delivery import HashingSink
 from ..engine.executors import make_executor
 from ..sandbox.sanitize import mime_bundle
@@ -236,6 +236,7 @@ def verify(
                 shutil.copyfile(source, target)
         if sandboxed:
             with _sandbox(timeout, work, notes) as executor:
+                mismatches += _install(executor, _installed(recorded))
                 for cell in fresh.cells:
                     if cell.cell_type == "code":
                         cell.outputs = [nbformat.from_dict(o) for o in executor.run(cell.source).outputs]
@@ -280,12 +281,62 @@ def _as_shown(output: Any) -> Any:
 @contextlib.contextmanager
 def _sandbox(timeout: float, work: Path, notes: list[str]) -> Iterator[Executor]:
     """A fresh sandbox over ``work`` with the export's time limit; what isolation is missing goes to notes."""
-    executor = make_executor(Settings(limits=Limits(timeout_s=timeout)), work)
+    # The environment's network settings apply (allowed hosts, package index: to install the export's pins).
+    settings = Settings.from_env()
+    executor = make_executor(settings.with_overrides({"limits.timeout_s": timeout}), work)
     try:
         notes += [f"the sandbox: {w}" for w in executor.isolation_warnings()]
         yield executor
     finally:
         executor.close()
+
+
+def _installed(nb: Any) -> list[dict[str, Any]]:
+    env = next((c for c in nb.cells if c.metadata.get(EXPORT_KEY, {}).get("kind") == "environment"), None)
+    pins = env.metadata[EXPORT_KEY].get("installed", []) if env is not None else []
+    return [p for p in pins if isinstance(p, dict)]
+
+
+#: Run in the fresh sandbox before the export: exactly the pinned packages, each checked against its hash.
+INSTALL = """\
+import subprocess as _sp, sys as _sys, tempfile as _tf
+with _tf.NamedTemporaryFile("w", suffix=".txt", delete=False) as _req:
+    _req.write({requirements!r})
+_r = _sp.run([_sys.executable, "-m", "pip", "install", "--no-deps", "--require-hashes", "-r", _req.name],
+             capture_output=True, text=True)
+print("pip exit", _r.returncode)
+print(_r.stderr[-1500:])
+"""
+
+
+def _install(executor: Executor, pins: list[dict[str, Any]]) -> list[Mismatch]:
+    """The packages the export's runs installed, installed again (pip: --no-deps, --require-hashes)."""
+    lines = []
+    for p in pins:
+        name, version, sha = (str(p.get(k, "")) for k in ("name", "version", "sha256"))
+        # From the notebook file: only well-formed names, versions and hashes reach pip's requirements.
+        well_formed = (
+            re.fullmatch(r"[A-Za-z0-9._-]{1,200}", name)
+            and re.fullmatch(r"[A-Za-z0-9.+!_-]{1,100}", version)
+            and re.fullmatch(r"[0-9a-f]{64}", sha)
+        )
+        if well_formed:
+            lines.append(f"{name}=={version} --hash=sha256:{sha}")
+    if not lines:
+        return []
+    result = executor.run(INSTALL.format(requirements="\n".join(lines) + "\n"))
+    if "pip exit 0" in result.stdout():
+        return []
+    why = result.stdout().strip()[-600:] or result.error_value or "pip did not run"
+    return [
+        Mismatch(
+            -1,
+            "environment",
+            f"the packages the export installed ({', '.join(line.split(' ')[0] for line in lines)}) could not "
+            f"be installed again: allow the package index's host (CI_MAGIC_ALLOW_HOSTS) and check "
+            f"CI_MAGIC_PACKAGE_INDEX. pip said: {why}",
+        )
+    ]
 
 
 def _sandbox_sha(executor: Executor, rel: str) -> str | None:

@@ -9,6 +9,7 @@ Enterprise Gateway, :mod:`.fake` scripts it for tests. The local sandbox is made
   (``outputs.py``, ``sanitize.py``);
 - what the parent sees from outside: the sandbox's process (``host_process.py``), its cgroups
   (``cgroups.py``), its files (``host_files.py``), and what the code leaves running (``runaway.py``);
+- the network: none, or the hosts a run allows by name through the parent's egress proxy (:mod:`.egress`);
 - frames in and values out (``frames_in.py``, ``values_out.py``, ``transfer.py``, ``receive.py``), and what
   the code mentions (``scan.py``).
 

@@ -38,6 +38,7 @@ WORKDIR = f"{SANDBOX_ROOT}/work"  # the code's working folder: the user's files 
 HOME = f"{SANDBOX_ROOT}/home"
 OUTBOX = f"{SANDBOX_ROOT}/out"  # values for the parent (Arrow files), read from outside with O_NOFOLLOW
 CONNECTION = f"{SANDBOX_ROOT}/connection.json"  # the kernel's connection file: a read-only bind of ours
+EGRESS = f"{SANDBOX_ROOT}/egress.sock"  # the egress proxy's socket (sandbox/egress): a bind of ours
 INBOX = f"{SANDBOX_ROOT}/in"  # frames from the parent: a read-only bind of the parent's transfer folder
 
 MB = 1024 * 1024

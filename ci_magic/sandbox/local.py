@@ -24,6 +24,8 @@ from ..core.results import ExecutionResult
 from ..core.settings import Limits
 from . import host_files, isolation, isolation_report, runaway, startup, transfer, values_out
 from .cgroups import Accounting, plan_cgroups
+from .egress import packages
+from .egress.proxy import Egress, Resolver
 from .frames_in import Inbox, session_base
 from .host_process import SandboxProcess
 from .kernel import ChildKernel, Launch
@@ -36,7 +38,15 @@ END_TIMEOUT_S = 10.0
 class Sandbox:
     """A session: one sandbox kernel that outlives single asks, so follow-up questions see earlier variables."""
 
-    def __init__(self, limits: Limits | None = None, user_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        user_dir: str | Path | None = None,
+        *,
+        resolver: Resolver | None = None,
+    ) -> None:
+        """``resolver``: how the egress proxy resolves allowed names (default: the host's resolver; tests map
+        names to loopback servers with :class:`~ci_magic.sandbox.egress.proxy.MappedResolver`)."""
         self.limits = limits or Limits()
         self.user_dir = Path(user_dir or os.getcwd()).resolve()
         self.probe = (
@@ -63,12 +73,20 @@ class Sandbox:
         self._user_entries: frozenset[str] = frozenset()
         self._bwrap: startup.BwrapPlan | None = None
         module = str(Path(transfer.__file__).resolve())
+        # With the network off, the egress proxy is the only way out (to the hosts each run allows, none by
+        # default): bound in at every start, so allowing a host later needs no new sandbox.
+        self._egress: Egress | None = None
+        self._installs = packages.Installs()
+        if self.isolated and not self.limits.network:
+            self._egress = Egress(self.control / "egress.sock", resolver)
         if self.isolated:
             self._bwrap = startup.plan_bwrap(
                 self.control, self.probe, self.user_dir, self.limits.network, self._problems, self.warnings
             )
             self._user_entries = frozenset(self._bwrap.view.user_entries)
             env, cwd = startup.child_environment(isolation.HOME, "/tmp"), "/"
+            if self._egress is not None:  # pip installs into the sandbox's own layer, through the proxy
+                env.update(packages.environment(self.limits.package_index))
         else:
             self.host_work = self.session_dir / "work"
             for name in ("work", "home", "tmp", "out"):
@@ -77,7 +95,10 @@ class Sandbox:
             home, tmp = str(self.session_dir / "home"), str(self.session_dir / "tmp")
             env, cwd = startup.child_environment(home, tmp), str(self.host_work)
         self._kernel = ChildKernel(
-            self.control, self.limits, Launch(self._launch_config, env, cwd), startup.startup_code(module)
+            self.control,
+            self.limits,
+            Launch(self._launch_config, env, cwd),
+            startup.startup_code(module, isolation.EGRESS if self._egress is not None else None),
         )
         self._watchdog = runaway.CpuWatchdog(
             self._kernel, lambda: self._process, lambda: self.limits.idle_cpu_s
@@ -114,6 +135,7 @@ class Sandbox:
             inbox=self.inbox,
             bwrap=self._bwrap,
             workdir=None if self.isolated else self.host_work,
+            egress=self._egress.path if self._egress is not None else None,
         )
 
     def _after_start(self) -> None:
@@ -199,7 +221,12 @@ class Sandbox:
             if pristine:
                 self._frames.restore(self._kernel, {k for k in frames if k in wanted} - set(sent))
         before = self._last_files if self._last_files is not None else self._files()
+        if self._egress is not None:
+            self._egress.begin(self.limits.allow_hosts, self.limits.network_budget_mb * 1024 * 1024)
         result = self._kernel.execute(code, on_output=on_output)
+        if self._egress is not None:
+            installed = self._installs.collect(self._read_home)
+            result = replace(result, network=self._egress.take(), installed=installed)
         if not result.restarted and self._process is not None and self._process.may_have_strays():
             result = runaway.stop_strays(result, self._process, self._kernel)
         self._check_restarted()
@@ -253,6 +280,16 @@ class Sandbox:
             return os.open(self.session_dir / "work", os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             raise TransferError(f"The sandbox's folder cannot be opened ({exc.strerror}).") from None
+
+    def _read_home(self, relative: str, limit: int) -> bytes:
+        """A file below the sandbox's home (pip's report), read from outside without following links."""
+        if self._process is None:
+            raise TransferError("The sandbox process is not running.")
+        fd = self._process.open_root(isolation.HOME)
+        try:
+            return host_files.read_beneath(fd, relative, limit)
+        finally:
+            os.close(fd)
 
     def _files(self) -> dict[str, host_files.FileInfo]:
         try:
@@ -321,6 +358,8 @@ class Sandbox:
             self._process.close()
             self._process = None
         self._accounting.remove()
+        if getattr(self, "_egress", None) is not None:
+            self._egress.close()  # type: ignore[union-attr]
         shutil.rmtree(self.session_dir, ignore_errors=True)
 
     def __enter__(self) -> Sandbox:

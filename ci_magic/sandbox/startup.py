@@ -20,6 +20,7 @@ from typing import Any
 
 from ..core.settings import Limits, is_secret_name
 from . import isolation, seccomp
+from .egress import packages
 
 #: The name the helper module (``transfer.py``) has inside the kernel.
 CHILD_MODULE = "_ci_child"
@@ -56,9 +57,22 @@ def child_environment(home: str, tmp: str, parent: Mapping[str, str] | None = No
     return env
 
 
-def startup_code(module_file: str) -> str:
-    """The kernel's first code: the helper module exec'd from its file, and the usual imports."""
-    return (
+def startup_code(module_file: str, egress: str | None = None) -> str:
+    """The kernel's first code: the helper module exec'd from its file, the usual imports, and with an
+    ``egress`` socket the local end of the egress proxy (``egress/forward.py``: proxy variables set)."""
+    forward = str(HERE / "egress" / "forward.py")
+    start_egress = (
+        "_f = {}\n"
+        f"exec(compile(open({forward!r}).read(), {forward!r}, 'exec'), _f)\n"
+        f"_f['start']({egress!r}); del _f\n"
+        # The package layer exists from now on; the kernel's imports found it missing, and a folder found missing
+        # is never looked at again unless its cache entry goes.
+        f"__import__('os').makedirs({packages.SITE!r}, exist_ok=True)\n"
+        f"__import__('sys').path_importer_cache.pop({packages.SITE!r}, None)\n"
+        if egress
+        else ""
+    )
+    return start_egress + (
         "import sys as _s, types as _t\n"
         f"_m = _t.ModuleType({CHILD_MODULE!r}); _m.__file__ = {module_file!r}\n"
         f"exec(compile(open({module_file!r}).read(), {module_file!r}, 'exec'), _m.__dict__)\n"
@@ -151,6 +165,7 @@ def launcher_config(
     inbox: Path,
     bwrap: BwrapPlan | None,
     workdir: Path | None,
+    egress: Path | None = None,
 ) -> dict[str, Any]:
     """The launcher's instructions for one start: in bubblewrap when there is a ``bwrap`` plan, else as a plain
     child process in ``workdir``."""
@@ -173,6 +188,7 @@ def launcher_config(
             isolation.CONNECTION: str(control / "connection.json"),
             "/etc/passwd": str(control / "passwd"),
             "/etc/group": str(control / "group"),
+            **({isolation.EGRESS: str(egress)} if egress is not None else {}),
         },
         inbox=str(inbox),
         seccomp=bwrap.seccomp,

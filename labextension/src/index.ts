@@ -78,7 +78,8 @@ class Links {
       if (found || !model || panel.sessionContext.session?.kernel !== link.kernel) {
         return;
       }
-      const outcome = applyInsertion(model.sharedModel, msg.anchor_cell_id, msg.insertion_id, msg.cells);
+      const mode = msg.append ? 'append' : 'replace';
+      const outcome = applyInsertion(model.sharedModel, msg.anchor_cell_id, msg.insertion_id, msg.cells, mode);
       found = outcome !== 'no-anchor';
     });
     if (!found) {
@@ -103,10 +104,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     const current = (): KernelLink | null => links.forPanel(tracker.currentWidget);
     const actions: IPanelActions = {
-      ask: (prompt, attempts) => {
+      ask: (prompt, attempts, allow) => {
         const link = current();
         if (link && link.model.connection === 'ready') {
-          link.send(link.model.beginAsk(prompt, attempts));
+          link.send(link.model.beginAsk(prompt, attempts, allow));
         }
       },
       cancel: () => void current()?.interrupt(),
@@ -194,7 +195,7 @@ function insertBelowActiveCell(nb: NotebookPanel | null, ask: IAskView): boolean
     return false;
   }
   const insertionId = provenanceOf(ask.cells[0]?.metadata)?.insertion_id ?? ask.id;
-  const outcome = applyInsertion(model.sharedModel, cell.model.id, insertionId, ask.cells, false);
+  const outcome = applyInsertion(model.sharedModel, cell.model.id, insertionId, ask.cells, 'below');
   if (outcome === 'inserted') {
     nb.content.activeCellIndex = nb.content.activeCellIndex + 1;
   }

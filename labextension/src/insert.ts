@@ -22,14 +22,18 @@ export type InsertionPlan =
   | { kind: 'insert'; remove: number[]; index: number }; // delete `remove` (descending), then insert at index
 
 /**
- * Where cells go: right below `anchorId`. With `replace`, first delete the cells an earlier run generated
- * for the same anchor (wherever the user moved them), so re-running a `%%ask` cell does not pile up results.
+ * How cells are placed: `replace` (a `%%ask` result) right below `anchorId` after deleting the cells an earlier
+ * run generated for the same anchor (wherever the user moved them), so re-running a `%%ask` cell does not pile
+ * up results; `below` (the panel's insert) right below it, deleting nothing; `append` (an agent's calls, served
+ * by `%ask_serve`) after the anchor and the last cell already appended to it, so calls stay in their order.
  */
+export type InsertMode = 'replace' | 'below' | 'append';
+
 export function planInsertion(
   cells: readonly ICellLike[],
   anchorId: string,
   insertionId: string,
-  replace = true
+  mode: InsertMode = 'replace'
 ): InsertionPlan {
   if (cells.some(c => provenanceOf(c.metadata)?.insertion_id === insertionId)) {
     return { kind: 'duplicate' };
@@ -38,9 +42,18 @@ export function planInsertion(
   if (anchor < 0) {
     return { kind: 'no-anchor' };
   }
+  if (mode === 'append') {
+    let last = anchor;
+    cells.forEach((c, i) => {
+      if (provenanceOf(c.metadata)?.appended_to === anchorId) {
+        last = Math.max(last, i);
+      }
+    });
+    return { kind: 'insert', remove: [], index: last + 1 };
+  }
   const remove: number[] = [];
   cells.forEach((c, i) => {
-    if (replace && provenanceOf(c.metadata)?.anchor_cell_id === anchorId) {
+    if (mode === 'replace' && provenanceOf(c.metadata)?.anchor_cell_id === anchorId) {
       remove.push(i);
     }
   });
@@ -80,10 +93,10 @@ export function applyInsertion(
   anchorId: string,
   insertionId: string,
   cells: readonly JSONDict[],
-  replace = true
+  mode: InsertMode = 'replace'
 ): InsertionOutcome {
   const snapshot = notebook.cells.map(c => ({ id: c.getId(), metadata: c.getMetadata() }));
-  const plan = planInsertion(snapshot, anchorId, insertionId, replace);
+  const plan = planInsertion(snapshot, anchorId, insertionId, mode);
   if (plan.kind !== 'insert') {
     return plan.kind;
   }

@@ -132,12 +132,12 @@ export class CIMagicModel {
     return this.selected === null || this.selected.includes(name);
   }
 
-  beginAsk(prompt: string, attempts: number | null): IAskRequest {
+  beginAsk(prompt: string, attempts: number | null, allow: string[] | null = null): IAskRequest {
     const id = newAskId();
     this._asks.unshift(this._newAsk(id, 'panel', prompt.trim(), this.selected));
     this.notice = null;
     this._emit();
-    return askRequest(id, prompt.trim(), this.selected, attempts);
+    return askRequest(id, prompt.trim(), this.selected, attempts, allow);
   }
 
   markCancelling(): void {

@@ -8,9 +8,10 @@ import React, { useState } from 'react';
 
 import { AskDetails, StatusBadge } from './askview';
 import { CIMagicModel, IAskView } from './model';
+import { parseHosts } from './protocol';
 
 export interface IPanelActions {
-  ask(prompt: string, attempts: number | null): void;
+  ask(prompt: string, attempts: number | null, allow: string[] | null): void;
   cancel(): void;
   insert(ask: IAskView): void;
   toggleFrame(name: string): void;
@@ -137,10 +138,11 @@ function PanelBody(props: { model: CIMagicModel; actions: IPanelActions }): JSX.
 function AskForm(props: { model: CIMagicModel; actions: IPanelActions }): JSX.Element {
   const [prompt, setPrompt] = useState('');
   const [attempts, setAttempts] = useState<number | null>(null);
+  const [hosts, setHosts] = useState('');
   const running = props.model.running;
   const submit = (): void => {
     if (prompt.trim() && !running) {
-      props.actions.ask(prompt, attempts);
+      props.actions.ask(prompt, attempts, parseHosts(hosts));
     }
   };
   return (
@@ -173,6 +175,17 @@ function AskForm(props: { model: CIMagicModel; actions: IPanelActions }): JSX.El
               </option>
             ))}
           </select>
+        </label>
+        <label title="Hosts the code may reach by name over HTTP(S), e.g. data.example.org, *.example.com. Empty: as configured (%config Ask.allow_hosts); the network is otherwise off.">
+          Allow{' '}
+          <input
+            className="jp-CIMagic-hosts"
+            data-testid="ci-allow"
+            placeholder="no hosts"
+            value={hosts}
+            size={14}
+            onChange={e => setHosts(e.target.value)}
+          />
         </label>
         {running ? (
           <button

@@ -64,6 +64,7 @@ export interface IAskRequest {
   prompt: string;
   frames: string[] | null; // null: every DataFrame in the notebook
   attempts: number | null; // null: the kernel's %config Ask.attempts
+  allow?: string[] | null; // hosts the code may reach by name (%%ask --allow); null: %config Ask.allow_hosts
 }
 export type FrontendMessage = IHello | IListFrames | IContextRequest | IAskRequest;
 
@@ -93,6 +94,7 @@ export interface IInsert {
   insertion_id: string;
   anchor_cell_id: string;
   cells: JSONDict[];
+  append?: boolean; // an agent's call (%ask_serve): after the cells already appended to the anchor
 }
 export interface IFrames {
   v: 1;
@@ -155,7 +157,7 @@ const KERNEL_FIELDS: { [K in KernelMessage['type']]: { [field: string]: string }
   announce: {},
   ready: { version: 'string' },
   event: { ask_id: 'string', origin: 'string', kind: 'string', attempt: 'number', data: 'object' },
-  insert: { insertion_id: 'string', anchor_cell_id: 'string', cells: 'array' },
+  insert: { insertion_id: 'string', anchor_cell_id: 'string', cells: 'array', append: 'boolean|undefined' },
   frames: { frames: 'array' },
   context: { text: 'string', tokens: 'number', frames: 'array' },
   result: {
@@ -258,16 +260,19 @@ export function askRequest(
   askId: string,
   prompt: string,
   frames: string[] | null,
-  attempts: number | null
+  attempts: number | null,
+  allow: string[] | null = null
 ): IAskRequest {
-  return { v: PROTOCOL_VERSION, type: 'ask', ask_id: askId, prompt, frames, attempts };
+  return { v: PROTOCOL_VERSION, type: 'ask', ask_id: askId, prompt, frames, attempts, allow };
 }
 
 /** Provenance that `ci_magic/cells.py` writes into `metadata.ci_magic` of generated cells. */
 export interface ICellProvenance {
   insertion_id?: string;
   anchor_cell_id?: string | null;
-  role?: 'code' | 'record';
+  appended_to?: string | null; // the %ask_serve cell an agent's call was added below
+  role?: 'code' | 'record' | 'agent';
+  agent?: string; // the agent that ran it (its MCP client's name)
 }
 
 export const METADATA_KEY = 'ci_magic';
@@ -278,4 +283,10 @@ export function provenanceOf(metadata: unknown): ICellProvenance | null {
   }
   const value = (metadata as JSONDict)[METADATA_KEY];
   return jsonType(value) === 'object' ? (value as ICellProvenance) : null;
+}
+
+/** The panel's "allowed hosts" field: names separated by commas or spaces; empty means "as configured". */
+export function parseHosts(text: string): string[] | null {
+  const hosts = text.split(/[\s,]+/).filter(h => h.length > 0);
+  return hosts.length ? hosts : null;
 }

@@ -25,7 +25,22 @@ describe('planInsertion', () => {
 
   it('keeps other cells when asked not to replace (panel inserts)', () => {
     const cells = [plain('ask'), gen('c1', 'ask', 'old')];
-    expect(planInsertion(cells, 'ask', 'new', false)).toEqual({ kind: 'insert', remove: [], index: 1 });
+    expect(planInsertion(cells, 'ask', 'new', 'below')).toEqual({ kind: 'insert', remove: [], index: 1 });
+  });
+
+  it("appends an agent's calls in order after the anchor, replacing nothing (%ask_serve)", () => {
+    const agent = (id: string, to: string, insertion: string): ICellLike => ({
+      id,
+      metadata: { ci_magic: { appended_to: to, insertion_id: insertion, anchor_cell_id: null } }
+    });
+    expect(planInsertion([plain('serve'), plain('b')], 'serve', 'n1', 'append')).toEqual({
+      kind: 'insert',
+      remove: [],
+      index: 1
+    });
+    const cells = [plain('serve'), agent('a1', 'serve', 'n1'), agent('a2', 'serve', 'n2'), plain('b')];
+    expect(planInsertion(cells, 'serve', 'n3', 'append')).toEqual({ kind: 'insert', remove: [], index: 3 });
+    expect(planInsertion(cells, 'serve', 'n2', 'append')).toEqual({ kind: 'duplicate' });
   });
 
   it('is idempotent per insertion id, and reports a missing anchor', () => {

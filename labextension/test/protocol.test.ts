@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import {
   askRequest,
+  parseHosts,
   contextRequest,
   hello,
   parseFiles,
@@ -103,8 +104,13 @@ describe('frontend messages', () => {
       ask_id: 'id',
       prompt: 'Why?',
       frames: ['df'],
-      attempts: 2
+      attempts: 2,
+      allow: null
     });
+    expect(askRequest('id', 'Why?', null, null, parseHosts('data.example.org, *.example.com'))).toMatchObject({
+      allow: ['data.example.org', '*.example.com']
+    });
+    expect(parseHosts('  ,  ')).toBeNull();
   });
 });
 

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 AS_NOBODY = [
     "sandbox/test_attacks.py",
+    "sandbox/test_egress.py",
     "notebook/test_record_cell.py",
     "engine/test_files_back.py::test_files_that_would_run_where_they_land_arrive_inert",
     "engine/test_files_back.py::test_a_look_alike_of_a_users_file_arrives_with_a_note",

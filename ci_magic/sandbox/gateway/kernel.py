@@ -59,6 +59,10 @@ def kernel_environment(limits: Limits, parent: Mapping[str, str] | None = None) 
         KERNEL_CI_MAGIC_TIMEOUT_S=f"{limits.timeout_s:g}",
         KERNEL_CI_MAGIC_MAX_OUTPUT_BYTES=str(limits.max_output_bytes),
     )
+    if limits.allow_hosts:
+        # The administrator's egress proxy (docs/deploy.md) reads the list the user asked for from here; the
+        # kernel reaches it through the HTTPS_PROXY its kernelspec sets, and a NetworkPolicy blocks the rest.
+        env["KERNEL_CI_MAGIC_ALLOW_HOSTS"] = ",".join(limits.allow_hosts)
     return env
 
 

@@ -1,3 +1,7 @@
+import { execFile } from 'child_process';
+import * as path from 'path';
+import { promisify } from 'util';
+
 import { expect, test } from '@playwright/test';
 
 import {
@@ -281,4 +285,50 @@ test('interrupting a %%ask while its code runs stops it within two seconds', asy
   await expect(cell.locator('.jp-OutputArea')).toContainText('cancelled');
   await runCell(page, 2);
   await expect(cells(page).nth(2).locator('.jp-OutputArea')).toContainText('still usable');
+});
+
+/** One MCP tool call by an agent outside the browser (ui-tests/mcp_call.py, the SDK's own client). */
+async function agentCall(url: string, token: string, tool: string, args: object): Promise<string> {
+  const venv = process.env.VENV ?? path.resolve(__dirname, '../../../.venv');
+  const script = path.resolve(__dirname, '../mcp_call.py');
+  const { stdout } = await promisify(execFile)(path.join(venv, 'bin', 'python'), [
+    script,
+    url,
+    token,
+    tool,
+    JSON.stringify(args)
+  ]);
+  return stdout;
+}
+
+test("an MCP agent's run_python reads the live notebook's frame, and its cells appear below %ask_serve", async ({
+  page
+}) => {
+  await openNotebook(page, 'serve.ipynb', [
+    `${SETUP}\nsales.loc[0, 'revenue'] = 1234.5`,
+    '%ask_serve',
+    "print('the user cell after')",
+    '%ask_serve stop'
+  ]);
+  await runCell(page, 0);
+  await runCell(page, 1);
+  const served = await cells(page).nth(1).locator('.jp-OutputArea').innerText();
+  const url = /at (http:\/\/127\.0\.0\.1:\d+\/mcp)/.exec(served)?.[1];
+  const token = /token: (\S+)/.exec(served)?.[1];
+  expect(url && token).toBeTruthy();
+  // The frame the agent's code reads is the notebook's own (1234.5 was set in the notebook only).
+  const first = await agentCall(url!, token!, 'run_python', { code: "print('total', sales.revenue.sum())" });
+  expect(first).toContain('total 1289.5');
+  const agentCell = cells(page).nth(2);
+  await expect(agentCell).toContainText('run by the agent browser-test-agent (MCP run_python');
+  await expect(agentCell.locator('.jp-OutputArea')).toContainText('total 1289.5');
+  // A second call goes after the first, above the user's next cell: the calls keep their order.
+  await agentCall(url!, token!, 'run_python', { code: "print('second call')" });
+  await expect(cells(page).nth(3).locator('.jp-OutputArea')).toContainText('second call');
+  await expect(cells(page).nth(4)).toContainText('the user cell after');
+  await page.screenshot({ path: artifact('ask-serve.png'), fullPage: true });
+  // Stopping ends access.
+  await runCell(page, 5);
+  await expect(cells(page).nth(5).locator('.jp-OutputArea')).toContainText('no longer reach this notebook');
+  await expect(agentCall(url!, token!, 'describe_data', {})).rejects.toThrow();
 });

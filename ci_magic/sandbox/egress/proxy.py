@@ -1,0 +1,321 @@
+"""The sandbox's only way out when hosts are allowed: an HTTP proxy in the parent, on a Unix socket bound into
+the sandbox (which keeps its own network namespace with no route out).
+
+It admits plain HTTP by the request's absolute URL and HTTPS by ``CONNECT host:port``, checked against the
+run's :class:`~ci_magic.core.hosts.Policy` (names only; resolved addresses public or named by a rule), then tunnels the
+bytes. Everything is bounded: the request head (16 KB, 10 s), connections at once, idle time, each
+connection's life, and the bytes of each run (the budget). Every connection is accounted for — allowed and
+refused hosts with their bytes — and :meth:`Egress.take` hands the record of a run to the sandbox. Request
+heads are parsed by h11 (strict HTTP/1.1), never by hand.
+
+One asyncio loop on one daemon thread serves the egress sockets of every sandbox of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import h11
+
+from ...core.hosts import IPAddress, Policy
+from ...core.results import NetUse
+
+__all__ = ["Egress", "EgressLimits", "MappedResolver", "Resolver", "SystemResolver"]
+
+MAX_HEAD = 16 * 1024
+
+
+class Resolver(Protocol):
+    """Host name → addresses (the seam to DNS; :class:`MappedResolver` is its fake)."""
+
+    async def resolve(self, host: str, port: int) -> list[IPAddress]: ...
+
+
+class SystemResolver:
+    """The host's resolver (``getaddrinfo``), bounded in time."""
+
+    def __init__(self, timeout_s: float = 5.0) -> None:
+        self.timeout_s = timeout_s
+
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        loop = asyncio.get_running_loop()
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=self.timeout_s
+        )
+        return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+class MappedResolver:
+    """A fixed table of names and their addresses (tests; a name not in it does not resolve)."""
+
+    def __init__(self, table: dict[str, Sequence[str]]) -> None:
+        self.table = {name.lower(): [ipaddress.ip_address(a) for a in addrs] for name, addrs in table.items()}
+
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        if host.lower() not in self.table:
+            raise OSError(f"{host} does not resolve")
+        return list(self.table[host.lower()])
+
+
+@dataclass(frozen=True)
+class EgressLimits:
+    connections: int = 32  # open at once, per sandbox
+    head_timeout_s: float = 10.0
+    connect_timeout_s: float = 10.0
+    idle_s: float = 60.0  # no byte either way for this long: the connection is closed
+    lifetime_s: float = 900.0
+
+
+class _Loop:
+    """The process's one proxy loop thread, started on first use."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="ci-magic-egress", daemon=True).start()
+                cls._loop = loop
+            return cls._loop
+
+
+class Egress:
+    """One sandbox's way out (see the module docstring): listening at ``path`` until :meth:`close`."""
+
+    def __init__(
+        self, path: Path, resolver: Resolver | None = None, limits: EgressLimits | None = None
+    ) -> None:
+        self.path = path
+        self.resolver = resolver or SystemResolver()
+        self.limits = limits or EgressLimits()
+        self._policy = Policy()
+        self._budget = 0
+        self._spent = 0
+        self._uses: dict[tuple[str, int, bool, str], NetUse] = {}
+        self._open = 0
+        self._lock = threading.Lock()
+        self._loop = _Loop.get()
+        self._server: asyncio.AbstractServer = asyncio.run_coroutine_threadsafe(
+            asyncio.start_unix_server(self._serve, path=str(path), limit=MAX_HEAD), self._loop
+        ).result(timeout=10)
+        # The sandbox user (another uid) connects; nobody else can reach the parent's private folder.
+        os.chmod(path, 0o666)
+
+    def begin(self, rules: Sequence[str], budget_bytes: int) -> None:
+        """The allow-list and byte budget of the next run; its record starts empty."""
+        policy = Policy.parse(rules)
+        with self._lock:
+            self._policy, self._budget, self._spent, self._uses = policy, budget_bytes, 0, {}
+
+    def take(self) -> list[NetUse]:
+        """What the run did on the network since :meth:`begin` (connections still open keep counting)."""
+        with self._lock:
+            return list(self._uses.values())
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=5)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    # -- accounting -------------------------------------------------------------------------------------------
+
+    def _use(self, host: str, port: int, reason: str = "") -> NetUse:
+        key = (host, port, not reason, reason)
+        with self._lock:
+            use = self._uses.get(key)
+            if use is None:
+                use = self._uses[key] = NetUse(host, port, not reason, reason)
+            use.connections += 1
+            return use
+
+    def _spend(self, use: NetUse, n: int, *, sent: bool) -> bool:
+        with self._lock:
+            if self._spent + n > self._budget:
+                use.reason = (
+                    use.reason or f"stopped: the run's network budget ({self._budget:,} bytes) ran out"
+                )
+                return False
+            self._spent += n
+            if sent:
+                use.sent += n
+            else:
+                use.received += n
+            return True
+
+    # -- one connection ---------------------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= self.limits.connections:
+            await _answer(writer, 503, f"too many connections at once ({self.limits.connections})")
+            return
+        self._open += 1
+        try:
+            await asyncio.wait_for(self._handle(reader, writer), self.limits.lifetime_s)
+        except Exception:  # whatever the sandbox sends, the connection ends and the loop goes on
+            pass
+        finally:
+            self._open -= 1
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.limits.head_timeout_s)
+        except asyncio.LimitOverrunError:
+            await _answer(writer, 431, "request head too large")
+            return
+        except (asyncio.IncompleteReadError, TimeoutError):
+            return
+        parsed = _parse_head(raw)
+        if parsed is None:
+            await _answer(writer, 400, "not an HTTP/1.1 proxy request")
+            return
+        method, host, port, head = parsed
+        with self._lock:
+            policy = self._policy
+        refusal = policy.refuse_name(host, port)
+        addresses: list[IPAddress] = []
+        if refusal is None:
+            try:
+                found = await self.resolver.resolve(host, port)
+            except (OSError, TimeoutError):
+                refusal = "the name does not resolve"
+            else:
+                addresses = [a for a in found if policy.admits_address(a, port)]
+                if not addresses:
+                    shown = ", ".join(sorted({str(a) for a in found})[:3])
+                    refusal = f"it resolves to {shown}: not a public address, and no rule names it"
+        if refusal is not None:
+            self._use(host, port, f"refused: {refusal}")
+            await _answer(
+                writer,
+                403,
+                f"{host}:{port} is refused: {refusal}. {policy.allows_text()}",
+            )
+            return
+        upstream = await self._connect(addresses, port)
+        if upstream is None:
+            self._use(host, port, "failed: the host did not accept a connection")
+            await _answer(writer, 502, f"{host}:{port} did not accept a connection")
+            return
+        use = self._use(host, port)
+        up_reader, up_writer = upstream
+        try:
+            if method == "CONNECT":
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            elif self._spend(use, len(head), sent=True):
+                up_writer.write(head)
+            await asyncio.gather(
+                self._pump(reader, up_writer, use, sent=True), self._pump(up_reader, writer, use, sent=False)
+            )
+        finally:
+            up_writer.close()
+
+    async def _connect(
+        self, addresses: list[IPAddress], port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        for address in addresses:
+            try:
+                return await asyncio.wait_for(
+                    asyncio.open_connection(str(address), port), self.limits.connect_timeout_s
+                )
+            except (OSError, TimeoutError):
+                continue
+        return None
+
+    async def _pump(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, use: NetUse, *, sent: bool
+    ) -> None:
+        try:
+            while True:
+                data = await asyncio.wait_for(src.read(65536), self.limits.idle_s)
+                if not data or not self._spend(use, len(data), sent=sent):
+                    break
+                dst.write(data)
+                await dst.drain()
+        except (OSError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                if dst.can_write_eof() and not dst.is_closing():
+                    dst.write_eof()
+                else:
+                    dst.close()
+
+
+def _parse_head(raw: bytes) -> tuple[str, str, int, bytes] | None:
+    """(method, host, port, the head to send upstream) of a proxy request, or None when it is not one: CONNECT
+    host:port, or an absolute http:// URL (sent on in origin form, one request per connection)."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+    conn.receive_data(raw)
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError:
+        return None
+    if not isinstance(event, h11.Request):
+        return None
+    method, target = event.method.decode("ascii"), event.target.decode("ascii", "replace")
+    if method == "CONNECT":
+        host, _, port_text = target.rpartition(":")
+        if not host or not port_text.isdigit():
+            return None
+        return method, host.strip("[]"), int(port_text), b""
+    url = urlsplit(target)
+    if url.scheme != "http" or not url.hostname:
+        return None
+    try:
+        port = url.port or 80
+    except ValueError:
+        return None
+    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    # The Host header is the URL's: a different one would let a shared front (a CDN) route to a host the list
+    # does not name.
+    dropped = (b"connection", b"keep-alive", b"host")
+    kept = [
+        (name, value)
+        for name, value in event.headers
+        if not name.lower().startswith(b"proxy-") and name.lower() not in dropped
+    ]
+    authority = url.netloc.rpartition("@")[2]  # never credentials in the Host header
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + authority.encode("ascii", "replace")]
+    lines += [name + b": " + value for name, value in kept]
+    lines.append(b"Connection: close")
+    return method, url.hostname, port, b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+async def _answer(writer: asyncio.StreamWriter, status: int, text: str) -> None:
+    """A short plain-text answer from the proxy itself, then the connection is closed."""
+    reasons = {
+        400: "Bad Request",
+        403: "Forbidden",
+        431: "Request Header Fields Too Large",
+        502: "Bad Gateway",
+    }
+    body = f"ci_magic network: {text}\n".encode()
+    head = (
+        f"HTTP/1.1 {status} {reasons.get(status, 'Service Unavailable')}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    with contextlib.suppress(Exception):
+        writer.write(head.encode() + body)
+        await writer.drain()
+        writer.close()
