@@ -15,6 +15,7 @@ session's lock (one sandbox, one caller at a time).
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import shlex
 import socket
@@ -150,6 +151,8 @@ class Serving:
             app, log_config=None, log_level="warning", timeout_graceful_shutdown=2, lifespan="on"
         )
         self._server = uvicorn.Server(config)
+        # The SDK says "session manager started" at INFO; in a notebook that lands in the cell as stderr.
+        logging.getLogger("mcp.server.streamable_http_manager").setLevel(logging.WARNING)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name="ci-magic-mcp", daemon=True
         )

@@ -15,7 +15,7 @@ import threading
 def _pipe(src: socket.socket, dst: socket.socket) -> None:
     try:
         while True:
-            data = src.recv(65536)
+            data = src.recv(1 << 20)
             if not data:
                 break
             dst.sendall(data)

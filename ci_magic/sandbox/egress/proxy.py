@@ -33,6 +33,9 @@ from ...core.results import NetUse
 __all__ = ["Egress", "EgressLimits", "MappedResolver", "Resolver", "SystemResolver"]
 
 MAX_HEAD = 16 * 1024
+#: Bytes read at once and buffered per direction: small buffers (asyncio pauses a reader at twice its limit)
+#: cost throughput on a fast link; this is the memory each connection may hold.
+BUFFER = 1024 * 1024
 
 
 class Resolver(Protocol):
@@ -109,7 +112,7 @@ class Egress:
         self._lock = threading.Lock()
         self._loop = _Loop.get()
         self._server: asyncio.AbstractServer = asyncio.run_coroutine_threadsafe(
-            asyncio.start_unix_server(self._serve, path=str(path), limit=MAX_HEAD), self._loop
+            asyncio.start_unix_server(self._serve, path=str(path), limit=BUFFER), self._loop
         ).result(timeout=10)
         # The sandbox user (another uid) connects; nobody else can reach the parent's private folder.
         os.chmod(path, 0o666)
@@ -179,11 +182,12 @@ class Egress:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.limits.head_timeout_s)
-        except asyncio.LimitOverrunError:
-            await _answer(writer, 431, "request head too large")
+            raw, rest = await asyncio.wait_for(_read_head(reader), self.limits.head_timeout_s)
+        except TimeoutError:
             return
-        except (asyncio.IncompleteReadError, TimeoutError):
+        if raw is None:
+            if rest:  # no end of head within MAX_HEAD bytes
+                await _answer(writer, 431, "request head too large")
             return
         parsed = _parse_head(raw)
         if parsed is None:
@@ -224,6 +228,8 @@ class Egress:
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             elif self._spend(use, len(head), sent=True):
                 up_writer.write(head)
+            if rest and self._spend(use, len(rest), sent=True):  # what came with the head (a body's start)
+                up_writer.write(rest)
             await asyncio.gather(
                 self._pump(reader, up_writer, use, sent=True), self._pump(up_reader, writer, use, sent=False)
             )
@@ -236,7 +242,7 @@ class Egress:
         for address in addresses:
             try:
                 return await asyncio.wait_for(
-                    asyncio.open_connection(str(address), port), self.limits.connect_timeout_s
+                    asyncio.open_connection(str(address), port, limit=BUFFER), self.limits.connect_timeout_s
                 )
             except (OSError, TimeoutError):
                 continue
@@ -247,7 +253,7 @@ class Egress:
     ) -> None:
         try:
             while True:
-                data = await asyncio.wait_for(src.read(65536), self.limits.idle_s)
+                data = await asyncio.wait_for(src.read(BUFFER), self.limits.idle_s)
                 if not data or not self._spend(use, len(data), sent=sent):
                     break
                 dst.write(data)
@@ -260,6 +266,22 @@ class Egress:
                     dst.write_eof()
                 else:
                     dst.close()
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[bytes | None, bytes]:
+    """(the request head, what came after it); (None, b"") when the client went away first, (None, the bytes)
+    when no head ended within MAX_HEAD bytes."""
+    buffer = bytearray()
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            return bytes(buffer[: end + 4]), bytes(buffer[end + 4 :])
+        if len(buffer) > MAX_HEAD:
+            return None, bytes(buffer[:1])
+        chunk = await reader.read(MAX_HEAD)
+        if not chunk:
+            return None, b""
+        buffer += chunk
 
 
 def _parse_head(raw: bytes) -> tuple[str, str, int, bytes] | None:
