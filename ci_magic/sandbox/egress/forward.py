@@ -1,5 +1,5 @@
-"""Run inside the sandbox (exec'd by the kernel's first code, never imported from ci_magic): the local end of
-the egress proxy. The sandbox's network namespace has only its loopback, and HTTP clients (urllib, requests,
+"""Run inside the sandbox (exec'd by the kernel's first code: standard library only): the local end of the egress
+proxy; its zero-copy :func:`pump` also carries the parent proxy's bytes. The sandbox's network namespace has only its loopback, and HTTP clients (urllib, requests,
 pip) speak to a proxy over TCP, so a thread listens on the sandbox's own 127.0.0.1 and carries each connection
 to the parent's proxy socket bound into the sandbox. It enforces nothing: the parent's proxy decides every
 connection, so code that stops or bypasses this thread only loses its own way out."""
@@ -7,24 +7,65 @@ connection, so code that stops or bypasses this thread only loses its own way ou
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import select
 import socket
 import threading
+from collections.abc import Callable
+
+#: Bytes moved per splice: pipe-sized chunks, moved by the kernel without a copy through Python.
+CHUNK = 1 << 20
 
 
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
+def pump(
+    src: socket.socket,
+    dst: socket.socket,
+    idle_s: float = 300.0,
+    account: Callable[[int], bool] | None = None,
+) -> None:
+    """Carry ``src``'s bytes to ``dst`` with ``splice`` (zero-copy, through a pipe) until ``src`` ends — then
+    ``dst``'s sending side is shut, as the peer did —, ``idle_s`` pass without a byte, or ``account(n)`` refuses
+    ``n`` more bytes (then both connections are shut). Both sockets must be non-blocking."""
+    r, w = os.pipe()
+    done = False
     try:
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, CHUNK)
+        readable, writable = select.poll(), select.poll()
+        readable.register(src, select.POLLIN)
+        writable.register(dst, select.POLLOUT)
+        wait = int(idle_s * 1000)
+        flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
         while True:
-            data = src.recv(1 << 20)
-            if not data:
+            if not readable.poll(wait):
                 break
-            dst.sendall(data)
+            try:
+                n = os.splice(src.fileno(), w, CHUNK, flags=flags)
+            except BlockingIOError:
+                continue
+            if n == 0:
+                done = True
+                break
+            if account is not None and not account(n):
+                for s in (src, dst):
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+                return
+            while n:
+                if not writable.poll(wait):
+                    return
+                try:
+                    n -= os.splice(r, dst.fileno(), n, flags=flags)
+                except BlockingIOError:
+                    continue
     except OSError:
         pass
     finally:
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
+        os.close(r)
+        os.close(w)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR if done else socket.SHUT_RDWR)
 
 
 def _carry(client: socket.socket, path: str) -> None:
@@ -35,8 +76,12 @@ def _carry(client: socket.socket, path: str) -> None:
         client.close()
         upstream.close()
         return
-    threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
-    _pipe(client, upstream)
+    client.setblocking(False)
+    upstream.setblocking(False)
+    back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+    back.start()
+    pump(client, upstream)
+    back.join()
     client.close()
     upstream.close()
 

@@ -19,23 +19,21 @@ import ipaddress
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import h11
 
 from ...core.hosts import IPAddress, Policy
 from ...core.results import NetUse
+from .forward import pump
 
 __all__ = ["Egress", "EgressLimits", "MappedResolver", "Resolver", "SystemResolver"]
 
 MAX_HEAD = 16 * 1024
-#: Bytes read at once and buffered per direction: small buffers (asyncio pauses a reader at twice its limit)
-#: cost throughput on a fast link; this is the memory each connection may hold.
-BUFFER = 1024 * 1024
 
 
 class Resolver(Protocol):
@@ -109,13 +107,16 @@ class Egress:
         self._spent = 0
         self._uses: dict[tuple[str, int, bool, str], NetUse] = {}
         self._open = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
         self._loop = _Loop.get()
-        self._server: asyncio.AbstractServer = asyncio.run_coroutine_threadsafe(
-            asyncio.start_unix_server(self._serve, path=str(path), limit=BUFFER), self._loop
-        ).result(timeout=10)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(path))
+        self._listener.listen(64)
+        self._listener.setblocking(False)
         # The sandbox user (another uid) connects; nobody else can reach the parent's private folder.
         os.chmod(path, 0o666)
+        self._accepting = asyncio.run_coroutine_threadsafe(self._accept(), self._loop)
 
     def begin(self, rules: Sequence[str], budget_bytes: int) -> None:
         """The allow-list and byte budget of the next run; its record starts empty."""
@@ -129,13 +130,10 @@ class Egress:
             return list(self._uses.values())
 
     def close(self) -> None:
-        async def stop() -> None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-
+        self._accepting.cancel()
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=5)
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self._loop).result(timeout=5)
+        self._listener.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
 
@@ -165,34 +163,54 @@ class Egress:
             return True
 
     # -- one connection ---------------------------------------------------------------------------------------
+    # Raw sockets, not streams: the bytes read with the head are exactly known, and once a connection is
+    # admitted two threads move its bytes with splice (forward.pump), never copied through Python.
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self._listener)
+            except OSError:
+                await asyncio.sleep(0.05)  # out of descriptors: the connection waits in the backlog
+                continue
+            conn.setblocking(False)
+            task = loop.create_task(self._serve(conn))
+            self._tasks.add(task)  # held until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, conn: socket.socket) -> None:
         if self._open >= self.limits.connections:
-            await _answer(writer, 503, f"too many connections at once ({self.limits.connections})")
+            await _answer(conn, 503, f"too many connections at once ({self.limits.connections})")
+            conn.close()
             return
         self._open += 1
+        upstream: socket.socket | None = None
         try:
-            await asyncio.wait_for(self._handle(reader, writer), self.limits.lifetime_s)
+            upstream = await self._handle(conn)
         except Exception:  # whatever the sandbox sends, the connection ends and the loop goes on
             pass
         finally:
             self._open -= 1
-            with contextlib.suppress(Exception):
-                writer.close()
+            conn.close()
+            if upstream is not None:
+                upstream.close()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, conn: socket.socket) -> socket.socket | None:
+        """Decide, connect and carry one connection; returns the upstream socket (for the caller to close)."""
+        loop = asyncio.get_running_loop()
         try:
-            raw, rest = await asyncio.wait_for(_read_head(reader), self.limits.head_timeout_s)
+            raw, rest = await asyncio.wait_for(_read_head(loop, conn), self.limits.head_timeout_s)
         except TimeoutError:
-            return
+            return None
         if raw is None:
             if rest:  # no end of head within MAX_HEAD bytes
-                await _answer(writer, 431, "request head too large")
-            return
+                await _answer(conn, 431, "request head too large")
+            return None
         parsed = _parse_head(raw)
         if parsed is None:
-            await _answer(writer, 400, "not an HTTP/1.1 proxy request")
-            return
+            await _answer(conn, 400, "not an HTTP/1.1 proxy request")
+            return None
         method, host, port, head = parsed
         with self._lock:
             policy = self._policy
@@ -210,65 +228,76 @@ class Egress:
                     refusal = f"it resolves to {shown}: not a public address, and no rule names it"
         if refusal is not None:
             self._use(host, port, f"refused: {refusal}")
-            await _answer(
-                writer,
-                403,
-                f"{host}:{port} is refused: {refusal}. {policy.allows_text()}",
-            )
-            return
+            await _answer(conn, 403, f"{host}:{port} is refused: {refusal}. {policy.allows_text()}")
+            return None
         upstream = await self._connect(addresses, port)
         if upstream is None:
             self._use(host, port, "failed: the host did not accept a connection")
-            await _answer(writer, 502, f"{host}:{port} did not accept a connection")
-            return
+            await _answer(conn, 502, f"{host}:{port} did not accept a connection")
+            return None
         use = self._use(host, port)
-        up_reader, up_writer = upstream
+        if method == "CONNECT":
+            await loop.sock_sendall(conn, b"HTTP/1.1 200 Connection established\r\n\r\n")
+            first = rest
+        else:
+            first = head + rest
+        if first:
+            if not self._spend(use, len(first), sent=True):
+                return upstream
+            await loop.sock_sendall(upstream, first)
+        idle = self.limits.idle_s
+        done = [_thread(pump, conn, upstream, idle, lambda n: self._spend(use, n, sent=True))]
+        done.append(_thread(pump, upstream, conn, idle, lambda n: self._spend(use, n, sent=False)))
+        # A connection's life is bounded too: past it, both sides are shut and the pumps end.
+        timer = loop.call_later(self.limits.lifetime_s, _shut, conn, upstream)
         try:
-            if method == "CONNECT":
-                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            elif self._spend(use, len(head), sent=True):
-                up_writer.write(head)
-            if rest and self._spend(use, len(rest), sent=True):  # what came with the head (a body's start)
-                up_writer.write(rest)
-            await asyncio.gather(
-                self._pump(reader, up_writer, use, sent=True), self._pump(up_reader, writer, use, sent=False)
-            )
+            await asyncio.gather(*done)
         finally:
-            up_writer.close()
+            timer.cancel()
+        return upstream
 
-    async def _connect(
-        self, addresses: list[IPAddress], port: int
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    async def _connect(self, addresses: list[IPAddress], port: int) -> socket.socket | None:
+        loop = asyncio.get_running_loop()
         for address in addresses:
+            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
             try:
-                return await asyncio.wait_for(
-                    asyncio.open_connection(str(address), port, limit=BUFFER), self.limits.connect_timeout_s
+                await asyncio.wait_for(
+                    loop.sock_connect(sock, (str(address), port)), self.limits.connect_timeout_s
                 )
+                return sock
             except (OSError, TimeoutError):
-                continue
+                sock.close()
         return None
 
-    async def _pump(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, use: NetUse, *, sent: bool
-    ) -> None:
+
+def _thread(fn: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+    """``fn(*args)`` on a thread of its own; the future is done when it returns."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def run() -> None:
         try:
-            while True:
-                data = await asyncio.wait_for(src.read(BUFFER), self.limits.idle_s)
-                if not data or not self._spend(use, len(data), sent=sent):
-                    break
-                dst.write(data)
-                await dst.drain()
-        except (OSError, TimeoutError, ConnectionError):
-            pass
+            fn(*args)
         finally:
-            with contextlib.suppress(Exception):
-                if dst.can_write_eof() and not dst.is_closing():
-                    dst.write_eof()
-                else:
-                    dst.close()
+            loop.call_soon_threadsafe(finish)
+
+    def finish() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    threading.Thread(target=run, name="ci-magic-egress-pump", daemon=True).start()
+    return future
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[bytes | None, bytes]:
+def _shut(*socks: socket.socket) -> None:
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+async def _read_head(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> tuple[bytes | None, bytes]:
     """(the request head, what came after it); (None, b"") when the client went away first, (None, the bytes)
     when no head ended within MAX_HEAD bytes."""
     buffer = bytearray()
@@ -278,7 +307,7 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[bytes | None, bytes]
             return bytes(buffer[: end + 4]), bytes(buffer[end + 4 :])
         if len(buffer) > MAX_HEAD:
             return None, bytes(buffer[:1])
-        chunk = await reader.read(MAX_HEAD)
+        chunk = await loop.sock_recv(conn, MAX_HEAD)
         if not chunk:
             return None, b""
         buffer += chunk
@@ -324,8 +353,8 @@ def _parse_head(raw: bytes) -> tuple[str, str, int, bytes] | None:
     return method, url.hostname, port, b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-async def _answer(writer: asyncio.StreamWriter, status: int, text: str) -> None:
-    """A short plain-text answer from the proxy itself, then the connection is closed."""
+async def _answer(conn: socket.socket, status: int, text: str) -> None:
+    """A short plain-text answer from the proxy itself (the caller closes the connection)."""
     reasons = {
         400: "Bad Request",
         403: "Forbidden",
@@ -338,6 +367,4 @@ async def _answer(writer: asyncio.StreamWriter, status: int, text: str) -> None:
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     with contextlib.suppress(Exception):
-        writer.write(head.encode() + body)
-        await writer.drain()
-        writer.close()
+        await asyncio.wait_for(asyncio.get_running_loop().sock_sendall(conn, head.encode() + body), 10)
