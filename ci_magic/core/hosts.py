@@ -16,6 +16,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .errors import UsageError
 
@@ -138,6 +139,12 @@ class Policy:
         if not any(rule.admits(normal_host(host), port) for rule in self.names):
             return "not in the allowed hosts" if self.names else "no host is allowed"
         return None
+
+    def admits_url(self, url: str) -> bool:
+        """Whether a name rule admits the host of ``url`` (e.g. the package index's)."""
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return bool(parts.hostname) and self.refuse_name(parts.hostname or "", port) is None
 
     def admits_address(self, address: IPAddress, port: int) -> bool:
         """A resolved address: public ones are, others only where an address rule names them."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from ..core.hosts import Policy
 from ..providers import Message
@@ -184,9 +183,7 @@ def network_note(allow_hosts: tuple[str, ...], package_index: str) -> str | None
     if not allow_hosts:
         return None
     note = NETWORK_ALLOWED.format(hosts=", ".join(allow_hosts))
-    url = urlsplit(package_index)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    if url.hostname and Policy.parse(allow_hosts).refuse_name(url.hostname, port) is None:
+    if Policy.parse(allow_hosts).admits_url(package_index):
         note += "\n" + PACKAGES_ALLOWED.format(index=package_index)
     return note
 

@@ -164,10 +164,8 @@ class NotebookSession:
         found = self.frames(frames)
         settings = self.settings()
         with self.turn:
-            if self._interpreter is None:
-                self._interpreter = self._new_interpreter(
-                    settings
-                )  # cheap: sandbox, model start on first ask
+            if self._interpreter is None:  # cheap: the sandbox and the model start on the first ask
+                self._interpreter = self._new_interpreter(settings)
             messages = self._interpreter.preview(
                 question.strip() or PLACEHOLDER_QUESTION, found, settings=settings
             )

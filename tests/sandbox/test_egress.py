@@ -5,9 +5,11 @@ proxy's resolver mapped to them (``MappedResolver``); nothing contacts an outsid
 from __future__ import annotations
 
 import http.server
+import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from ci_magic.engine.interpreter import Interpreter
 from ci_magic.notebook.cells import cells_for
 from ci_magic.providers.fake import FakeModelServer
 from ci_magic.sandbox import Sandbox, isolation
+from ci_magic.sandbox.egress.forward import pump
 from ci_magic.sandbox.egress.proxy import MappedResolver
 
 BIG = 3 * 1024 * 1024
@@ -222,3 +225,31 @@ def test_a_refused_host_is_told_to_the_model_and_listed_in_the_notes(
     insertion = cells_for(result)
     assert any(n.startswith("network: not-listed.test:80 refused") for n in insertion.notes)
     assert insertion.code_cell.metadata["ci_magic"]["network"][0]["host"] == "not-listed.test"
+
+
+def test_a_long_one_way_transfer_is_not_cut_by_its_quiet_direction() -> None:
+    """A download outlasting the idle limit stays up while bytes flow one way (the client sends nothing)."""
+    client, proxy_in = socket.socketpair()
+    proxy_out, server = socket.socketpair()
+    for s in (proxy_in, proxy_out):
+        s.setblocking(False)
+    seen = [time.monotonic()]
+    pumps = [
+        threading.Thread(target=pump, args=(proxy_in, proxy_out, 0.5, None, seen)),
+        threading.Thread(target=pump, args=(proxy_out, proxy_in, 0.5, None, seen)),
+    ]
+    for t in pumps:
+        t.start()
+    for _ in range(6):  # 1.5 s of trickle: three times the idle limit
+        server.sendall(b"x" * 1000)
+        time.sleep(0.25)
+    server.close()
+    client.settimeout(5)
+    received = b""
+    while chunk := client.recv(65536):
+        received += chunk
+    for t in pumps:
+        t.join(timeout=5)
+    for s in (client, proxy_in, proxy_out):
+        s.close()
+    assert len(received) == 6000

@@ -12,6 +12,7 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 #: Bytes moved per splice: pipe-sized chunks, moved by the kernel without a copy through Python.
@@ -23,10 +24,14 @@ def pump(
     dst: socket.socket,
     idle_s: float = 300.0,
     account: Callable[[int], bool] | None = None,
+    seen: list[float] | None = None,
 ) -> None:
     """Carry ``src``'s bytes to ``dst`` with ``splice`` (zero-copy, through a pipe) until ``src`` ends — then
-    ``dst``'s sending side is shut, as the peer did —, ``idle_s`` pass without a byte, or ``account(n)`` refuses
-    ``n`` more bytes (then both connections are shut). Both sockets must be non-blocking."""
+    ``dst``'s sending side is shut, as the peer did —, ``idle_s`` pass without a byte either way, or
+    ``account(n)`` refuses ``n`` more bytes (then both connections are shut). ``seen``: the time of the
+    connection's last byte, shared by its two pumps (a download's quiet sending side must not end it). Both
+    sockets must be non-blocking."""
+    seen = seen if seen is not None else [time.monotonic()]
     r, w = os.pipe()
     done = False
     try:
@@ -39,7 +44,12 @@ def pump(
         flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
         while True:
             if not readable.poll(wait):
+                quiet = time.monotonic() - seen[0]
+                if quiet < idle_s:  # the other direction moved meanwhile: wait out the rest
+                    wait = max(1, int((idle_s - quiet) * 1000))
+                    continue
                 break
+            wait = int(idle_s * 1000)
             try:
                 n = os.splice(src.fileno(), w, CHUNK, flags=flags)
             except BlockingIOError:
@@ -59,6 +69,7 @@ def pump(
                     n -= os.splice(r, dst.fileno(), n, flags=flags)
                 except BlockingIOError:
                     continue
+            seen[0] = time.monotonic()
     except OSError:
         pass
     finally:
@@ -78,9 +89,10 @@ def _carry(client: socket.socket, path: str) -> None:
         return
     client.setblocking(False)
     upstream.setblocking(False)
-    back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+    seen = [time.monotonic()]
+    back = threading.Thread(target=pump, args=(upstream, client, 300.0, None, seen), daemon=True)
     back.start()
-    pump(client, upstream)
+    pump(client, upstream, 300.0, None, seen)
     back.join()
     client.close()
     upstream.close()

@@ -42,11 +42,6 @@ def environment(index_url: str) -> dict[str, str]:
     return env
 
 
-def index_host(index_url: str) -> tuple[str, int]:
-    url = urlsplit(index_url)
-    return (url.hostname or "", url.port or (443 if url.scheme == "https" else 80))
-
-
 class Installs:
     """The pins of one session, read from pip's report after each run (a report already read adds nothing)."""
 

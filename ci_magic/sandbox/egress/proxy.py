@@ -2,8 +2,8 @@
 the sandbox (which keeps its own network namespace with no route out).
 
 It admits plain HTTP by the request's absolute URL and HTTPS by ``CONNECT host:port``, checked against the
-run's :class:`~ci_magic.core.hosts.Policy` (names only; resolved addresses public or named by a rule), then tunnels the
-bytes. Everything is bounded: the request head (16 KB, 10 s), connections at once, idle time, each
+run's :class:`~ci_magic.core.hosts.Policy` (names only; resolved addresses public or named by a rule), then
+tunnels the bytes. Everything is bounded: the request head (16 KB, 10 s), connections at once, idle time, each
 connection's life, and the bytes of each run (the budget). Every connection is accounted for — allowed and
 refused hosts with their bytes — and :meth:`Egress.take` hands the record of a run to the sandbox. Request
 heads are parsed by h11 (strict HTTP/1.1), never by hand.
@@ -19,6 +19,7 @@ import ipaddress
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ class EgressLimits:
     connections: int = 32  # open at once, per sandbox
     head_timeout_s: float = 10.0
     connect_timeout_s: float = 10.0
-    idle_s: float = 60.0  # no byte either way for this long: the connection is closed
+    idle_s: float = 60.0  # no byte either way for this long: the connection is closed (forward.pump)
     lifetime_s: float = 900.0
 
 
@@ -245,9 +246,9 @@ class Egress:
             if not self._spend(use, len(first), sent=True):
                 return upstream
             await loop.sock_sendall(upstream, first)
-        idle = self.limits.idle_s
-        done = [_thread(pump, conn, upstream, idle, lambda n: self._spend(use, n, sent=True))]
-        done.append(_thread(pump, upstream, conn, idle, lambda n: self._spend(use, n, sent=False)))
+        idle, seen = self.limits.idle_s, [time.monotonic()]  # the connection's last byte, either way
+        done = [_thread(pump, conn, upstream, idle, lambda n: self._spend(use, n, sent=True), seen)]
+        done.append(_thread(pump, upstream, conn, idle, lambda n: self._spend(use, n, sent=False), seen))
         # A connection's life is bounded too: past it, both sides are shut and the pumps end.
         timer = loop.call_later(self.limits.lifetime_s, _shut, conn, upstream)
         try:
