@@ -208,7 +208,9 @@ def _excel(fh: BinaryIO, size: int, ext: str) -> list[Bit]:
 
 
 def _sheets(names: list[str], look: Callable[[str], list[Bit]]) -> list[Bit]:
-    bits = [Bit(quantity(len(names), "sheet"))]
+    # pd.read_excel(path) quietly reads the first sheet only: a common wrong answer when there are more.
+    more = " (pd.read_excel reads only the first; sheet_name=None reads all, as a dict by name)"
+    bits = [Bit(quantity(len(names), "sheet") + (more if len(names) > 1 else ""))]
     for name in names[:SHEETS]:
         bits.append(Bit(f"sheet {quote(name, NAME_CHARS)}", line=True))
         with contextlib.suppress(Exception):  # a chart sheet, or one the library cannot read: still named

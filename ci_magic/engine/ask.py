@@ -9,6 +9,7 @@ the loop and the vote append to it, and what the ask has spent is read from it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -28,14 +29,15 @@ BudgetCheck = Callable[[Usage, list[Message] | None], None]
 
 @dataclass
 class AskRun:
-    """One ask while it runs (see the module docstring). ``wanted``: files the question asks for by name;
-    ``deadline``: ``time.monotonic()`` after which no attempt starts (None: no limit)."""
+    """One ask while it runs (see the module docstring). ``sandbox``: gives the executor when code first needs
+    it (a sandbox may still be starting while the model reads the prompt); ``wanted``: files the question asks
+    for by name; ``deadline``: ``time.monotonic()`` after which no attempt starts (None: no limit)."""
 
     id: str
     question: str
     settings: Settings
     provider: Provider
-    executor: Executor
+    sandbox: Callable[[], Executor]
     frames: Mapping[str, Frame]
     emit: EventSink
     check: Check | None = None
@@ -43,6 +45,11 @@ class AskRun:
     deadline: float | None = None
     wanted: Sequence[str] = ()
     attempts: list[Attempt] = field(default_factory=list)
+
+    @functools.cached_property
+    def executor(self) -> Executor:
+        """The sandbox, waited for (or started) on first use; its start's error, if any, ends the ask."""
+        return self.sandbox()
 
     def spent(self) -> Usage:
         """The tokens of every attempt so far (the budget is checked against them)."""

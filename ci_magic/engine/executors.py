@@ -168,10 +168,15 @@ class ExecutorSlot:
     @contextlib.contextmanager
     def using(self) -> Iterator[Executor]:
         """The executor, kept from expiring while the block runs (an ask may take longer than ``idle_s``)."""
-        executor = self.get()
+        with self.held():
+            yield self.get()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep the executor (one taken with :meth:`get` inside the block) from expiring while the block runs."""
         self._busy += 1
         try:
-            yield executor
+            yield
         finally:
             self._busy -= 1
             self._last_used = time.monotonic()

@@ -36,6 +36,35 @@ _CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
 _NO_ATTRIBUTE = re.compile(r"(?:object|module '[\w.]+') has no attribute '(\w+)'")
 _UNPACK_NUMBER = re.compile(r"cannot unpack non-iterable (?:numpy\.)?(?:float|int)\w* object")
 _UNDEFINED = re.compile(r"name '(\w+)' is not defined")
+_NO_MODULE = re.compile(r"No module named '(\w+)")
+#: Libraries models reach for that are often missing, and what does the same job when it is installed:
+#: {missing top-level module: (the one to use, how)}.
+SUBSTITUTES = {
+    **dict.fromkeys(
+        ("PyPDF2", "fitz", "pymupdf", "pdfplumber", "pdfminer", "PyPDF4", "tabula", "camelot"),
+        (
+            "pypdf",
+            "from pypdf import PdfReader; text = '\\n'.join(p.extract_text() or '' for p in "
+            "PdfReader('file.pdf').pages)",
+        ),
+    ),
+    **dict.fromkeys(
+        ("xlrd", "xlsxwriter", "xlwt", "pyxlsb"),
+        (
+            "openpyxl",
+            "pandas uses it by itself: pd.read_excel(path, sheet_name=...) and df.to_excel(path, "
+            "index=False)",
+        ),
+    ),
+    **dict.fromkeys(
+        ("cv2", "skimage", "imageio", "wand"),
+        ("PIL", "from PIL import Image; img = Image.open('in.png'); img.resize((w, h)).save('out.png')"),
+    ),
+    **dict.fromkeys(
+        ("fastparquet",), ("pyarrow", "pandas uses it by itself: pd.read_parquet / df.to_parquet")
+    ),
+    **dict.fromkeys(("plotly", "bokeh", "altair"), ("matplotlib", "import matplotlib.pyplot as plt")),
+}
 #: The failing line of the user's cell in an IPython traceback: "----> 7 x = f(y)", or a SyntaxError's
 #: "Cell In[1], line 7" followed by the line and its caret.
 _ARROW = re.compile(r"^-+> *(\d+) (.+)$", re.M)
@@ -108,6 +137,15 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
                 "cover most needs)."
             )
         )
+    if name == "AttributeError" and re.search(
+        r"'DataFrame' object has no attribute 'sheet_?names|sheets'", value
+    ):
+        found.append(
+            "pd.read_excel(path) returns one DataFrame: the first sheet. All sheets: pd.read_excel(path, "
+            "sheet_name=None), a dict {sheet name: DataFrame}; the names alone: pd.ExcelFile(path).sheet_names."
+        )
+    if name in ("ModuleNotFoundError", "ImportError") and (m := _NO_MODULE.search(value)):
+        found.append(_substitute(m.group(1)))
     if "pattern contains no capture groups" in value:
         found.append(
             "str.extract needs the part to keep in parentheses (a capture group): s.str.extract(r'(\\d+)')[0]."
@@ -225,3 +263,14 @@ def _module_named(package: str, name: str) -> str | None:
                 inner = os.path.relpath(folder, root).replace(os.sep, ".")
                 return ".".join(p for p in (package, "" if inner == "." else inner, name) if p)
     return None
+
+
+def _substitute(module: str) -> str:
+    """What to use instead of a module that is not installed (nothing can be installed in the sandbox)."""
+    use = SUBSTITUTES.get(module)
+    if use is not None and importlib.util.find_spec(use[0]) is not None:
+        return f"{module} is not installed here, and {use[0]} is: {use[1]}."
+    return (
+        f"{module} is not installed here and cannot be installed: do without it, with the libraries the system "
+        "message lists (pandas, numpy, scipy and the standard library cover most needs)."
+    )

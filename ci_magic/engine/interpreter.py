@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 import uuid
@@ -31,7 +32,7 @@ from .ask import AskRun, BudgetCheck, Check
 from .delivery import Keep, bring_back, deliver
 from .executors import ExecutorSlot, make_executor
 from .ledger import Ledger
-from .loop import run_attempts
+from .loop import read_back, run_attempts
 from .vote import VoteKey, hold_vote, output_key
 
 #: Follow-up questions see this many earlier asks of the session.
@@ -241,16 +242,21 @@ class Interpreter:
         if self.settings.require_isolation:
             self._refuse_unisolated(self._slot.get())  # before resolving (maybe starting) a model
         provider, limit = self._provider_for(trace, options.budget, options.fresh)
-        with self._slot.using() as executor:
-            self._refuse_unisolated(executor)
+        existing = self._slot.current
+        if existing is None:
+            # No sandbox yet (a CLI or API ask, or one after an idle shutdown): it starts while the model reads
+            # the prompt (seconds on a local model) and is waited for when code first runs. A new sandbox holds
+            # none of the user's variables, so nothing existed "before" the ask.
+            self._slot.prestart()
+        with self._slot.held():
             self._slot.expired = False  # the model was told (in the opening) if it had expired
-            before = set(executor.values()) if order.keep == "auto" else set()
+            before = set(existing.values()) if existing is not None and order.keep == "auto" else set()
             run = AskRun(
                 ask_id,
                 question,
                 self.settings,
                 provider,
-                executor,
+                self._slot.get,
                 frames,
                 on_event,
                 check=options.check,
@@ -270,6 +276,7 @@ class Interpreter:
                 result.best_effort = rescue.format_answer(run, messages[0])
             self._finish(run, result, order, before)
             # What isolation is missing comes first and with every ask: a degraded sandbox is never silent.
+            executor = run.executor
             result.warnings = [*executor.isolation_warnings(), *executor.warnings]
             executor.warnings.clear()
         loop_attempts = sum(not a.sample for a in result.attempts)
@@ -306,7 +313,7 @@ class Interpreter:
         entry.turn = prompts.Turn(order.question, final.code, excerpt)
         result.values = bring_back(run.executor, order.keep, before, run.frames, final.code)
         result.files = self._deliver(run.executor, final.execution.files)
-        result.doubt = answer.doubt(final.execution, run.wanted)
+        result.doubt = answer.doubt(final.execution, run.wanted, functools.partial(read_back, run))
 
     def run_code(self, code: str, frames: Mapping[str, Frame] | None = None) -> CodeRun:
         """Run code as it is in this session's sandbox (no model): what a generated cell does when it is run

@@ -7,11 +7,14 @@ restarted from the question with the failures as notes.
 
 from __future__ import annotations
 
+import functools
+import io
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from ..context.columns import columns
 from ..core import privacy
+from ..core.errors import CIMagicError
 from ..core.events import Event, Retry
 from ..core.executor import Frame
 from ..core.results import Attempt, ExecutionResult
@@ -47,7 +50,7 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
         completion = call_model(run, messages, number, temperature)
         messages.append({"role": "assistant", "content": completion.text})
-        check = run.check if number == attempts else _doubting(run.check, run.wanted)
+        check = run.check if number == attempts else _doubting(run)
         attempt = judge(run, completion, number, check)
         if attempt.ok:
             done.append(attempt)
@@ -68,11 +71,26 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
     return done
 
 
-def _doubting(check: Check | None, wanted: Sequence[str]) -> Check:
+def _doubting(run: AskRun) -> Check:
+    check = run.check
+
     def both(execution: ExecutionResult) -> str | None:
-        return (check(execution) if check is not None else None) or answer.doubt(execution, wanted)
+        return (check(execution) if check is not None else None) or answer.doubt(
+            execution, run.wanted, functools.partial(read_back, run)
+        )
 
     return both
+
+
+def read_back(run: AskRun, path: str) -> bytes | None:
+    """A file the run wrote, read out of the sandbox (at most answer.JSON_CHECK_BYTES; None beyond, or when
+    the sandbox cannot give it: a file that cannot be read raises no doubt)."""
+    out = io.BytesIO()
+    try:
+        run.executor.copy_file(path, out, answer.JSON_CHECK_BYTES)
+    except CIMagicError:
+        return None
+    return out.getvalue()
 
 
 def feedback(

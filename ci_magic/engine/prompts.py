@@ -34,7 +34,7 @@ directly; do not re-read them from files and do not invent data.
 - The files listed below are in the current working folder: read them by those relative paths (they are \
 read-only). Files you write into the working folder are given back to the user: when asked for a file \
 (a converted file, a report, a chart), save it there under a clear name, e.g. df.to_csv('result.csv', \
-index=False) or plt.savefig('chart.png').
+index=False) or plt.savefig('chart.png'). Name its columns exactly as the question does (rename after a groupby).
 - pandas (as pd), numpy (as np) and matplotlib.pyplot (as plt) are imported. Also available: {libraries}, and \
 the standard library. Import what you use.
 - Statistical tests and p-values: scipy.stats (pearsonr, spearmanr, shapiro, ttest_ind, chi2_contingency, \
@@ -108,6 +108,10 @@ numbers, as printed). No code, no headings."""
 DOUBT_FILES = """\
 the question asks for the file(s) {names}, and the code did not write them. Save each into the working \
 folder under exactly that name."""
+
+DOUBT_JSON = """\
+{name} is not valid JSON: {problem}. A .json file holds one JSON document; for a table, \
+df.to_json('{name}', orient='records') writes a list with one object per row (lines=True is for .jsonl files)."""
 
 DOUBT_EMPTY = """\
 it shows an empty result ({line}): a filter, a join or a lookup selected no rows. Check the values you select \

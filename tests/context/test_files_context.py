@@ -102,7 +102,11 @@ def test_excel_sheets_headers_and_sizes(tmp_path: Path, monkeypatch: pytest.Monk
     ctx = describe(tmp_path)
     assert "pd.read_excel('sales.xlsx')" in ctx.text
     text = line_of(ctx, "sales.xlsx")
-    assert re.fullmatch(r"Excel workbook, [\d.]+ KB, 2 sheets", text.split("\n")[0])
+    assert re.fullmatch(
+        r"Excel workbook, [\d.]+ KB, 2 sheets \(pd.read_excel reads only the first; sheet_name=None reads all, "
+        r"as a dict by name\)",
+        text.split("\n")[0],
+    )
     assert text.split("\n")[1:] == [
         "    sheet 'Q1', 4 rows × 3 columns; columns (header in row 3): 'date', 'region', 'units'; "
         "e.g. row: '2024-04-01', 'north', 3",

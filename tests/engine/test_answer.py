@@ -211,6 +211,37 @@ def test_a_file_asked_for_and_not_written_goes_back_as_a_repair(
     assert "asks for the file(s) 'customers.json'" in fake.requests[1]["messages"][-1]["content"]
 
 
+def test_a_json_file_asked_for_must_hold_one_json_document(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
+    from ci_magic.sandbox.fake import Step
+
+    (tmp_path / "customers.csv").write_text("id,name\n1,a\n2,b\n")
+    lines = b'{"id":1,"name":"a"}\n{"id":2,"name":"b"}\n'
+    executor = ScriptedExecutor(
+        [
+            Step("", writes={"customers.json": lines}),
+            Step("", writes={"customers.json": b'[{"id":1,"name":"a"},{"id":2,"name":"b"}]'}),
+        ]
+    )
+    fake.add(
+        fenced("df.to_json('customers.json', orient='records', lines=True)"),
+        fenced("df.to_json('customers.json', orient='records')"),
+    )
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("Convert customers.csv to customers.json as a JSON list", attempts=2)
+    assert [a.outcome for a in result.attempts] == ["rejected", "ok"] and result.doubt is None
+    repair = fake.requests[1]["messages"][-1]["content"]
+    assert "customers.json is not valid JSON: it holds one JSON value per line (JSON Lines)" in repair
+    assert "orient='records'" in repair
+    # On the last attempt the same problem is said beside the answer, not hidden.
+    executor.add(Step("", writes={"customers.json": b"{not json"}))
+    fake.add(fenced("open('customers.json', 'w').write('{not json')"))
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        last = it.ask("Convert customers.csv to customers.json", attempts=1)
+    assert last.ok and last.doubt is not None and "it does not parse" in last.doubt
+
+
 def test_a_best_effort_only_copies_numbers_the_run_printed() -> None:
     from ci_magic.engine.rescue import copied
 

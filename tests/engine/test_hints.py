@@ -122,3 +122,16 @@ def test_a_whole_frame_reduction_over_text_columns_gets_numeric_only() -> None:
     said = joined("TypeError", "Cannot perform reduction 'mean' with string dtype")
     assert "df.mean(numeric_only=True)" in said and "df.fillna(df.mean(numeric_only=True))" in said
     assert "numeric_only" not in joined("TypeError", "unsupported operand type(s) for +: 'int' and 'str'")
+
+
+def test_a_missing_library_points_to_the_installed_one_that_does_the_job() -> None:
+    pdf = joined("ModuleNotFoundError", "No module named 'PyPDF2'")
+    assert "PyPDF2 is not installed here, and pypdf is: from pypdf import PdfReader" in pdf
+    assert "from PIL import Image" in joined("ModuleNotFoundError", "No module named 'cv2'")
+    other = joined("ModuleNotFoundError", "No module named 'somethingelse.sub'")
+    assert other.startswith("somethingelse is not installed here and cannot be installed")
+
+
+def test_a_workbook_read_as_one_frame_gets_the_all_sheets_form() -> None:
+    found = joined("AttributeError", "'DataFrame' object has no attribute 'sheet_names'")
+    assert "pd.read_excel(path, sheet_name=None), a dict {sheet name: DataFrame}" in found

@@ -6,6 +6,7 @@ the end-to-end tests of the magic); here the executor answers from a script and 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import fenced
 
-from ci_magic.core.errors import ProviderResponseError
+from ci_magic.core.errors import ProviderResponseError, SandboxError
 from ci_magic.core.results import ExecutionResult
 from ci_magic.core.settings import Limits, Settings
 from ci_magic.engine.interpreter import Interpreter
@@ -341,3 +342,44 @@ def test_outputs_reach_the_api_as_events_while_the_code_runs(
     live = [e for e in events if isinstance(e.data, Output)]
     assert {e.attempt for e in live} == {1} and {e.ask_id for e in live} == {result.ask_id}
     assert "".join(op["text"] for e in live for op in e.data.ops) == "one\ntwo\n"
+
+
+def test_the_sandbox_starts_while_the_model_reads_the_prompt(
+    fake: FakeModelServer,
+    settings: Settings,
+    sales: pd.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The start finishes only once the model has the request: an ask that started its sandbox first and only
+    # then asked the model would wait here until the start gave up.
+    executor = ScriptedExecutor(["3\n"])
+
+    def start_after_the_request(*_: object) -> ScriptedExecutor:
+        for _ in range(200):
+            if fake.requests:
+                return executor
+            threading.Event().wait(0.05)
+        raise AssertionError("the model was not asked while the sandbox started")
+
+    monkeypatch.setattr("ci_magic.engine.interpreter.make_executor", start_after_the_request)
+    fake.add(fenced("print(len(sales))"))
+    with Interpreter(settings, user_dir=tmp_path) as it:
+        result = it.ask("How many rows?", {"sales": sales})
+    assert result.ok and result.final is not None and executor.runs[0].code.strip() == "print(len(sales))"
+
+
+def test_a_sandbox_that_cannot_start_ends_the_ask_with_its_error(
+    fake: FakeModelServer,
+    settings: Settings,
+    sales: pd.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: object) -> ScriptedExecutor:
+        raise SandboxError("bubblewrap is missing")
+
+    monkeypatch.setattr("ci_magic.engine.interpreter.make_executor", broken)
+    fake.add(fenced("print(len(sales))"))
+    with Interpreter(settings, user_dir=tmp_path) as it, pytest.raises(SandboxError, match="bubblewrap"):
+        it.ask("How many rows?", {"sales": sales})

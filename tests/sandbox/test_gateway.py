@@ -373,7 +373,7 @@ def test_the_repair_loop_runs_on_the_gateway(gateway: LocalGateway, user_dir: Pa
         provider = make_provider(settings)
         messages = [{"role": "system", "content": "answer"}, {"role": "user", "content": "Total revenue?"}]
         try:
-            run = AskRun("gw", "Total revenue?", settings, provider, sb, {"sales": sales}, ignore)
+            run = AskRun("gw", "Total revenue?", settings, provider, lambda: sb, {"sales": sales}, ignore)
             attempts = run_attempts(run, messages, 3)
         finally:
             provider.close()
