@@ -15,7 +15,6 @@ its answer and the doubt is shown with it, never hidden.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from ..core.errors import BudgetExceeded, ProviderError
 from ..core.events import Answer, AnswerStart, Event
 from ..core.results import AskResult, ExecutionResult, Usage, Words
 from ..providers import Message
-from . import prompts
+from . import prompts, written
 from .ask import AskRun
 from .step import side_step
 
@@ -34,8 +33,8 @@ WORDS_TOKENS = 96
 OUTPUT_CHARS = 1200
 #: What is kept of the reply, at most (cut at a sentence's end).
 MAX_CHARS = 600
-#: A JSON file the question asks for is read back, up to this size, to see that it is one JSON document.
-JSON_CHECK_BYTES = 8 * 1024 * 1024
+#: A file the question asks for is read back, up to this size, to see that it is what was asked (written.py).
+CHECK_BYTES = 8 * 1024 * 1024
 
 #: Reads back a file the run wrote (its path as the run reported it); None when it cannot or may not be read.
 ReadBack = Callable[[str], bytes | None]
@@ -82,20 +81,23 @@ def files_asked_for(question: str, folder: Path) -> list[str]:
     return found
 
 
-def doubt(execution: ExecutionResult, wanted: Sequence[str] = (), read: ReadBack | None = None) -> str | None:
+def doubt(
+    execution: ExecutionResult, wanted: Sequence[str] = (), read: ReadBack | None = None, question: str = ""
+) -> str | None:
     """Why a working run's output cannot be a right answer, or None. ``wanted``: files the question asks for
-    (:func:`files_asked_for`), each of which the run must have written; ``read``: how to read one back (a
-    ``.json`` one must then hold one JSON document)."""
-    written = {f.lstrip("./"): f for f in execution.files}
-    found = {n: next((f for w, f in written.items() if w == n or w.endswith("/" + n)), None) for n in wanted}
+    (:func:`files_asked_for`), each of which the run must have written; ``read``: how to read one back, to see
+    that it is what its name and the ``question`` say (engine/written.py)."""
+    paths = {f.lstrip("./"): f for f in execution.files}
+    found = {n: next((f for w, f in paths.items() if w == n or w.endswith("/" + n)), None) for n in wanted}
     missing = [n for n, f in found.items() if f is None]
     if missing:
         return prompts.DOUBT_FILES.format(names=", ".join(repr(n) for n in missing))
     for name, path in found.items():
-        if read is not None and path is not None and name.lower().endswith(".json"):
-            problem = _not_json(read(path))
-            if problem is not None:
-                return prompts.DOUBT_JSON.format(name=name, problem=problem)
+        problem = (
+            written.problem(name, read(path), question) if read is not None and path is not None else None
+        )
+        if problem is not None:
+            return problem
     text = execution.text()
     empty = _EMPTY.search(text)
     if empty is not None:
@@ -103,22 +105,6 @@ def doubt(execution: ExecutionResult, wanted: Sequence[str] = (), read: ReadBack
     undefined = _UNDEFINED.search(text)
     if undefined is not None:
         return prompts.DOUBT_NAN.format(line=undefined.group(0).strip())
-    return None
-
-
-def _not_json(data: bytes | None) -> str | None:
-    """Why ``data`` is not one JSON document, or None (also when it could not be read: no doubt then)."""
-    if data is None:
-        return None
-    try:
-        json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        return "it is not UTF-8 text"
-    except (ValueError, RecursionError) as exc:
-        lines = [line for line in data.splitlines() if line.strip()]
-        if len(lines) > 1 and "Extra data" in str(exc):
-            return "it holds one JSON value per line (JSON Lines), not one JSON document"
-        return f"it does not parse: {str(exc)[:120]}"
     return None
 
 

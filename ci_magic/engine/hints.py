@@ -10,6 +10,7 @@ levels that hide data values).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.util
@@ -36,6 +37,37 @@ _CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
 _NO_ATTRIBUTE = re.compile(r"(?:object|module '[\w.]+') has no attribute '(\w+)'")
 _UNPACK_NUMBER = re.compile(r"cannot unpack non-iterable (?:numpy\.)?(?:float|int)\w* object")
 _UNDEFINED = re.compile(r"name '(\w+)' is not defined")
+#: Methods of a pandas Series called on what turned out to be one number.
+SERIES_METHODS = frozenset(
+    {
+        *(
+            "idxmax",
+            "idxmin",
+            "sort_values",
+            "nlargest",
+            "nsmallest",
+            "groupby",
+            "apply",
+            "agg",
+            "iloc",
+            "loc",
+        ),
+        *("index", "values", "items", "reset_index", "to_frame", "value_counts", "unique"),
+    }
+)
+#: The usual short names of modules, as their documentation imports them.
+ALIASES = {
+    "sm": "import statsmodels.api as sm",
+    "smf": "import statsmodels.formula.api as smf",
+    "sns": "import seaborn as sns",
+    "np": "import numpy as np",
+    "pd": "import pandas as pd",
+    "plt": "import matplotlib.pyplot as plt",
+}
+#: Standard-library modules whose names are also common variable names: an undefined one is a variable.
+_NOT_MODULES = frozenset(
+    {"test", "this", "code", "site", "token", "keyword", "symbol", "parser", "antigravity"}
+)
 _NO_MODULE = re.compile(r"No module named '(\w+)")
 #: Libraries models reach for that are often missing, and what does the same job when it is installed:
 #: {missing top-level module: (the one to use, how)}.
@@ -90,7 +122,13 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
     listing = columns(frames)
     if name in ("KeyError", "ColumnNotFoundError") or (name == "AttributeError" and "DataFrame" in value):
         found += _missing_column(name, value, listing)
-    if name == "AttributeError" and (m := _NUMBER_ATTRIBUTE.search(value)):
+    if name == "AttributeError" and (m := _NUMBER_ATTRIBUTE.search(value)) and m.group(1) in SERIES_METHODS:
+        found.append(
+            f"The object is one number, not a Series with .{m.group(1)}: the function gave one value for all the "
+            "rows. For one value per group, compute them into a Series first, e.g. s = df.groupby('key')['col']"
+            f".apply(func) (or .agg(func)), then s.{m.group(1)}()."
+        )
+    elif name == "AttributeError" and (m := _NUMBER_ATTRIBUTE.search(value)):
         found.append(
             f"The object is a plain number, not a result with .{m.group(1)}: the function you called returned the "
             "value itself. Use it directly (or call the function that returns the result object)."
@@ -125,6 +163,22 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
         found.append(
             f"This version of the library has no parameter '{m.group(1)}'. Leave it out, or compute what it "
             "would do yourself."
+            + (
+                " For an RMSE: np.sqrt(mean_squared_error(y_true, y_pred))."
+                if m.group(1) == "squared"
+                else ""
+            )
+        )
+    if "Can only use .dt accessor with datetimelike values" in value:
+        found.append(
+            "The column holds text, not dates: convert it first, e.g. df['col'] = pd.to_datetime(df['col'], "
+            "errors='coerce'), then use .dt (.dt.month, .dt.year…)."
+        )
+    if name == "KeyError" and re.fullmatch(r"-?\d+", value.strip()):
+        found.append(
+            f"{value.strip()} was used as a position, but this Series or DataFrame is indexed by labels (a "
+            "regression's .params and .pvalues are indexed by the variables' names, e.g. 'const', 'Age'): use "
+            f".iloc[{value.strip()}] for a position, or the label."
         )
     if name == "ImportError" and (m := _CANNOT_IMPORT.search(value)):
         where = _module_named(m.group(2).split(".")[0], m.group(1))
@@ -152,8 +206,9 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
         )
     if "Expected value of kwarg 'errors'" in value and "coerce" in value:
         found.append("astype cannot coerce bad values: use pd.to_numeric(s, errors='coerce') instead.")
-    if name == "NameError" and (m := _UNDEFINED.search(value)) and (where := _stats_name(m.group(1))):
-        found.append(f"{m.group(1)} is not imported: {where}")
+    undefined = _UNDEFINED.search(value) if name == "NameError" else None
+    if undefined and (where := _stats_name(undefined[1]) or _module_import(undefined[1], line)):
+        found.append(f"{undefined[1]} is not imported: {where}")
     if name == "SyntaxError" and "invalid decimal literal" in value:
         found.append("A name cannot start with a digit (like 25th_value): rename it (value_25th).")
     if name == "SyntaxError" and _INCOMPLETE.search(value):
@@ -243,8 +298,9 @@ def _stats_name(name: str) -> str | None:
 
 
 def _in_scipy_stats(name: str) -> bool:
-    """Whether scipy.stats has a function ``name`` (short names like ``t`` or ``f`` are too common to count)."""
-    if len(name) < 4 or importlib.util.find_spec("scipy") is None:
+    """Whether scipy.stats has a function ``name`` (short names like ``t`` or ``f`` are too common to count, and
+    its ``test`` runs scipy's own tests)."""
+    if len(name) < 4 or name in _NOT_MODULES or importlib.util.find_spec("scipy") is None:
         return False
     stats = importlib.import_module("scipy.stats")  # loaded only when a failure may be one of its functions
     return callable(getattr(stats, name, None))
@@ -274,3 +330,20 @@ def _substitute(module: str) -> str:
         f"{module} is not installed here and cannot be installed: do without it, with the libraries the system "
         "message lists (pandas, numpy, scipy and the standard library cover most needs)."
     )
+
+
+def _module_import(name: str, line: tuple[int, str] | None) -> str | None:
+    """The import for an undefined name that is an installed module (``scipy`` in ``scipy.stats.skew(x)``: the
+    deepest module the failing line reaches through it) or its usual alias (``sm``); None for any other name."""
+    if name in ALIASES:
+        return ALIASES[name]
+    if name in _NOT_MODULES or not name.isidentifier() or importlib.util.find_spec(name) is None:
+        return None
+    chain = re.search(rf"\b{re.escape(name)}((?:\.\w+)+)", line[1]) if line is not None else None
+    parts = chain.group(1).strip(".").split(".") if chain is not None else []
+    for depth in range(len(parts), 0, -1):
+        module = ".".join([name, *parts[:depth]])
+        with contextlib.suppress(ImportError, ValueError):  # find_spec imports the parents
+            if importlib.util.find_spec(module) is not None:
+                return f"import {module}"
+    return f"import {name}"

@@ -313,7 +313,9 @@ class Interpreter:
         entry.turn = prompts.Turn(order.question, final.code, excerpt)
         result.values = bring_back(run.executor, order.keep, before, run.frames, final.code)
         result.files = self._deliver(run.executor, final.execution.files)
-        result.doubt = answer.doubt(final.execution, run.wanted, functools.partial(read_back, run))
+        result.doubt = answer.doubt(
+            final.execution, run.wanted, functools.partial(read_back, run), run.question
+        )
 
     def run_code(self, code: str, frames: Mapping[str, Frame] | None = None) -> CodeRun:
         """Run code as it is in this session's sandbox (no model): what a generated cell does when it is run

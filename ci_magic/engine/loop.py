@@ -76,18 +76,18 @@ def _doubting(run: AskRun) -> Check:
 
     def both(execution: ExecutionResult) -> str | None:
         return (check(execution) if check is not None else None) or answer.doubt(
-            execution, run.wanted, functools.partial(read_back, run)
+            execution, run.wanted, functools.partial(read_back, run), run.question
         )
 
     return both
 
 
 def read_back(run: AskRun, path: str) -> bytes | None:
-    """A file the run wrote, read out of the sandbox (at most answer.JSON_CHECK_BYTES; None beyond, or when
+    """A file the run wrote, read out of the sandbox (at most answer.CHECK_BYTES; None beyond, or when
     the sandbox cannot give it: a file that cannot be read raises no doubt)."""
     out = io.BytesIO()
     try:
-        run.executor.copy_file(path, out, answer.JSON_CHECK_BYTES)
+        run.executor.copy_file(path, out, answer.CHECK_BYTES)
     except CIMagicError:
         return None
     return out.getvalue()

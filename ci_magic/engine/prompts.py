@@ -110,8 +110,18 @@ the question asks for the file(s) {names}, and the code did not write them. Save
 folder under exactly that name."""
 
 DOUBT_JSON = """\
-{name} is not valid JSON: {problem}. A .json file holds one JSON document; for a table, \
-df.to_json('{name}', orient='records') writes a list with one object per row (lines=True is for .jsonl files)."""
+{name} is not valid JSON: {problem}. A .json file holds one JSON document: for a table, \
+df.to_json('{name}', orient='records') writes a list with one object per row. Do not pass lines=True (that \
+writes JSON Lines)."""
+
+DOUBT_KIND = """\
+{name} is not what its name says: {problem}. Copying or renaming a file does not convert it: read the input \
+with a library for its format (e.g. pypdf for a PDF's text, PIL for images, pandas for tables) and write the \
+converted content."""
+
+DOUBT_COLUMNS = """\
+{name} has the columns {have}, but the question names {missing}. Name the columns exactly as the question \
+does, e.g. result = result.rename(columns={{'old': 'new'}}) before saving."""
 
 DOUBT_EMPTY = """\
 it shows an empty result ({line}): a filter, a join or a lookup selected no rows. Check the values you select \
@@ -119,7 +129,8 @@ on against the data description (spelling, case, type) and print what the questi
 
 DOUBT_NAN = """\
 it printed {line!r}: NaN is not an answer. A computation met missing values or an empty selection: drop \
-missing values in the columns used (e.g. .dropna()) and check that each filter keeps rows."""
+missing values in the columns used (e.g. .dropna()) and check that each filter keeps rows. scipy.stats \
+functions give nan when a sample holds NaN: drop them from each sample (or pass nan_policy='omit')."""
 
 FORMAT_ONLY = """\
 {question}

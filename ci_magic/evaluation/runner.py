@@ -118,12 +118,19 @@ def answer_check(question: Question) -> Any:
         ]
         if echoed:
             return f"it printed the placeholder text instead of a computed value for {', '.join(echoed)}."
-        undefined = [n for n in names if found[n].strip().lower() in ("nan", "none", "inf", "-inf")]
+        # "none" is no value, unless the format lists it among the answer's words ("linear", …, or "none").
+        undefined = [
+            n
+            for n in names
+            if found[n].strip().lower() in ("nan", "none", "inf", "-inf")
+            and not (n in rules and found[n].strip().lower() in (o.lower() for o in rules[n].options))
+        ]
         if undefined:
             return (
                 f"{', '.join(f'@{n}' for n in undefined)} printed {found[undefined[0]].strip()}, not a value. "
                 "A computation met missing values (NaN) or an empty selection: drop missing values before "
-                "computing (e.g. .dropna() on the columns used) and check that each filter selects rows."
+                "computing (e.g. .dropna() on the columns used) and check that each filter selects rows. "
+                "scipy.stats functions give nan when a sample holds NaN: drop them from each sample first."
             )
         broken = answer_format.problems(rules, found)
         if broken:

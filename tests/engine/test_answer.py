@@ -233,7 +233,7 @@ def test_a_json_file_asked_for_must_hold_one_json_document(
     assert [a.outcome for a in result.attempts] == ["rejected", "ok"] and result.doubt is None
     repair = fake.requests[1]["messages"][-1]["content"]
     assert "customers.json is not valid JSON: it holds one JSON value per line (JSON Lines)" in repair
-    assert "orient='records'" in repair
+    assert "orient='records'" in repair and "Do not pass lines=True" in repair
     # On the last attempt the same problem is said beside the answer, not hidden.
     executor.add(Step("", writes={"customers.json": b"{not json"}))
     fake.add(fenced("open('customers.json', 'w').write('{not json')"))

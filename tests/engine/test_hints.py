@@ -8,6 +8,7 @@ import polars as pl
 import pyarrow as pa
 
 from ci_magic.context.columns import columns
+from ci_magic.core.results import ExecutionResult
 from ci_magic.engine.hints import hints
 from ci_magic.sandbox.fake import error
 
@@ -135,3 +136,26 @@ def test_a_missing_library_points_to_the_installed_one_that_does_the_job() -> No
 def test_a_workbook_read_as_one_frame_gets_the_all_sheets_form() -> None:
     found = joined("AttributeError", "'DataFrame' object has no attribute 'sheet_names'")
     assert "pd.read_excel(path, sheet_name=None), a dict {sheet name: DataFrame}" in found
+
+
+def test_an_undefined_module_name_gets_its_import() -> None:
+    line = "Cell In[1], line 3\n----> 3 p = statsmodels.stats.diagnostic.lilliefors(x)[1]\n"
+    undefined = ExecutionResult("error", [], "NameError", "name 'statsmodels' is not defined", line)
+    assert hints(undefined, FRAMES) == ["statsmodels is not imported: import statsmodels.stats.diagnostic"]
+    assert (
+        joined("NameError", "name 'sm' is not defined") == "sm is not imported: import statsmodels.api as sm"
+    )
+    assert joined("NameError", "name 'scipy' is not defined") == "scipy is not imported: import scipy"
+    # A variable that was never assigned is not a module (some standard modules have such names).
+    assert joined("NameError", "name 'total_2' is not defined") == ""
+    assert joined("NameError", "name 'test' is not defined") == ""
+
+
+def test_positions_dates_and_per_group_values() -> None:
+    assert "use .iloc[1] for a position" in joined("KeyError", "1")
+    assert "pd.to_datetime(df['col'], errors='coerce')" in joined(
+        "AttributeError", "Can only use .dt accessor with datetimelike values"
+    )
+    per_group = joined("AttributeError", "'numpy.float64' object has no attribute 'idxmax'")
+    assert "one number, not a Series with .idxmax" in per_group and "groupby('key')" in per_group
+    assert "np.sqrt(mean_squared_error" in joined("TypeError", "got an unexpected keyword argument 'squared'")

@@ -129,6 +129,22 @@ def test_nan_answers_are_sent_back(fake: FakeModelServer, tmp_path: Path) -> Non
     assert record["ok"] and record["response_text"] == "@mean_x[2.0]\n"
 
 
+def test_none_is_an_answer_where_the_format_lists_it() -> None:
+    from ci_magic.evaluation.runner import answer_check
+    from ci_magic.sandbox.fake import ok
+
+    q = Question(
+        11,
+        "Relationship?",
+        "",
+        '@kind[k] where k is a word that can be "linear", "nonlinear", or "none"',
+        "t.csv",
+    )
+    assert answer_check(q)(ok("@kind[none]\n")) is None
+    plain = Question(12, "Mean?", "", "@mean_x[m]", "t.csv")
+    assert "printed None, not a value" in (answer_check(plain)(ok("@mean_x[None]\n")) or "")
+
+
 def test_replayed_replies_are_recorded_and_fresh_asks_the_model(
     fake: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
