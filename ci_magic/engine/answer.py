@@ -91,7 +91,9 @@ def doubt(
     found = {n: next((f for w, f in paths.items() if w == n or w.endswith("/" + n)), None) for n in wanted}
     missing = [n for n, f in found.items() if f is None]
     if missing:
-        return prompts.DOUBT_FILES.format(names=", ".join(repr(n) for n in missing))
+        others = [f for f in execution.files if f not in found.values()]
+        instead = f" (it wrote {', '.join(repr(f) for f in others[:6])} instead)" if others else ""
+        return prompts.DOUBT_FILES.format(names=", ".join(repr(n) for n in missing), instead=instead)
     for name, path in found.items():
         problem = (
             written.problem(name, read(path), question) if read is not None and path is not None else None

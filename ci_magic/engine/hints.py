@@ -347,3 +347,28 @@ def _module_import(name: str, line: tuple[int, str] | None) -> str | None:
             if importlib.util.find_spec(module) is not None:
                 return f"import {module}"
     return f"import {name}"
+
+
+#: Code that runs and quietly does the wrong thing: (a word of the doubt it led to, the code's pattern, the fix).
+_QUIET_MISTAKES = (
+    (
+        "did not write",
+        re.compile(r"read_excel\((?![^)]*sheet_name)"),
+        "pd.read_excel(path) without sheet_name gives one DataFrame, the first sheet (its .keys() are column "
+        "names). Every sheet: sheets = pd.read_excel(path, sheet_name=None), a dict {sheet name: DataFrame}; "
+        "then for name, frame in sheets.items(): ...",
+    ),
+    (
+        "JSON Lines",
+        re.compile(r"lines\s*=\s*True"),
+        "Remove lines=True: it is what writes one JSON value per line.",
+    ),
+)
+
+
+def for_code(code: str | None, problem: str) -> list[str]:
+    """Fixes for code that ran but whose output was rejected (``problem``): the mistakes such code usually holds,
+    found in the code itself."""
+    if not code:
+        return []
+    return [fix for word, pattern, fix in _QUIET_MISTAKES if word in problem and pattern.search(code)]

@@ -102,7 +102,7 @@ def feedback(
             return prompts.TRUNCATED.format(reason=f"finish_reason={attempt.finish_reason}")
         return prompts.NO_CODE
     if attempt.rejected is not None:
-        problem = attempt.rejected
+        problem = "\n".join([attempt.rejected, *hints.for_code(attempt.code, attempt.rejected)])
         if not privacy.shows_values(settings.context_detail):  # a doubt quotes the printed line: values
             problem = privacy.redact(problem, schema_names(frames))
         text = prompts.CHECK_FAILED.format(problem=problem)
@@ -151,6 +151,7 @@ def _fresh_start(
 def _noted(attempt: Attempt, frames: Mapping[str, Frame]) -> str:
     """One failed attempt as a note for a fresh start: why it failed, then the hints for that failure."""
     found = hints.hints(attempt.execution, frames) if attempt.execution is not None else []
+    found += hints.for_code(attempt.code, attempt.rejected or "")
     return "\n  ".join([str(attempt.failure), *found])
 
 

@@ -106,8 +106,8 @@ Now answer the question in one or two short sentences, using only the results in
 numbers, as printed). No code, no headings."""
 
 DOUBT_FILES = """\
-the question asks for the file(s) {names}, and the code did not write them. Save each into the working \
-folder under exactly that name."""
+the question asks for the file(s) {names}, and the code did not write them{instead}. Save each into the \
+working folder under exactly that name."""
 
 DOUBT_JSON = """\
 {name} is not valid JSON: {problem}. A .json file holds one JSON document: for a table, \
@@ -121,7 +121,7 @@ converted content."""
 
 DOUBT_COLUMNS = """\
 {name} has the columns {have}, but the question names {missing}. Name the columns exactly as the question \
-does, e.g. result = result.rename(columns={{'old': 'new'}}) before saving."""
+does: rename them before saving, e.g. {rename}."""
 
 DOUBT_EMPTY = """\
 it shows an empty result ({line}): a filter, a join or a lookup selected no rows. Check the values you select \

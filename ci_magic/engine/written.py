@@ -11,6 +11,7 @@ model (context/file_peeks.py: bounded, bomb-checked), so a hostile file is parse
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
 import json
 import re
@@ -67,11 +68,12 @@ def problem(name: str, data: bytes | None, question: str) -> str | None:
         wanted = columns_named(question)
         have = _header(suffix, data)
         missing = [c for c in wanted if have is not None and c not in have]
-        if missing:
+        if missing and have is not None:
             return prompts.DOUBT_COLUMNS.format(
                 name=name,
-                have=", ".join(repr(c) for c in (have or [])[:20]),
+                have=", ".join(repr(c) for c in have[:20]),
                 missing=", ".join(map(repr, missing)),
+                rename=_renaming(missing, have, question),
             )
     return None
 
@@ -85,6 +87,22 @@ def columns_named(question: str) -> list[str]:
             if name and not re.search(r"\.\w{2,5}$", name) and name not in found:
                 found.append(name)
     return found
+
+
+def _renaming(missing: list[str], have: list[str], question: str) -> str:
+    """The likeliest rename, as code: each missing name from the closest column the question does not name
+    (``revenue`` → ``total_revenue`` when it asks for "region and total_revenue")."""
+    # What the question lists as columns, its asides ("(the sum of revenue)") left out.
+    said = re.sub(r"\([^)]*\)", " ", " ".join(p.group(1).lower() for p in _COLUMNS_PART.finditer(question)))
+    spare = [c for c in have if not re.search(rf"\b{re.escape(c.lower())}\b", said)]
+    pairs: dict[str, str] = {}
+    for name in missing:
+        close = difflib.get_close_matches(name, spare, n=1, cutoff=0.3) or spare[:1]
+        if close:
+            pairs[close[0]] = name
+            spare.remove(close[0])
+    pairs = pairs or {"old_name": missing[0]}
+    return "result = result.rename(columns={" + ", ".join(f"{a!r}: {b!r}" for a, b in pairs.items()) + "})"
 
 
 def _wrong_kind(suffix: str, data: bytes) -> str | None:

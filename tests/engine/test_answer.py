@@ -211,6 +211,27 @@ def test_a_file_asked_for_and_not_written_goes_back_as_a_repair(
     assert "asks for the file(s) 'customers.json'" in fake.requests[1]["messages"][-1]["content"]
 
 
+def test_a_missing_file_is_said_with_what_was_written_instead_and_the_codes_likely_mistake(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
+    from ci_magic.sandbox.fake import Step
+
+    (tmp_path / "sales.xlsx").write_bytes(b"PK\x03\x04 not read here")
+    one_sheet = (
+        "sheets = pd.read_excel('sales.xlsx')\nfor n in sheets.keys():\n    sheets[n].to_csv(f'{n}.csv')"
+    )
+    executor = ScriptedExecutor(
+        [Step("", writes={"region.csv": b"N\n", "units.csv": b"3\n"}), Step("", writes={"Q1.csv": b"a\n1\n"})]
+    )
+    fake.add(fenced(one_sheet), fenced(one_sheet.replace("'sales.xlsx'", "'sales.xlsx', sheet_name=None")))
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("Save every sheet of sales.xlsx as its own CSV file, e.g. Q1.csv", attempts=2)
+    assert [a.outcome for a in result.attempts] == ["rejected", "ok"]
+    repair = fake.requests[1]["messages"][-1]["content"]
+    assert "did not write them (it wrote 'region.csv', 'units.csv' instead)" in repair
+    assert "pd.read_excel(path, sheet_name=None), a dict {sheet name: DataFrame}" in repair
+
+
 def test_a_json_file_asked_for_must_hold_one_json_document(
     fake: FakeModelServer, settings: Settings, tmp_path: Path
 ) -> None:

@@ -159,3 +159,18 @@ def test_positions_dates_and_per_group_values() -> None:
     per_group = joined("AttributeError", "'numpy.float64' object has no attribute 'idxmax'")
     assert "one number, not a Series with .idxmax" in per_group and "groupby('key')" in per_group
     assert "np.sqrt(mean_squared_error" in joined("TypeError", "got an unexpected keyword argument 'squared'")
+
+
+def test_code_that_ran_and_missed_gets_the_fix_its_code_shows() -> None:
+    from ci_magic.engine.hints import for_code
+
+    missed = "the question asks for the file(s) 'Q1.csv', and the code did not write them"
+    one_sheet = (
+        "sheets = pd.read_excel('sales.xlsx')\nfor name in sheets.keys():\n    sheets[name].to_csv(name)"
+    )
+    assert "sheet_name=None" in for_code(one_sheet, missed)[0]
+    assert for_code(one_sheet.replace("'sales.xlsx'", "'sales.xlsx', sheet_name=None"), missed) == []
+    assert for_code("df.to_json('c.json', orient='records', lines=True)", "JSON Lines, not one")[
+        0
+    ].startswith("Remove lines=True")
+    assert for_code(None, missed) == [] and for_code("print(1)", missed) == []

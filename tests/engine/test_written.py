@@ -56,7 +56,8 @@ def test_columns_the_question_names_must_be_the_tables() -> None:
         is None
     )
     assert problem("summary.csv", b"region,total_revenue\nN,1\n", SUMMARY) is None
-    assert "but the question names" in (problem("summary.csv", b"region,revenue\nN,1\n", SUMMARY) or "")
+    renamed = problem("summary.csv", b"region,revenue\nN,1\n", SUMMARY + " (the sum of revenue)") or ""
+    assert "rename(columns={'revenue': 'total_revenue'})" in renamed
 
 
 def test_a_file_that_cannot_be_read_back_raises_no_doubt() -> None:
