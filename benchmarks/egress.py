@@ -4,7 +4,9 @@ against 127.0.0.1, measured in the same run. Loopback only: nothing contacts an 
 
     python benchmarks/egress.py [--repeat 5] [--mb 50]
 
-Prints the medians and their ratio (goal ≤ 1.3×) and writes benchmarks/results/egress.json.
+Prints the medians and their ratio (goal ≤ 1.3×) and writes benchmarks/results/egress.json. Also measured, as
+the floor any relaying proxy stands on: the same download on the host through one bare relay (a thread pair
+moving the bytes with the proxy's own splice pump, no policy, no sandbox) — what one extra hop costs here.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ from __future__ import annotations
 import argparse
 import http.server
 import json
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from ci_magic.core.settings import Limits
 from ci_magic.sandbox import Sandbox
+from ci_magic.sandbox.egress.forward import pump
 from ci_magic.sandbox.egress.proxy import MappedResolver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +58,43 @@ def server(size: int) -> http.server.ThreadingHTTPServer:
     return httpd
 
 
+def bare_relay(port: int) -> socket.socket:
+    """A listener whose connections are carried to 127.0.0.1:``port`` by two splice pumps, nothing else."""
+
+    def carry(client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", port))
+        for s in (client, upstream):
+            s.setblocking(False)
+        seen = [time.monotonic()]
+        back = threading.Thread(target=pump, args=(upstream, client, 60.0, None, seen), daemon=True)
+        back.start()
+        pump(client, upstream, 60.0, None, seen)
+        back.join()
+        client.close()
+        upstream.close()
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=carry, args=(client,), daemon=True).start()
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def on_host(url: str, size: int) -> float:
+    host = subprocess.run(
+        [sys.executable, "-c", FETCH.format(url=url)], capture_output=True, text=True, check=True
+    )
+    return seconds(host.stdout, size)
+
+
 def seconds(printed: str, size: int) -> float:
     n, took = printed.split()
     assert int(n) == size, printed
@@ -77,13 +119,10 @@ def main() -> None:
                 result = sandbox.run(FETCH.format(url=f"http://data.test:{port}/"))
                 assert result.ok, result.error_value
                 proxied.append(seconds(result.stdout(), size))
-                host = subprocess.run(
-                    [sys.executable, "-c", FETCH.format(url=f"http://127.0.0.1:{port}/")],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                direct.append(seconds(host.stdout, size))
+                direct.append(on_host(f"http://127.0.0.1:{port}/", size))
+    relay = bare_relay(port)
+    relayed = [on_host(f"http://127.0.0.1:{relay.getsockname()[1]}/", size) for _ in range(args.repeat)]
+    relay.close()
     httpd.shutdown()
     out = {
         "mb": args.mb,
@@ -91,6 +130,8 @@ def main() -> None:
         "direct_s": round(statistics.median(direct), 4),
         "through_proxy_s": round(statistics.median(proxied), 4),
         "ratio": round(statistics.median(proxied) / statistics.median(direct), 2),
+        "bare_relay_s": round(statistics.median(relayed), 4),
+        "bare_relay_ratio": round(statistics.median(relayed) / statistics.median(direct), 2),
         "direct_mb_s": round(args.mb / statistics.median(direct), 1),
         "through_proxy_mb_s": round(args.mb / statistics.median(proxied), 1),
         "command": f"python benchmarks/egress.py --repeat {args.repeat} --mb {args.mb}",

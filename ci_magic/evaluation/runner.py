@@ -29,6 +29,8 @@ from . import answer_format
 from .progress import Progress
 
 ANSWER = answer_format.ANSWER_FIELD
+#: An @label[value] whose label is not a plain name ("@871[871]", "@2.5[2.5]"), as well as right ones.
+STRAY = re.compile(r"@([^\s\[\]@]+)\[([^\[\]\n]*)\]")
 PLACEHOLDER = re.compile(r"@(\w+)\[([^\]\n]*)\]")
 
 ANSWER_RULES = """\
@@ -109,9 +111,17 @@ def answer_check(question: Question) -> Any:
         missing = [n for n in names if n not in found]
         if missing:
             lines = "\n".join(f'print(f"@{n}[{{{n}}}]")' for n in missing)
+            # "@871[871]": the f-string put the value where the name goes (braces around the name too).
+            stray = [m.group(0) for m in STRAY.finditer(execution.stdout()) if m.group(1) not in names][:3]
+            instead = (
+                f" It printed {', '.join(stray)} instead: the name after @ is plain text, only the value is in "
+                "braces."
+                if stray
+                else ""
+            )
             return (
-                f"it never printed {', '.join(f'@{n}[...]' for n in missing)}. Assign each answer to a variable "
-                f"of that name and end the code with:\n{lines}"
+                f"it never printed {', '.join(f'@{n}[...]' for n in missing)}.{instead} Assign each answer to a "
+                f"variable of that name and end the code with:\n{lines}"
             )
         echoed = [
             n for n in names if found[n].strip() == placeholders.get(n, "").strip() and found[n].strip()

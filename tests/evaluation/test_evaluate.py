@@ -142,6 +142,8 @@ def test_none_is_an_answer_where_the_format_lists_it() -> None:
     )
     assert answer_check(q)(ok("@kind[none]\n")) is None
     plain = Question(12, "Mean?", "", "@mean_x[m]", "t.csv")
+    stray = answer_check(plain)(ok("@2.5[2.5]\n")) or ""
+    assert "It printed @2.5[2.5] instead: the name after @ is plain text" in stray
     assert "printed None, not a value" in (answer_check(plain)(ok("@mean_x[None]\n")) or "")
 
 
