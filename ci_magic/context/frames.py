@@ -174,8 +174,7 @@ def render_column(c: ColumnFacts, detail: int, sampled: bool, examples: bool = T
         bits.append("numbers stored as text, not all plain (convert before arithmetic)")
     if c.dates_as_text:
         bits.append("dates stored as text (parse as dates before date arithmetic)")
-    # A range already gives a numeric column's scale: one example adds its precision, more add only tokens.
-    shown = c.examples[: 3 if detail >= 2 and c.value_range is None else 1] if examples else ()
+    shown = c.examples[: 3 if detail >= 2 else 1] if examples else ()
     if shown:
         bits.append("e.g. " + ", ".join(shown))
     return ", ".join(bits)

@@ -34,7 +34,7 @@ directly; do not re-read them from files and do not invent data.
 - The files listed below are in the current working folder: read them by those relative paths (they are \
 read-only). Files you write into the working folder are given back to the user: when asked for a file \
 (a converted file, a report, a chart), save it there under a clear name, e.g. df.to_csv('result.csv', \
-index=False) or plt.savefig('chart.png'). Name its columns exactly as the question does (rename after a groupby).
+index=False) or plt.savefig('chart.png').
 - pandas (as pd), numpy (as np) and matplotlib.pyplot (as plt) are imported. Also available: {libraries}, and \
 the standard library. Import what you use.
 - Statistical tests and p-values: scipy.stats (pearsonr, spearmanr, shapiro, ttest_ind, chi2_contingency, \

@@ -99,7 +99,7 @@ def test_polars_frame_in_polars_terms() -> None:
     )
     text = build_context({"sales": df}).text
     assert text.startswith("sales: polars DataFrame, 4 rows × 4 columns")
-    assert "'units': Int64, 1 null, range 1 … 29, e.g. 5" in text
+    assert "'units': Int64, 1 null, range 1 … 29, e.g. 5, 29, 1" in text
     assert "'region': String, 1 null, 2 distinct, e.g. 'east', 'west'" in text
     assert "'when': Datetime(time_unit='us'" in text and "range '2024-01-01' … '2024-03-01'" in text
     assert "'ok': Boolean, e.g. True, False" in text
@@ -164,7 +164,7 @@ def test_arrow_table_in_arrow_terms() -> None:
     )
     text = build_context({"t": t}).text
     assert text.startswith("t: pyarrow Table, 3 rows × 3 columns")
-    assert "'n': int64, 1 null, range 3 … 7, e.g. 3" in text
+    assert "'n': int64, 1 null, range 3 … 7, e.g. 3, 7" in text
     assert "'s': string, 2 distinct, e.g. 'a', 'b'" in text
     assert "'ts': timestamp[us], 1 null, range '2024-01-02' … '2024-05-06'" in text
 

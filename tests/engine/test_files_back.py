@@ -273,3 +273,16 @@ def test_a_look_alike_of_a_users_file_arrives_with_a_note(
         saved, note = got[path]
         assert saved == path and note is not None and f"looks like {twin!r}" in note, (path, note)
     assert (folder / "data.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_a_file_asked_for_is_read_back_from_the_sandbox_and_checked(
+    fake: FakeModelServer, it: Interpreter, folder: Path
+) -> None:
+    (folder / "two.csv").write_text("a,b\n1,2\n3,4\n")
+    to_json = "import pandas as pd\npd.read_csv('two.csv').to_json('out.json', orient='records'{})"
+    fake.add(fenced(to_json.format(", lines=True")), fenced(to_json.format("")))
+    result = it.ask("Convert two.csv to out.json", attempts=2)
+    assert [a.outcome for a in result.attempts] == ["rejected", "ok"]
+    repair = str(fake.requests[1]["messages"][-1]["content"])
+    assert "out.json is not valid JSON" in repair and "Remove lines=True" in repair
+    assert result.ok and json.loads((folder / "out.json").read_text()) == [{"a": 1, "b": 2}, {"a": 3, "b": 4}]
