@@ -48,7 +48,7 @@ _TABLES = {".csv", ".tsv", ".xlsx", ".parquet"}
 #: After "column(s)", up to the end of the sentence: where a question names the columns it wants.
 _COLUMNS_PART = re.compile(r"\bcolumns?\b([^.;\n]*(?:\.\w+[^.;\n]*)*)", re.I)
 #: A name given as a name: quoted, or snake_case (plain words are too often just words).
-_NAMED = re.compile(r"""['"`]([^'"`\n]{1,60})['"`]|\b([A-Za-z]\w*_\w+)\b""")
+_NAMED = re.compile(r"""['"`]([^'"`\n]{1,60})['"`]|\b([A-Za-z]\w*_\w+)\b(?![./]\w)""")
 
 
 def problem(name: str, data: bytes | None, question: str) -> str | None:

@@ -46,6 +46,8 @@ def test_columns_the_question_names_must_be_the_tables() -> None:
     # Plain words and file names are not taken for column names.
     assert columns_named("Save a chart of revenue by region in sales.csv as chart.png") == []
     assert columns_named("Split sales.csv into by_region/<region>.csv (e.g. by_region/North.csv)") == []
+    quick = "save it as summary.xlsx (columns region and revenue) and a bar chart of it as q2_revenue.png"
+    assert columns_named(quick) == []
     wrong = problem("summary.xlsx", xlsx(pd.DataFrame({"region": ["N"], "revenue": [1.0]})), SUMMARY)
     assert (
         wrong is not None
