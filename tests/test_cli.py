@@ -42,7 +42,7 @@ def test_ask_prints_code_output_and_attempts(fake: FakeModelServer, tmp_path: Pa
 
 
 def test_json_output_and_exit_1_when_exhausted(fake: FakeModelServer, tmp_path: Path) -> None:
-    fake.add(fenced("1/0"), fenced("1/0"))
+    fake.add(fenced("1/0"), fenced("2/0"))
     proc = run(["ask", "--attempts", "2", "--json", "q"], fake, tmp_path)
     assert proc.returncode == 1
     doc = json.loads(proc.stdout)

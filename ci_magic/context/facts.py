@@ -100,6 +100,7 @@ def examples(values: Iterable[Any], k: int) -> tuple[str, ...]:
 
 
 _LEADING_NUMBER = re.compile(r"\s*[-+]?[\d.,]*\d")
+_CLOCK = re.compile(r"\d:[0-5]\d\b")
 #: A date (with an optional time) written as text: '2017-05-15', '15/05/2017', '15-May-2017', 'May 15, 2017'.
 _DATE = re.compile(
     r"\s*(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d{1,2}[- /][A-Za-z]{3,9}[- /]\d{2,4}"
@@ -114,7 +115,9 @@ def numbers_as_text(first: Sequence[Any]) -> bool:
     head = [v for v in first[:EXAMPLE_SCAN] if isinstance(v, str)]
     if len(head) < max(1, len(first[:EXAMPLE_SCAN]) // 2) or dates_as_text(head):
         return False
-    numeric = sum(1 for v in head if _LEADING_NUMBER.match(v))
+    # A clock time ('09:15:59', '2014.03.23_20:24:00_TAI') begins with digits too, but it is no number: told
+    # "convert before arithmetic", the model strips it down to one.
+    numeric = sum(1 for v in head if _LEADING_NUMBER.match(v) and not _CLOCK.search(v))
     if numeric < 0.8 * len(head):
         return False
     plain = pd.to_numeric(pd.Series(head), errors="coerce").notna().sum()

@@ -10,17 +10,14 @@ levels that hide data values).
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import importlib
-import importlib.util
-import os
 import re
 from collections.abc import Mapping
 
 from ..context.columns import columns
 from ..core.executor import Frame
 from ..core.results import ExecutionResult
+from . import imports
 
 #: A failed number conversion of text: "could not convert string to float: '37,410'", "invalid literal for
 #: int()", pyarrow's "Failed to parse string", pandas' reductions over a string column.
@@ -55,48 +52,7 @@ SERIES_METHODS = frozenset(
         *("index", "values", "items", "reset_index", "to_frame", "value_counts", "unique"),
     }
 )
-#: The usual short names of modules, as their documentation imports them.
-ALIASES = {
-    "sm": "import statsmodels.api as sm",
-    "smf": "import statsmodels.formula.api as smf",
-    "sns": "import seaborn as sns",
-    "np": "import numpy as np",
-    "pd": "import pandas as pd",
-    "plt": "import matplotlib.pyplot as plt",
-}
-#: Standard-library modules whose names are also common variable names: an undefined one is a variable.
-_NOT_MODULES = frozenset(
-    {"test", "this", "code", "site", "token", "keyword", "symbol", "parser", "antigravity"}
-)
 _NO_MODULE = re.compile(r"No module named '(\w+)")
-#: Libraries models reach for that are often missing, and what does the same job when it is installed:
-#: {missing top-level module: (the one to use, how)}.
-SUBSTITUTES = {
-    **dict.fromkeys(
-        ("PyPDF2", "fitz", "pymupdf", "pdfplumber", "pdfminer", "PyPDF4", "tabula", "camelot"),
-        (
-            "pypdf",
-            "from pypdf import PdfReader; text = '\\n'.join(p.extract_text() or '' for p in "
-            "PdfReader('file.pdf').pages)",
-        ),
-    ),
-    **dict.fromkeys(
-        ("xlrd", "xlsxwriter", "xlwt", "pyxlsb"),
-        (
-            "openpyxl",
-            "pandas uses it by itself: pd.read_excel(path, sheet_name=...) and df.to_excel(path, "
-            "index=False)",
-        ),
-    ),
-    **dict.fromkeys(
-        ("cv2", "skimage", "imageio", "wand"),
-        ("PIL", "from PIL import Image; img = Image.open('in.png'); img.resize((w, h)).save('out.png')"),
-    ),
-    **dict.fromkeys(
-        ("fastparquet",), ("pyarrow", "pandas uses it by itself: pd.read_parquet / df.to_parquet")
-    ),
-    **dict.fromkeys(("plotly", "bokeh", "altair"), ("matplotlib", "import matplotlib.pyplot as plt")),
-}
 #: The failing line of the user's cell in an IPython traceback: "----> 7 x = f(y)", or a SyntaxError's
 #: "Cell In[1], line 7" followed by the line and its caret.
 _ARROW = re.compile(r"^-+> *(\d+) (.+)$", re.M)
@@ -181,7 +137,7 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
             f".iloc[{value.strip()}] for a position, or the label."
         )
     if name == "ImportError" and (m := _CANNOT_IMPORT.search(value)):
-        where = _module_named(m.group(2).split(".")[0], m.group(1))
+        where = imports.module_named(m.group(2).split(".")[0], m.group(1))
         found.append(
             f"'{m.group(1)}' is not in {m.group(2)} in the installed version: remove it from that import. "
             + (
@@ -199,7 +155,7 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
             "sheet_name=None), a dict {sheet name: DataFrame}; the names alone: pd.ExcelFile(path).sheet_names."
         )
     if name in ("ModuleNotFoundError", "ImportError") and (m := _NO_MODULE.search(value)):
-        found.append(_substitute(m.group(1)))
+        found.append(imports.substitute(m.group(1)))
     if "pattern contains no capture groups" in value:
         found.append(
             "str.extract needs the part to keep in parentheses (a capture group): s.str.extract(r'(\\d+)')[0]."
@@ -207,8 +163,24 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
     if "Expected value of kwarg 'errors'" in value and "coerce" in value:
         found.append("astype cannot coerce bad values: use pd.to_numeric(s, errors='coerce') instead.")
     undefined = _UNDEFINED.search(value) if name == "NameError" else None
-    if undefined and (where := _stats_name(undefined[1]) or _module_import(undefined[1], line)):
+    if undefined and (where := imports.stats_name(undefined[1]) or imports.module_import(undefined[1], line)):
         found.append(f"{undefined[1]} is not imported: {where}")
+    if name == "IndexError" and "invalid index to scalar variable" in value:
+        found.append(
+            "The value indexed is one number, not an array or a pair: use it without [ ]. A scipy.stats test's "
+            "result has .statistic and .pvalue (numbers); np.corrcoef(x, y)[0, 1] is a correlation."
+        )
+    if name == "TypeError" and "not supported between instances of 'str' and" in value:
+        found.append(
+            "Text was compared with or sorted among numbers: a column used as numbers holds text (convert it "
+            "with pd.to_numeric(s, errors='coerce')), or a function that needs numbers got text columns (pass "
+            "only the numeric ones; a table of counts of two categories is pd.crosstab(df['a'], df['b']))."
+        )
+    if name == "AttributeError" and (m := re.search(r"'list' object has no attribute '(\w+)'", value)):
+        found.append(
+            f"A list has no .{m.group(1)}: make it a pandas Series first (pd.Series(values).{m.group(1)}(...)) "
+            "or a numpy array (np.array(values))."
+        )
     if name == "SyntaxError" and "invalid decimal literal" in value:
         found.append("A name cannot start with a digit (like 25th_value): rename it (value_25th).")
     if name == "SyntaxError" and _INCOMPLETE.search(value):
@@ -281,72 +253,13 @@ def _stats_function(attribute: str) -> str | None:
         return (
             "Statistical tests are in scipy: from scipy import stats; stats.shapiro(s.dropna()) and the like."
         )
-    if not _in_scipy_stats(attribute):
+    if not imports.in_scipy_stats(attribute):
         return None
     return (
         f"{attribute} is a function of scipy.stats, not a method of this object: from scipy import stats; "
         f"result = stats.{attribute}(...) on the values (drop missing ones first); a test's result has "
         ".statistic and .pvalue."
     )
-
-
-def _stats_name(name: str) -> str | None:
-    """How to import a name that scipy.stats defines (``stats`` itself, ``pearsonr``, ``zscore``…)."""
-    if name == "stats":
-        return "from scipy import stats"
-    return f"from scipy.stats import {name}" if _in_scipy_stats(name) else None
-
-
-def _in_scipy_stats(name: str) -> bool:
-    """Whether scipy.stats has a function ``name`` (short names like ``t`` or ``f`` are too common to count, and
-    its ``test`` runs scipy's own tests)."""
-    if len(name) < 4 or name in _NOT_MODULES or importlib.util.find_spec("scipy") is None:
-        return False
-    stats = importlib.import_module("scipy.stats")  # loaded only when a failure may be one of its functions
-    return callable(getattr(stats, name, None))
-
-
-def _module_named(package: str, name: str) -> str | None:
-    """The dotted path of a module ``name`` inside ``package`` (files only: nothing is imported), if one exists."""
-    spec = importlib.util.find_spec(package) if package.isidentifier() else None
-    roots = list(spec.submodule_search_locations or []) if spec is not None else []
-    for root in roots:
-        for folder, subfolders, files in os.walk(root):
-            subfolders[:] = [d for d in subfolders if d.isidentifier() and d != "tests"]
-            if f"{name}.py" in files or (
-                name in subfolders and "__init__.py" in os.listdir(f"{folder}/{name}")
-            ):
-                inner = os.path.relpath(folder, root).replace(os.sep, ".")
-                return ".".join(p for p in (package, "" if inner == "." else inner, name) if p)
-    return None
-
-
-def _substitute(module: str) -> str:
-    """What to use instead of a module that is not installed (nothing can be installed in the sandbox)."""
-    use = SUBSTITUTES.get(module)
-    if use is not None and importlib.util.find_spec(use[0]) is not None:
-        return f"{module} is not installed here, and {use[0]} is: {use[1]}."
-    return (
-        f"{module} is not installed here and cannot be installed: do without it, with the libraries the system "
-        "message lists (pandas, numpy, scipy and the standard library cover most needs)."
-    )
-
-
-def _module_import(name: str, line: tuple[int, str] | None) -> str | None:
-    """The import for an undefined name that is an installed module (``scipy`` in ``scipy.stats.skew(x)``: the
-    deepest module the failing line reaches through it) or its usual alias (``sm``); None for any other name."""
-    if name in ALIASES:
-        return ALIASES[name]
-    if name in _NOT_MODULES or not name.isidentifier() or importlib.util.find_spec(name) is None:
-        return None
-    chain = re.search(rf"\b{re.escape(name)}((?:\.\w+)+)", line[1]) if line is not None else None
-    parts = chain.group(1).strip(".").split(".") if chain is not None else []
-    for depth in range(len(parts), 0, -1):
-        module = ".".join([name, *parts[:depth]])
-        with contextlib.suppress(ImportError, ValueError):  # find_spec imports the parents
-            if importlib.util.find_spec(module) is not None:
-                return f"import {module}"
-    return f"import {name}"
 
 
 #: Code that runs and quietly does the wrong thing: (a word of the doubt it led to, the code's pattern, the fix).

@@ -11,6 +11,7 @@ import functools
 import io
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 from ..context.columns import columns
 from ..core import privacy
@@ -19,15 +20,18 @@ from ..core.events import Event, Retry
 from ..core.executor import Frame
 from ..core.results import Attempt, ExecutionResult
 from ..core.settings import Settings
-from ..providers import Message
+from ..providers import Completion, Message
 from . import answer, hints, prompts
 from .ask import AskRun, BudgetCheck, Check
-from .step import call_model, judge
+from .extract import extract_code
+from .step import call_model, judge, side_step
 
 __all__ = ["BudgetCheck", "Check", "run_attempts"]
 
 #: Sampling temperature for repair attempts (the first attempt uses the configured one, 0 by default).
 RETRY_TEMPERATURE = 0.4
+#: ... and for a repair asked again because it gave back code that already failed.
+AGAIN_TEMPERATURE = 0.8
 
 
 def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[Attempt]:
@@ -49,6 +53,9 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
         temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
         completion = call_model(run, messages, number, temperature)
+        copied = _repeated(completion, done)
+        if copied is not None:
+            completion = _ask_again(run, messages, completion, copied)
         messages.append({"role": "assistant", "content": completion.text})
         check = run.check if number == attempts else _doubting(run)
         attempt = judge(run, completion, number, check)
@@ -69,6 +76,25 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         if number < attempts:
             run.emit(Event(Retry(attempt.problem), number))
     return done
+
+
+def _repeated(completion: Completion, done: list[Attempt]) -> Attempt | None:
+    """The earlier (failed) attempt whose code this reply gives back, if any."""
+    code = extract_code(completion.text)
+    return next((a for a in reversed(done) if code is not None and a.code == code), None)
+
+
+def _ask_again(run: AskRun, messages: list[Message], first: Completion, copied: Attempt) -> Completion:
+    """A repair that gives back code which already failed would fail again (a small model copies its own code,
+    and at a low temperature its second try is often its first): ask once more, told so, sampling more freely,
+    before anything runs. The attempt keeps the new reply, with both requests' usage and time."""
+    failing = hints.failing_line(copied.execution.traceback) if copied.execution is not None else None
+    told = prompts.SAME_CODE + (
+        "" if failing is None else " " + prompts.FAILING_LINE.format(number=failing[0], line=failing[1][:300])
+    )
+    again = [*messages, {"role": "assistant", "content": first.text}, {"role": "user", "content": told}]
+    second = side_step(run, again, None, AGAIN_TEMPERATURE)
+    return replace(second, usage=first.usage + second.usage, seconds=first.seconds + second.seconds)
 
 
 def _doubting(run: AskRun) -> Check:

@@ -44,10 +44,13 @@ def request(run: AskRun, sent: Request, first: int, samples: list[int | None]) -
     return _checked(run, sent, done, stream)
 
 
-def side_step(run: AskRun, messages: list[Message], max_tokens: int) -> Completion:
-    """A short request that is not an attempt (the answer in words, a failed ask's format step): checked against
-    the budget like one, at temperature 0, its text not streamed as an attempt's (the caller reports it)."""
-    return _checked(run, Request(messages, temperature=0.0, max_tokens=max_tokens))[0]
+def side_step(
+    run: AskRun, messages: list[Message], max_tokens: int | None, temperature: float = 0.0
+) -> Completion:
+    """A request that is not an attempt of its own (the answer in words, a failed ask's format step, a repair
+    asked again): checked against the budget like one, at temperature 0 unless told, its text not streamed as
+    an attempt's (the caller reports it)."""
+    return _checked(run, Request(messages, temperature=temperature, max_tokens=max_tokens))[0]
 
 
 def _checked(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ if TYPE_CHECKING:  # the gateway sandbox uses the versions, not the local kernel
 
 #: pandas >= 3 always copies on write: an in-place edit of a frame whose buffers we also reference gives the
 #: frame new arrays. So "same arrays as when sent" means "same content", checked in microseconds.
+#: How long a failed reload of frames waits before its one more try.
+RELOAD_RETRY_S = 0.5
 COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
 
 
@@ -121,8 +124,20 @@ class Inbox:
         self.sent.update(sent)
         return list(spec)
 
-    def restore(self, kernel: ChildKernel, names: set[str] | None = None) -> None:
-        """Reload frames the kernel holds from their Arrow files (all of them after a restart)."""
+    def restore(self, kernel: ChildKernel, names: set[str] | None = None) -> dict[str, str]:
+        """Reload frames the kernel holds from their Arrow files (all of them after a restart). Returns those
+        that could not be reloaded, with why: they are forgotten here, so the next run that names them sends
+        them afresh (and says so if that fails too)."""
         spec = {name: self.path(name) for name in self.sent if names is None or name in names}
-        if spec:
-            kernel.evaluate(f"{CHILD_MODULE}.load_frames({json.dumps(spec)}, globals())")
+        failed: dict[str, str] = {}
+        for wait in (0.0, RELOAD_RETRY_S):
+            if not spec:
+                break
+            # Right after a restart the last processes of a fork bomb may still hold the process slots the
+            # loader's threads need: one more try, a moment later.
+            time.sleep(wait)
+            failed = dict(kernel.evaluate(f"{CHILD_MODULE}.load_frames({json.dumps(spec)}, globals())"))
+            spec = {name: spec[name] for name in failed}
+        for name in failed:
+            self.sent.pop(name, None)
+        return failed

@@ -219,7 +219,8 @@ class Sandbox:
             wanted = code_names(code)
             sent = self.send_frames({k: v for k, v in frames.items() if k in wanted})
             if pristine:
-                self._frames.restore(self._kernel, {k for k in frames if k in wanted} - set(sent))
+                failed = self._frames.restore(self._kernel, {k for k in frames if k in wanted} - set(sent))
+                self.send_frames({k: frames[k] for k in failed})  # written and sent afresh, or TransferError
         before = self._last_files if self._last_files is not None else self._files()
         if self._egress is not None:
             self._egress.begin(self.limits.allow_hosts, self.limits.network_budget_mb * 1024 * 1024)
@@ -241,7 +242,13 @@ class Sandbox:
             self._kernel.restart()
         if self._kernel.starts != self._starts_seen:
             self._after_start()
-            self._frames.restore(self._kernel)
+            failed = self._frames.restore(self._kernel)
+            if failed:
+                self.warnings.append(
+                    "After the restart, the sandbox could not reload "
+                    + "; ".join(f"{k} ({v[:200]})" for k, v in failed.items())
+                    + ": each is sent again when code names it."
+                )
             reason = self._watchdog.take_reason()
             if reason:
                 self.warnings.append(reason)

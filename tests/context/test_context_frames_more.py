@@ -305,3 +305,16 @@ def test_budget_respected_with_many_frames(count: int) -> None:
         ctx = build_context(frames, budget_tokens=budget)
         assert ctx.tokens <= budget, (budget, ctx.tokens)
         assert ctx.text.startswith("frame_0: pandas DataFrame")
+
+
+def test_clock_times_are_not_called_numbers_stored_as_text() -> None:
+    df = pd.DataFrame(
+        {
+            "cases": ["630308[495000-801000]", "0", "1,234"],
+            "time": ["09:15:59", "09:16:59", "10:01:00"],
+            "stamp": ["2014.03.23_20:24:00_TAI", "2014.03.23_20:36:00_TAI", "2014.03.23_21:00:00_TAI"],
+        }
+    )
+    lines = {line.split(":")[0].strip(): line for line in build_context({"df": df}).text.splitlines()}
+    assert "numbers stored as text" in lines["'cases'"]
+    assert "numbers stored as text" not in lines["'time'"] and "numbers" not in lines["'stamp'"]

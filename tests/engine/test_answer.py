@@ -153,7 +153,7 @@ def test_a_failed_ask_is_never_shown_with_an_answer(
 ) -> None:
     from ci_magic.sandbox.fake import error
 
-    fake.add(fenced("1/0"), fenced("1/0"))
+    fake.add(fenced("1/0"), fenced("2/0"))
     executor.add(
         error("ZeroDivisionError", "division by zero"), error("ZeroDivisionError", "division by zero")
     )

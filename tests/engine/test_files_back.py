@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -286,3 +287,33 @@ def test_a_file_asked_for_is_read_back_from_the_sandbox_and_checked(
     repair = str(fake.requests[1]["messages"][-1]["content"])
     assert "out.json is not valid JSON" in repair and "Remove lines=True" in repair
     assert result.ok and json.loads((folder / "out.json").read_text()) == [{"a": 1, "b": 2}, {"a": 3, "b": 4}]
+
+
+def test_a_zip_bomb_written_as_the_asked_for_workbook_is_checked_within_bounds(
+    fake: FakeModelServer, it: Interpreter, folder: Path
+) -> None:
+    # The answer check reads a file the question asks for back into the parent and looks at its header: a
+    # workbook that inflates to 1 GiB from ~1 MB must be judged from its declared sizes, never inflated.
+    bomb = (
+        "import os, zipfile\n"
+        "import pandas as pd\n"
+        "pd.DataFrame({'region': ['a'], 'revenue': [1]}).to_excel('base.xlsx', index=False)\n"
+        "with zipfile.ZipFile('base.xlsx') as src, zipfile.ZipFile('report.xlsx', 'w', zipfile.ZIP_DEFLATED) as z:\n"
+        "    for item in src.infolist():\n"
+        "        if item.filename != 'xl/worksheets/sheet1.xml':\n"
+        "            z.writestr(item, src.read(item.filename))\n"
+        "    with z.open('xl/worksheets/sheet1.xml', 'w', force_zip64=True) as f:\n"
+        "        f.write(b'<worksheet xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\">'\n"
+        '                b\'<sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>\')\n'
+        "        for _ in range(512):\n"
+        "            f.write(b'A' * (1 << 20))\n"
+        "        f.write(b'</t></is></c></row></sheetData></worksheet>')\n"
+        "os.remove('base.xlsx')\n"
+    )
+    fake.add(fenced(bomb))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    result = it.ask("Save the totals as report.xlsx with the columns region and revenue", attempts=1)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 256, grown_mib
+    assert result.ok and [f.path for f in result.files] == ["report.xlsx"]
+    assert (folder / "report.xlsx").stat().st_size < 8 * 1024 * 1024

@@ -151,6 +151,24 @@ def test_an_undefined_module_name_gets_its_import() -> None:
     assert joined("NameError", "name 'test' is not defined") == ""
 
 
+def test_a_scipy_stats_function_reached_through_another_module_is_named_as_such() -> None:
+    line = "Cell In[1], line 7\n----> 7 result = statsmodels.stats.shapiro(df['x'])\n"
+    undefined = ExecutionResult("error", [], "NameError", "name 'statsmodels' is not defined", line)
+    assert hints(undefined, FRAMES) == [
+        "statsmodels is not imported: import statsmodels.stats (shapiro itself is a function of scipy.stats: "
+        "from scipy import stats; stats.shapiro(...))"
+    ]
+
+
+def test_a_number_indexed_text_among_numbers_and_a_list_used_as_a_series() -> None:
+    assert "use it without [ ]" in joined("IndexError", "invalid index to scalar variable.")
+    mixed = joined("TypeError", "'<' not supported between instances of 'str' and 'int'")
+    assert "pd.to_numeric(s, errors='coerce')" in mixed and "pd.crosstab" in mixed
+    assert "pd.Series(values).astype(...)" in joined(
+        "AttributeError", "'list' object has no attribute 'astype'"
+    )
+
+
 def test_positions_dates_and_per_group_values() -> None:
     assert "use .iloc[1] for a position" in joined("KeyError", "1")
     assert "pd.to_datetime(df['col'], errors='coerce')" in joined(

@@ -101,7 +101,7 @@ def test_a_truncated_reply_is_sent_back_as_such(
 
 
 def test_attempts_exhausted(fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor) -> None:
-    fake.add(*[fenced("raise ValueError('still broken')")] * 3)
+    fake.add(*[fenced(f"raise ValueError('still broken')  # try {i}") for i in range(3)])
     executor.add(*[error("ValueError", "still broken")] * 3)
     result = it.ask("Break please", attempts=3)
     assert not result.ok and len(result.attempts) == 3 and len(fake.requests) == 3
@@ -183,21 +183,44 @@ def test_a_repeated_failure_restarts_the_dialogue_with_notes(
     fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
 ) -> None:
     broken = fenced("print(sales['year'].max())")
-    fake.add(broken, broken, fenced("print(sales['date'].dt.year.max())"))
+    # The second attempt repeats the first (and again when asked once more): it runs, and fails again.
+    fake.add(broken, broken, broken, fenced("print(sales['date'].dt.year.max())"))
     executor.add(error("KeyError", "'year'"), error("KeyError", "'year'"), "2024\n")
     result = it.ask("Latest year?", {"sales": sales}, attempts=3)
     assert result.ok and len(result.attempts) == 3
-    third = fake.requests[2]["messages"]
+    third = fake.requests[3]["messages"]
     # Fresh start: system + question only (the failed code is not in the dialogue any more) ...
     assert [m["role"] for m in third] == ["system", "user"]
     assert "print(sales['year']" not in third[-1]["content"]
     # ... with what went wrong, and the real column names, as notes.
     assert "Earlier attempts at this question failed" in third[-1]["content"]
     assert "KeyError: 'year'" in third[-1]["content"] and "'revenue'" in third[-1]["content"]
-    assert (
-        "repeats code that already failed" in fake.requests[1]["messages"][-1]["content"]
-        or len(fake.requests[1]["messages"]) == 4
+    assert "repeats code that already failed" in fake.requests[2]["messages"][-1]["content"]
+
+
+def test_a_repair_that_repeats_failed_code_is_asked_again_before_it_runs(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
+    where = "KeyError: 'year'\nCell In[1], line 1\n----> 1 print(sales['year'].max())\n"
+    raised = error("KeyError", "'year'")
+    executor.add(ExecutionResult("error", raised.outputs, "KeyError", "'year'", where), "2024\n")
+    broken = fenced("print(sales['year'].max())")
+    fake.add(
+        broken,
+        Turn(broken, usage=(100, 7)),
+        Turn(fenced("print(sales['date'].dt.year.max())"), usage=(150, 9)),
     )
+    result = it.ask("Latest year?", {"sales": sales}, attempts=2)
+    assert result.ok and len(result.attempts) == 2 and len(executor.runs) == 2  # the copy never ran
+    assert result.attempts[1].code == "print(sales['date'].dt.year.max())\n"
+    again = fake.requests[2]
+    told = again["messages"][-1]["content"]
+    assert "repeats code that already failed" in told and "Line 1 raised the error" in told
+    assert again["messages"][-2] == {"role": "assistant", "content": broken}
+    assert again["temperature"] > fake.requests[1]["temperature"] > 0  # sampled more freely
+    # The dialogue goes on with the reply that ran, and the attempt carries both requests' tokens.
+    usage = result.attempts[1].usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (250, 16)
 
 
 def test_privacy_below_samples_keeps_values_out_of_repair_messages(

@@ -32,7 +32,7 @@ def test_failing_attempts_leave_namespace_and_files_unchanged(
     (tmp_path / "keep.csv").write_text("x\n1\n")
     before = fingerprint(shell, tmp_path)
     evil = "sales.drop(columns=['revenue'], inplace=True)\nimport os\nos.remove('keep.csv')\nx = 1/0"
-    fake.add(*[fenced(evil)] * 2)
+    fake.add(*[fenced(evil)] * 3)  # the second attempt repeats the first, and again when asked once more
     with capture_output() as cap:
         shell.run_cell("%%ask --attempts 2\nBreak things")
     assert any("found no working code" in o.data.get("text/plain", "") for o in cap.outputs)

@@ -760,12 +760,15 @@ def test_a_fork_bomb_ends_in_a_clean_restart_every_time(sandbox: Sandbox, unchan
     # old kernel's name) nor start while they still hold the CPU and the process slots.
     sandbox.send_frames({"df": pd.DataFrame({"a": [1, 2]})})
     limits = sandbox.limits
-    sandbox.set_limits(dataclasses.replace(limits, timeout_s=3))
     try:
         for _ in range(3):
             old = sandbox._process
             assert old is not None
+            sandbox.set_limits(dataclasses.replace(limits, timeout_s=3))
             result = sandbox.run("import os\nwhile True:\n    os.fork()")
+            # The check below runs at the usual limit: a fresh kernel's first run (IPython's first-execution
+            # set-up) can take over 3 s on a loaded two-core machine, and what it checks is the frames.
+            sandbox.set_limits(limits)
             # Mostly the kernel does not answer the interrupt and is restarted; sometimes it does, and the
             # forked copies are stopped from outside. Either way the limit is the one set, and nothing is left.
             assert result.error_name in ("TimeoutError", "KernelDied", "LeftoverProcesses"), (
@@ -778,7 +781,8 @@ def test_a_fork_bomb_ends_in_a_clean_restart_every_time(sandbox: Sandbox, unchan
                 assert _in_namespace(old._pid_ns) == [], (result, sandbox.warnings)
             assert sandbox._process is not None, (result, sandbox.warnings)
             assert len(sandbox._process.processes()) <= 2, (result, sandbox._process.processes())
-            assert sandbox.run("print(df.a.sum())").text() == "3\n"  # the frames are there
+            after = sandbox.run("print(df.a.sum())")
+            assert after.text() == "3\n", (after, sandbox.warnings)  # the frames are there
     finally:
         sandbox.set_limits(limits)
 

@@ -85,6 +85,16 @@ def test_crash_restarts_and_restores_frames(sandbox: Sandbox) -> None:
     assert sandbox.run("print(df.a.sum())").outputs[0]["text"] == "6\n"
 
 
+def test_a_frame_that_cannot_be_reloaded_after_a_restart_is_said_and_sent_again(sandbox: Sandbox) -> None:
+    df = pd.DataFrame({"a": [1, 2, 3]})
+    sandbox.send_frames({"df": df})
+    (sandbox._frames.folder / "df.arrow").write_bytes(b"not arrow")  # what the reload will find
+    assert sandbox.run("import os\nos._exit(1)").restarted
+    assert any("could not reload df" in w for w in sandbox.warnings), sandbox.warnings
+    # Forgotten as sent: the next run that names it sends it afresh, and the code sees the user's data.
+    assert sandbox.run("print(df.a.sum())", {"df": df}).text() == "6\n"
+
+
 def test_memory_limit_gives_memory_error(tmp_path: Path) -> None:
     with Sandbox(Limits(memory_mb=1536, timeout_s=20), user_dir=tmp_path) as sb:
         result = sb.run("x = bytearray(4 * 1024**3)")
