@@ -171,7 +171,8 @@ class Settings:
     model: str | None = None
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
-    attempts: int = 4
+    # Three independent tries, each repaired once (engine/loop.py); asks that work at once never use the rest.
+    attempts: int = 6
     samples: int = 1  # independent answers per ask; more than one votes (ci_magic/engine/vote.py)
     # No new attempt starts once an ask has run this long (seconds): a slow model or code that keeps timing out
     # cannot hold the notebook for attempts × (model + timeout).

@@ -7,6 +7,8 @@ code, how the run ended, and — as its own field — why a run that worked was 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -24,7 +26,18 @@ __all__ = ["BudgetCheck", "Check", "call_model", "judge", "request", "side_step"
 def call_model(run: AskRun, messages: list[Message], number: int, temperature: float | None) -> Completion:
     """One model request for attempt ``number``: streamed as events, checked against the budget before and
     after, and turned into Cancelled on an interrupt."""
-    return request(run, Request(messages, 1, temperature), number, [None])[0]
+    return request(run, Request(messages, 1, temperature, seed_of(messages, temperature)), number, [None])[0]
+
+
+def seed_of(messages: list[Message], temperature: float | None) -> int | None:
+    """The seed of a sampled request, fixed by what it sends (None when it is not sampled): the same request
+    draws the same reply whatever the server did before. Without one, llama.cpp's server draws from one
+    generator shared by every request since it started, so an ask's repairs would change with the asks before
+    it, and a run of many questions could not be compared question by question."""
+    if not temperature:
+        return None
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def request(run: AskRun, sent: Request, first: int, samples: list[int | None]) -> list[Completion]:
@@ -50,7 +63,10 @@ def side_step(
     """A request that is not an attempt of its own (the answer in words, a failed ask's format step, a repair
     asked again): checked against the budget like one, at temperature 0 unless told, its text not streamed as
     an attempt's (the caller reports it)."""
-    return _checked(run, Request(messages, temperature=temperature, max_tokens=max_tokens))[0]
+    sent = Request(
+        messages, temperature=temperature, max_tokens=max_tokens, seed=seed_of(messages, temperature)
+    )
+    return _checked(run, sent)[0]
 
 
 def _checked(

@@ -406,3 +406,19 @@ def test_a_sandbox_that_cannot_start_ends_the_ask_with_its_error(
     fake.add(fenced("print(len(sales))"))
     with Interpreter(settings, user_dir=tmp_path) as it, pytest.raises(SandboxError, match="bubblewrap"):
         it.ask("How many rows?", {"sales": sales})
+
+
+def test_a_repair_samples_with_a_seed_fixed_by_what_it_sends(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
+    from ci_magic.engine.step import seed_of
+
+    fake.add(fenced("print(sales['year'].max())"), fenced("print(sales['date'].dt.year.max())"))
+    executor.add(error("KeyError", "'year'"), "2024\n")
+    assert it.ask("Latest year?", {"sales": sales}).ok
+    first, repair = fake.requests
+    assert first.get("seed") is None  # greedy: nothing to seed
+    # Sampled: the seed follows from the messages alone, not from what the server answered before.
+    assert repair["seed"] == seed_of(repair["messages"], repair["temperature"])
+    assert seed_of(repair["messages"], 0.4) != seed_of(first["messages"], 0.4)
+    assert seed_of(repair["messages"], 0.0) is None
