@@ -53,7 +53,7 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
         temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
         completion = call_model(run, messages, number, temperature)
-        copied = _repeated(completion, done)
+        copied = _copied(extract_code(completion.text), done)
         if copied is not None:
             completion = _ask_again(run, messages, completion, copied)
         messages.append({"role": "assistant", "content": completion.text})
@@ -67,7 +67,7 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         # over from the question, with what went wrong as notes (an independent try, then its one repair).
         restart = _stuck([*done, attempt]) or number % 2 == 0
         attempt.problem = feedback(
-            attempt, run.settings, run.frames, repeated=any(a.code == attempt.code for a in done)
+            attempt, run.settings, run.frames, repeated=_copied(attempt.code, done) is not None
         )
         done.append(attempt)
         messages.append({"role": "user", "content": attempt.problem})
@@ -78,10 +78,9 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
     return done
 
 
-def _repeated(completion: Completion, done: list[Attempt]) -> Attempt | None:
-    """The earlier (failed) attempt whose code this reply gives back, if any."""
-    code = extract_code(completion.text)
-    return next((a for a in reversed(done) if code is not None and a.code == code), None)
+def _copied(code: str | None, done: list[Attempt]) -> Attempt | None:
+    """The latest earlier (failed) attempt with this very code, if any."""
+    return None if code is None else next((a for a in reversed(done) if a.code == code), None)
 
 
 def _ask_again(run: AskRun, messages: list[Message], first: Completion, copied: Attempt) -> Completion:

@@ -53,15 +53,15 @@ def ok(stdout: str = "", *, outputs: list[dict[str, Any]] | None = None) -> Exec
     return ExecutionResult("ok", found + list(outputs or []), seconds=0.01)
 
 
-def error(name: str, value: str, *, stdout: str = "") -> ExecutionResult:
-    """A run that raised ``name: value``."""
+def error(name: str, value: str, *, stdout: str = "", traceback: str | None = None) -> ExecutionResult:
+    """A run that raised ``name: value`` (``traceback``: its text, when a test needs the failing line in it)."""
     outputs: list[dict[str, Any]] = (
         [{"output_type": "stream", "name": "stdout", "text": stdout}] if stdout else []
     )
     outputs.append(
         {"output_type": "error", "ename": name, "evalue": value, "traceback": [f"{name}: {value}"]}
     )
-    return ExecutionResult("error", outputs, name, value, f"{name}: {value}", seconds=0.01)
+    return ExecutionResult("error", outputs, name, value, traceback or f"{name}: {value}", seconds=0.01)
 
 
 def timeout(seconds: float = 60.0) -> ExecutionResult:

@@ -26,10 +26,10 @@ from .startup import CHILD_MODULE
 if TYPE_CHECKING:  # the gateway sandbox uses the versions, not the local kernel
     from .kernel import ChildKernel
 
-#: pandas >= 3 always copies on write: an in-place edit of a frame whose buffers we also reference gives the
-#: frame new arrays. So "same arrays as when sent" means "same content", checked in microseconds.
 #: How long a failed reload of frames waits before its one more try.
 RELOAD_RETRY_S = 0.5
+#: pandas >= 3 always copies on write: an in-place edit of a frame whose buffers we also reference gives the
+#: frame new arrays. So "same arrays as when sent" means "same content", checked in microseconds.
 COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
 
 

@@ -72,8 +72,7 @@ def test_a_repair_names_the_line_that_raised(
     fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
 ) -> None:
     where = "KeyError: 'revnue'\nCell In[1], line 2\n      1 print(1)\n----> 2 sales['revnue'].sum()\n"
-    raised = error("KeyError", "'revnue'")
-    executor.add(ExecutionResult("error", raised.outputs, "KeyError", "'revnue'", where), "1\n")
+    executor.add(error("KeyError", "'revnue'", traceback=where), "1\n")
     fake.add(fenced("print(1)\nsales['revnue'].sum()"), fenced("sales['revenue'].sum()"))
     assert it.ask("Total revenue?", {"sales": sales}).ok
     feedback = fake.requests[1]["messages"][-1]["content"]
@@ -202,8 +201,7 @@ def test_a_repair_that_repeats_failed_code_is_asked_again_before_it_runs(
     fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
 ) -> None:
     where = "KeyError: 'year'\nCell In[1], line 1\n----> 1 print(sales['year'].max())\n"
-    raised = error("KeyError", "'year'")
-    executor.add(ExecutionResult("error", raised.outputs, "KeyError", "'year'", where), "2024\n")
+    executor.add(error("KeyError", "'year'", traceback=where), "2024\n")
     broken = fenced("print(sales['year'].max())")
     fake.add(
         broken,
