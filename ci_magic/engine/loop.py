@@ -55,7 +55,7 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         completion = call_model(run, messages, number, temperature)
         copied = _copied(extract_code(completion.text), done)
         if copied is not None:
-            completion = _ask_again(run, messages, completion, copied)
+            completion = _ask_again(run, messages, completion, copied, number)
         messages.append({"role": "assistant", "content": completion.text})
         check = run.check if number == attempts else _doubting(run)
         attempt = judge(run, completion, number, check)
@@ -83,7 +83,9 @@ def _copied(code: str | None, done: list[Attempt]) -> Attempt | None:
     return None if code is None else next((a for a in reversed(done) if a.code == code), None)
 
 
-def _ask_again(run: AskRun, messages: list[Message], first: Completion, copied: Attempt) -> Completion:
+def _ask_again(
+    run: AskRun, messages: list[Message], first: Completion, copied: Attempt, number: int
+) -> Completion:
     """A repair that gives back code which already failed would fail again (a small model copies its own code,
     and at a low temperature its second try is often its first): ask once more, told so, sampling more freely,
     before anything runs. The attempt keeps the new reply, with both requests' usage and time."""
@@ -92,7 +94,7 @@ def _ask_again(run: AskRun, messages: list[Message], first: Completion, copied: 
         "" if failing is None else " " + prompts.FAILING_LINE.format(number=failing[0], line=failing[1][:300])
     )
     again = [*messages, {"role": "assistant", "content": first.text}, {"role": "user", "content": told}]
-    second = side_step(run, again, None, AGAIN_TEMPERATURE)
+    second = side_step(run, again, None, AGAIN_TEMPERATURE, number)
     return replace(second, usage=first.usage + second.usage, seconds=first.seconds + second.seconds)
 
 

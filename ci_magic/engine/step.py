@@ -26,17 +26,21 @@ __all__ = ["BudgetCheck", "Check", "call_model", "judge", "request", "side_step"
 def call_model(run: AskRun, messages: list[Message], number: int, temperature: float | None) -> Completion:
     """One model request for attempt ``number``: streamed as events, checked against the budget before and
     after, and turned into Cancelled on an interrupt."""
-    return request(run, Request(messages, 1, temperature, seed_of(messages, temperature)), number, [None])[0]
+    sent = Request(messages, 1, temperature, seed_of(messages, temperature, number))
+    return request(run, sent, number, [None])[0]
 
 
-def seed_of(messages: list[Message], temperature: float | None) -> int | None:
-    """The seed of a sampled request, fixed by what it sends (None when it is not sampled): the same request
-    draws the same reply whatever the server did before. Without one, llama.cpp's server draws from one
-    generator shared by every request since it started, so an ask's repairs would change with the asks before
-    it, and a run of many questions could not be compared question by question."""
+def seed_of(messages: list[Message], temperature: float | None, attempt: int = 0) -> int | None:
+    """The seed of a sampled request, fixed by what it sends and by the attempt it serves (None when it is not
+    sampled): the same request draws the same reply whatever the server did before. Without one, llama.cpp's
+    server draws from one generator shared by every request since it started, so an ask's repairs would change
+    with the asks before it, and a run of many questions could not be compared question by question. The
+    attempt is part of it because a later attempt can send exactly what an earlier one did (a fresh start whose
+    notes name the same failure): with the same seed it would draw the same failed code again."""
     if not temperature:
         return None
-    digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).digest()
+    sent = json.dumps([attempt, messages], sort_keys=True)
+    digest = hashlib.sha256(sent.encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
@@ -58,14 +62,17 @@ def request(run: AskRun, sent: Request, first: int, samples: list[int | None]) -
 
 
 def side_step(
-    run: AskRun, messages: list[Message], max_tokens: int | None, temperature: float = 0.0
+    run: AskRun,
+    messages: list[Message],
+    max_tokens: int | None,
+    temperature: float = 0.0,
+    attempt: int = 0,
 ) -> Completion:
     """A request that is not an attempt of its own (the answer in words, a failed ask's format step, a repair
-    asked again): checked against the budget like one, at temperature 0 unless told, its text not streamed as
-    an attempt's (the caller reports it)."""
-    sent = Request(
-        messages, temperature=temperature, max_tokens=max_tokens, seed=seed_of(messages, temperature)
-    )
+    asked again — for ``attempt``): checked against the budget like one, at temperature 0 unless told, its text
+    not streamed as an attempt's (the caller reports it)."""
+    seed = seed_of(messages, temperature, attempt)
+    sent = Request(messages, temperature=temperature, max_tokens=max_tokens, seed=seed)
     return _checked(run, sent)[0]
 
 

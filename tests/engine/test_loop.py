@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -416,7 +417,21 @@ def test_a_repair_samples_with_a_seed_fixed_by_what_it_sends(
     assert it.ask("Latest year?", {"sales": sales}).ok
     first, repair = fake.requests
     assert first.get("seed") is None  # greedy: nothing to seed
-    # Sampled: the seed follows from the messages alone, not from what the server answered before.
-    assert repair["seed"] == seed_of(repair["messages"], repair["temperature"])
-    assert seed_of(repair["messages"], 0.4) != seed_of(first["messages"], 0.4)
-    assert seed_of(repair["messages"], 0.0) is None
+    # Sampled: the seed follows from the messages and the attempt, not from what the server answered before.
+    assert repair["seed"] == seed_of(repair["messages"], repair["temperature"], 2)
+    assert seed_of(repair["messages"], 0.4, 2) != seed_of(first["messages"], 0.4, 2)
+    assert seed_of(repair["messages"], 0.0, 2) is None
+
+
+def test_a_fresh_start_that_sends_what_an_earlier_one_sent_draws_another_sample(
+    settings: Settings, executor: ScriptedExecutor, fake: FakeModelServer, sales: pd.DataFrame, tmp_path: Path
+) -> None:
+    # Every attempt fails the same way, so the second fresh start (attempt 5) sends what the first (attempt 3)
+    # sent, word for word: with the same seed it would draw the same failed code again.
+    fake.add(*(fenced(f"print(sales['year'].max() + {i})") for i in range(5)))
+    executor.add(*(error("KeyError", "'year'") for _ in range(5)))
+    with Interpreter(replace(settings, attempts=5), executor=executor, user_dir=tmp_path) as it:
+        assert not it.ask("Latest year?", {"sales": sales}).ok
+    third, fifth = fake.requests[2], fake.requests[4]
+    assert third["messages"] == fifth["messages"]
+    assert third["seed"] is not None and fifth["seed"] is not None and third["seed"] != fifth["seed"]
