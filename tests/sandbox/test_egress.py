@@ -253,3 +253,48 @@ def test_a_long_one_way_transfer_is_not_cut_by_its_quiet_direction() -> None:
     for s in (client, proxy_in, proxy_out):
         s.close()
     assert len(received) == 6000
+
+
+def test_the_proxy_accepts_on_the_sandboxs_listener_and_takes_nothing_else_handed_over(
+    sandbox: Sandbox, servers: Servers
+) -> None:
+    # The sandbox hands its loopback listener to the parent's proxy, which accepts on it itself: no relay thread
+    # inside. Hostile code can hand over other descriptors: only a listening TCP socket is taken.
+    h = servers.http
+    code = FETCH + (
+        "import os, socket, threading, urllib.request\n"
+        "HAND = b'CI-MAGIC-LISTENER\\r\\n\\r\\n'\n"
+        "def hand(payload, fds):\n"
+        "    s = socket.socket(socket.AF_UNIX); s.settimeout(15); s.connect('/sandbox/egress.sock')\n"
+        "    socket.send_fds(s, [payload], fds); answer = s.recv(100); s.close()\n"
+        "    return answer.split(b'\\r\\n')[0].decode() or 'nothing'\n"
+        "print('relay thread ->', any(t.name == 'ci-magic-egress' for t in threading.enumerate()))\n"
+        "r, w = os.pipe()\n"
+        "print('pipe ->', hand(HAND, [r]))\n"
+        "print('not listening ->', hand(HAND, [socket.socket().fileno()]))\n"
+        "u = socket.socket(socket.AF_UNIX); u.bind('\\0ci-magic-test'); u.listen(1)\n"
+        "print('unix listener ->', hand(HAND, [u.fileno()]))\n"
+        "ls = [socket.create_server(('127.0.0.1', 0)) for _ in range(2)]\n"
+        "print('two ->', hand(HAND, [s.fileno() for s in ls]))\n"
+        f"print('request with a descriptor ->', hand(b'GET http://data.test:{h}/ HTTP/1.1\\r\\nHost: data.test\\r\\n\\r\\n', [r]))\n"
+        f"print('after ->', get('http://data.test:{h}/'))\n"
+        "print('replaced ->', hand(HAND, [ls[0].fileno()]))\n"
+        "via = urllib.request.build_opener(urllib.request.ProxyHandler("
+        "{'http': f'http://127.0.0.1:{ls[0].getsockname()[1]}'}))\n"
+        f"print('through it ->', via.open('http://data.test:{h}/', timeout=15).status)\n"
+        "try:\n"
+        f"    via.open('http://other.test:{servers.other}/', timeout=15); print('unlisted -> reached')\n"
+        "except Exception as e:\n"
+        "    print('unlisted ->', str(e)[:60])\n"
+    )
+    result = sandbox.run(code)
+    out = result.stdout() + (result.error_value or "")
+    lines = dict(line.split(" -> ", 1) for line in out.splitlines() if " -> " in line)
+    assert lines["relay thread"] == "False", out
+    for refused in ("pipe", "not listening", "unix listener", "two"):
+        assert lines[refused] == "nothing", (refused, out)
+    assert " 200 " in lines["request with a descriptor"], out
+    assert lines["after"].startswith("200 hello from data.test"), out
+    # Hostile code may replace its own way out; what goes through the new one is decided the same way.
+    assert lines["replaced"] == "TAKEN" and lines["through it"] == "200", out
+    assert "403" in lines["unlisted"], out

@@ -1,8 +1,11 @@
 """Run inside the sandbox (exec'd by the kernel's first code: standard library only): the local end of the egress
-proxy; its zero-copy :func:`pump` also carries the parent proxy's bytes. The sandbox's network namespace has only its loopback, and HTTP clients (urllib, requests,
-pip) speak to a proxy over TCP, so a thread listens on the sandbox's own 127.0.0.1 and carries each connection
-to the parent's proxy socket bound into the sandbox. It enforces nothing: the parent's proxy decides every
-connection, so code that stops or bypasses this thread only loses its own way out."""
+proxy; its zero-copy :func:`pump` also carries the parent proxy's bytes. The sandbox's network namespace has only
+its loopback, and HTTP clients (urllib, requests, pip) speak to a proxy over TCP, so a listener on the sandbox's
+own 127.0.0.1 is where they go. That listener is handed to the parent's proxy (a descriptor sent over the proxy's
+socket bound into the sandbox), which accepts its connections itself: no relay hop inside the sandbox. Where the
+parent does not take it, a thread here carries each connection to the proxy's socket instead. Either way this
+enforces nothing: the parent's proxy decides every connection, so code that stops, replaces or bypasses this
+end only loses its own way out."""
 
 from __future__ import annotations
 
@@ -107,14 +110,40 @@ def _serve(listener: socket.socket, path: str) -> None:
         threading.Thread(target=_carry, args=(client, path), daemon=True).start()
 
 
+#: What the descriptor of the listener travels with; it ends like a request head, so the proxy reads it whole.
+HANDOVER = b"CI-MAGIC-LISTENER\r\n\r\n"
+#: The proxy's answer once it accepts on the listener itself.
+TAKEN = b"TAKEN\n"
+
+
+def hand_over(listener: socket.socket, path: str, timeout_s: float = 5.0) -> bool:
+    """Send ``listener`` to the proxy at ``path``; True when the proxy now accepts its connections (each relay
+    hop costs about a fifth of a loopback download's time on two cores)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout_s)
+            s.connect(path)
+            socket.send_fds(s, [HANDOVER], [listener.fileno()])
+            answer = b""
+            while len(answer) < len(TAKEN) and (chunk := s.recv(len(TAKEN) - len(answer))):
+                answer += chunk
+            return answer == TAKEN
+    except OSError:
+        return False
+
+
 def start(path: str) -> int:
-    """Listen on a free port of the sandbox's loopback; point the proxy variables at it (this process and the
-    processes it starts, pip included). Returns the port."""
+    """Listen on a free port of the sandbox's loopback, for the parent's proxy (or, where it does not take the
+    listener, a relay thread here); point the proxy variables at it (this process and the processes it starts,
+    pip included). Returns the port."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     port = int(listener.getsockname()[1])
-    threading.Thread(target=_serve, args=(listener, path), name="ci-magic-egress", daemon=True).start()
+    if hand_over(listener, path):
+        listener.close()  # the proxy's copy keeps it listening
+    else:
+        threading.Thread(target=_serve, args=(listener, path), name="ci-magic-egress", daemon=True).start()
     url = f"http://127.0.0.1:{port}"
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         os.environ[name] = url

@@ -1,5 +1,7 @@
 """The sandbox's only way out when hosts are allowed: an HTTP proxy in the parent, on a Unix socket bound into
-the sandbox (which keeps its own network namespace with no route out).
+the sandbox (which keeps its own network namespace with no route out). The sandbox hands it the listener on its
+own loopback that HTTP clients there are pointed at (``forward.hand_over``, ``handover.py``), and the proxy
+accepts on that listener itself: one hop between the sandbox's code and the host.
 
 It admits plain HTTP by the request's absolute URL and HTTPS by ``CONNECT host:port``, checked against the
 run's :class:`~ci_magic.core.hosts.Policy` (names only; resolved addresses public or named by a rule), then
@@ -31,6 +33,7 @@ import h11
 from ...core.hosts import IPAddress, Policy
 from ...core.results import NetUse
 from .forward import pump
+from .handover import receive
 
 __all__ = ["Egress", "EgressLimits", "MappedResolver", "Resolver", "SystemResolver"]
 
@@ -117,7 +120,9 @@ class Egress:
         self._listener.setblocking(False)
         # The sandbox user (another uid) connects; nobody else can reach the parent's private folder.
         os.chmod(path, 0o666)
-        self._accepting = asyncio.run_coroutine_threadsafe(self._accept(), self._loop)
+        # The listener on the sandbox's own loopback, once handed over (forward.hand_over), and its accepting.
+        self._inside: tuple[socket.socket, asyncio.Task[None]] | None = None
+        self._accepting = asyncio.run_coroutine_threadsafe(self._accept(self._listener, True), self._loop)
 
     def begin(self, rules: Sequence[str], budget_bytes: int) -> None:
         """The allow-list and byte budget of the next run; its record starts empty."""
@@ -133,7 +138,7 @@ class Egress:
     def close(self) -> None:
         self._accepting.cancel()
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self._loop).result(timeout=5)
+            asyncio.run_coroutine_threadsafe(self._adopt(None), self._loop).result(timeout=5)
         self._listener.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
@@ -167,20 +172,35 @@ class Egress:
     # Raw sockets, not streams: the bytes read with the head are exactly known, and once a connection is
     # admitted two threads move its bytes with splice (forward.pump), never copied through Python.
 
-    async def _accept(self) -> None:
+    async def _accept(self, listener: socket.socket, unix: bool) -> None:
+        """Serve ``listener``'s connections: the proxy's socket in the parent's folder (``unix``: a listener can
+        be handed over on it), or the handed-over listener on the sandbox's loopback."""
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn, _ = await loop.sock_accept(self._listener)
+                conn, _ = await loop.sock_accept(listener)
             except OSError:
                 await asyncio.sleep(0.05)  # out of descriptors: the connection waits in the backlog
                 continue
             conn.setblocking(False)
-            task = loop.create_task(self._serve(conn))
+            task = loop.create_task(self._serve(conn, unix))
             self._tasks.add(task)  # held until done: the loop keeps only weak references to tasks
             task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, conn: socket.socket) -> None:
+    async def _adopt(self, listener: socket.socket | None) -> None:
+        """Accept on ``listener`` from now on, in place of the one handed over before (None: stop)."""
+        if self._inside is not None:
+            old, task = self._inside
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            old.close()
+        self._inside = None
+        if listener is not None:
+            task = asyncio.get_running_loop().create_task(self._accept(listener, False))
+            self._inside = listener, task
+
+    async def _serve(self, conn: socket.socket, unix: bool) -> None:
         if self._open >= self.limits.connections:
             await _answer(conn, 503, f"too many connections at once ({self.limits.connections})")
             conn.close()
@@ -188,7 +208,7 @@ class Egress:
         self._open += 1
         upstream: socket.socket | None = None
         try:
-            upstream = await self._handle(conn)
+            upstream = await self._handle(conn, unix)
         except Exception:  # whatever the sandbox sends, the connection ends and the loop goes on
             pass
         finally:
@@ -197,11 +217,18 @@ class Egress:
             if upstream is not None:
                 upstream.close()
 
-    async def _handle(self, conn: socket.socket) -> socket.socket | None:
+    async def _handle(self, conn: socket.socket, unix: bool) -> socket.socket | None:
         """Decide, connect and carry one connection; returns the upstream socket (for the caller to close)."""
         loop = asyncio.get_running_loop()
         try:
-            raw, rest = await asyncio.wait_for(_read_head(loop, conn), self.limits.head_timeout_s)
+            start = b""
+            if unix:  # the first bytes may come with a listener handed over
+                start, handed = await asyncio.wait_for(
+                    receive(loop, conn, self._adopt), self.limits.head_timeout_s
+                )
+                if handed:
+                    return None
+            raw, rest = await asyncio.wait_for(_read_head(loop, conn, start), self.limits.head_timeout_s)
         except TimeoutError:
             return None
         if raw is None:
@@ -298,10 +325,12 @@ def _shut(*socks: socket.socket) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-async def _read_head(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> tuple[bytes | None, bytes]:
-    """(the request head, what came after it); (None, b"") when the client went away first, (None, the bytes)
-    when no head ended within MAX_HEAD bytes."""
-    buffer = bytearray()
+async def _read_head(
+    loop: asyncio.AbstractEventLoop, conn: socket.socket, start: bytes = b""
+) -> tuple[bytes | None, bytes]:
+    """(the request head, what came after it — ``start``: the bytes already read); (None, b"") when the client
+    went away first, (None, the bytes) when no head ended within MAX_HEAD bytes."""
+    buffer = bytearray(start)
     while True:
         end = buffer.find(b"\r\n\r\n")
         if end >= 0:
