@@ -12,15 +12,16 @@ from collections.abc import Awaitable, Callable
 
 from .forward import HANDOVER, TAKEN
 
-MAX_FIRST = 16 * 1024
-
 
 async def receive(
-    loop: asyncio.AbstractEventLoop, conn: socket.socket, adopt: Callable[[socket.socket], Awaitable[None]]
+    loop: asyncio.AbstractEventLoop,
+    conn: socket.socket,
+    adopt: Callable[[socket.socket], Awaitable[None]],
+    size: int,
 ) -> tuple[bytes, bool]:
-    """(the first bytes of ``conn``, whether they handed a listener over — given to ``adopt``, answered, and the
-    connection done with); any descriptor sent along otherwise is closed."""
-    start, fds = await first_bytes(loop, conn)
+    """(the first bytes of ``conn``, at most ``size``; whether they handed a listener over — given to ``adopt``,
+    answered, and the connection done with); any descriptor sent along otherwise is closed."""
+    start, fds = await first_bytes(loop, conn, size)
     if start == HANDOVER and len(fds) == 1 and (listener := listening_tcp(fds.pop())) is not None:
         await adopt(listener)
         await loop.sock_sendall(conn, TAKEN)
@@ -35,7 +36,9 @@ def _wake(ready: asyncio.Future[None]) -> None:
         ready.set_result(None)
 
 
-async def first_bytes(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> tuple[bytes, list[int]]:
+async def first_bytes(
+    loop: asyncio.AbstractEventLoop, conn: socket.socket, size: int
+) -> tuple[bytes, list[int]]:
     """The first bytes a Unix connection sends, with the descriptor sent along (none when several were: the
     kernel closes those beyond the first, and the first is closed here)."""
     while True:
@@ -46,7 +49,7 @@ async def first_bytes(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> t
         finally:
             loop.remove_reader(conn.fileno())
         try:
-            data, fds, flags, _ = socket.recv_fds(conn, MAX_FIRST, 1)
+            data, fds, flags, _ = socket.recv_fds(conn, size, 1)
         except BlockingIOError:
             continue
         if flags & socket.MSG_CTRUNC:  # more than one descriptor was sent: none is taken

@@ -221,16 +221,12 @@ class Egress:
         """Decide, connect and carry one connection; returns the upstream socket (for the caller to close)."""
         loop = asyncio.get_running_loop()
         try:
-            start = b""
-            if unix:  # the first bytes may come with a listener handed over
-                start, handed = await asyncio.wait_for(
-                    receive(loop, conn, self._adopt), self.limits.head_timeout_s
-                )
-                if handed:
-                    return None
-            raw, rest = await asyncio.wait_for(_read_head(loop, conn, start), self.limits.head_timeout_s)
+            got = await asyncio.wait_for(self._head(loop, conn, unix), self.limits.head_timeout_s)
         except TimeoutError:
             return None
+        if got is None:  # a listener was handed over: nothing more comes on this connection
+            return None
+        raw, rest = got
         if raw is None:
             if rest:  # no end of head within MAX_HEAD bytes
                 await _answer(conn, 431, "request head too large")
@@ -283,6 +279,18 @@ class Egress:
         finally:
             timer.cancel()
         return upstream
+
+    async def _head(
+        self, loop: asyncio.AbstractEventLoop, conn: socket.socket, unix: bool
+    ) -> tuple[bytes | None, bytes] | None:
+        """:func:`_read_head`, under one deadline with the first bytes of a Unix connection, which may hand a
+        listener over instead (then None)."""
+        start = b""
+        if unix:
+            start, handed = await receive(loop, conn, self._adopt, MAX_HEAD)
+            if handed:
+                return None
+        return await _read_head(loop, conn, start)
 
     async def _connect(self, addresses: list[IPAddress], port: int) -> socket.socket | None:
         loop = asyncio.get_running_loop()
