@@ -7,7 +7,8 @@ that dialogue in its cache, so only the outputs and one instruction are new prom
 capped at :data:`WORDS_TOKENS`. It is model text: every front end shows it as text, never as markup.
 
 :func:`doubt` comes first: an empty table, or NaN printed where a value was labelled, is a result that
-contradicts the question (a filter or join that kept no rows, a computation over missing values). While attempts
+contradicts the question (a filter or join that kept no rows, a computation over missing values); so is a
+number the sandbox saw a conversion turn into NaN (sandbox/losses.py: ``'37,410'`` coerced away). While attempts
 remain the loop treats it like a rejected check — it goes back as a repair; on the last attempt the ask keeps
 its answer and the doubt is shown with it, never hidden.
 """
@@ -23,6 +24,7 @@ from ..core.errors import BudgetExceeded, ProviderError
 from ..core.events import Answer, AnswerStart, Event
 from ..core.results import AskResult, ExecutionResult, Usage, Words
 from ..providers import Message
+from ..sandbox.losses import MARK
 from . import prompts, written
 from .ask import AskRun
 from .step import side_step
@@ -47,6 +49,10 @@ _UNDEFINED = re.compile(
     re.M,
 )
 _FENCE = re.compile(r"```.*", re.S)
+# The sandbox's note on values a coercing conversion turned into NaN (sandbox/losses.py); the doubt made of it
+# starts with LOST_HEAD.
+LOST_HEAD = "pd.to_numeric("
+_LOST = re.compile(rf"^{re.escape(MARK)}({re.escape(LOST_HEAD)}.{{0,400}})$", re.M)
 _WRITE_WORD = re.compile(
     r"\b(?:to|as|into|save[ds]?|saving|writ\w*|export\w*|creat\w*|produc\w*|generat\w*|named|called|e\.g\.)"
     r"\W+(?:\w+\W+){0,3}$",
@@ -82,11 +88,17 @@ def files_asked_for(question: str, folder: Path) -> list[str]:
 
 
 def doubt(
-    execution: ExecutionResult, wanted: Sequence[str] = (), read: ReadBack | None = None, question: str = ""
+    execution: ExecutionResult,
+    wanted: Sequence[str] = (),
+    read: ReadBack | None = None,
+    question: str = "",
+    *,
+    losses: bool = True,
 ) -> str | None:
     """Why a working run's output cannot be a right answer, or None. ``wanted``: files the question asks for
     (:func:`files_asked_for`), each of which the run must have written; ``read``: how to read one back, to see
-    that it is what its name and the ``question`` say (engine/written.py)."""
+    that it is what its name and the ``question`` say (engine/written.py); ``losses``: whether numbers a
+    conversion turned into NaN count (the loop asks about them once: some text holds digits and no number)."""
     paths = {f.lstrip("./"): f for f in execution.files}
     found = {n: next((f for w, f in paths.items() if w == n or w.endswith("/" + n)), None) for n in wanted}
     missing = [n for n, f in found.items() if f is None]
@@ -100,6 +112,9 @@ def doubt(
         )
         if problem is not None:
             return problem
+    lost = _LOST.search(execution.stdout()) if losses else None
+    if lost is not None:
+        return prompts.DOUBT_LOST.format(line=lost.group(1).strip())
     text = execution.text()
     empty = _EMPTY.search(text)
     if empty is not None:

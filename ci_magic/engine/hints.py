@@ -30,7 +30,6 @@ _NUMBER_ATTRIBUTE = re.compile(
     r"'(?:numpy\.)?(?:float\d*|int\d*|float|int|bool_?)' object has no attribute '(\w+)'"
 )
 _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '(\w+)'")
-_CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
 _NO_ATTRIBUTE = re.compile(r"(?:object|module '[\w.]+') has no attribute '(\w+)'")
 _UNPACK_NUMBER = re.compile(r"cannot unpack non-iterable (?:numpy\.)?(?:float|int)\w* object")
 _UNDEFINED = re.compile(r"name '(\w+)' is not defined")
@@ -136,7 +135,7 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
             "regression's .params and .pvalues are indexed by the variables' names, e.g. 'const', 'Age'): use "
             f".iloc[{value.strip()}] for a position, or the label."
         )
-    if name == "ImportError" and (m := _CANNOT_IMPORT.search(value)):
+    if name == "ImportError" and (m := imports.CANNOT_IMPORT.search(value)):
         where = imports.module_named(m.group(2).split(".")[0], m.group(1))
         found.append(
             f"'{m.group(1)}' is not in {m.group(2)} in the installed version: remove it from that import. "

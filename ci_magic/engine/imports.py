@@ -121,3 +121,39 @@ def module_import(name: str, line: tuple[int, str] | None) -> str | None:
             if importlib.util.find_spec(module) is not None:
                 return f"import {module}{elsewhere}"
     return f"import {name}{elsewhere}"
+
+
+#: "cannot import name 'class_weight' from 'sklearn.model_selection'": (name, module).
+CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
+_FROM_IMPORT = re.compile(r"^([ \t]*)from[ \t]+([\w.]+)[ \t]+import[ \t]+([^\n#()\\;]+?)[ \t]*(#.*)?$", re.M)
+
+
+def mend(code: str, missing: set[tuple[str, str]]) -> str | None:
+    """``code`` with the imports that already failed in this ask put right, or None when none is in it.
+
+    A small model told that ``from sklearn.model_selection import train_test_split, class_weight`` fails keeps
+    writing that line (dev q137: six attempts, one line). ``missing`` holds the (name, module) pairs an earlier
+    run's ImportError named; each is taken out of its ``from … import`` line, and imported from the module that
+    holds it when the installed package has one of that name (:func:`module_named`). Nothing else changes: a
+    name still used and found nowhere fails as a NameError next, which the repair names."""
+
+    def fix(m: re.Match[str]) -> str:
+        indent, module, names, comment = m.group(1), m.group(2), m.group(3), m.group(4) or ""
+        items = [n.strip() for n in names.split(",") if n.strip()]
+        gone = [i for i in items if (i.split()[0], module) in missing]
+        if not gone:
+            return m.group(0)
+        kept = [i for i in items if i not in gone]
+        lines = (
+            [f"{indent}from {module} import {', '.join(kept)}{'  ' + comment if comment else ''}"]
+            if kept
+            else []
+        )
+        for item in gone:
+            where = module_named(module.split(".")[0], item.split()[0])
+            if where is not None:
+                lines.append(f"{indent}from {where.rpartition('.')[0]} import {item}")
+        return "\n".join(lines) if lines else f"{indent}pass"
+
+    mended = _FROM_IMPORT.sub(fix, code) if missing else code
+    return None if mended == code else mended

@@ -21,7 +21,7 @@ from ..core.executor import Frame
 from ..core.results import Attempt, ExecutionResult
 from ..core.settings import Settings
 from ..providers import Completion, Message
-from . import answer, hints, prompts
+from . import answer, hints, imports, prompts
 from .ask import AskRun, BudgetCheck, Check
 from .extract import extract_code
 from .step import call_model, judge, side_step
@@ -52,10 +52,10 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
             break
         # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
         temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
-        completion = call_model(run, messages, number, temperature)
+        completion = _mended(call_model(run, messages, number, temperature), done)
         copied = _copied(extract_code(completion.text), done)
         if copied is not None:
-            completion = _ask_again(run, messages, completion, copied, number)
+            completion = _mended(_ask_again(run, messages, completion, copied, number), done)
         messages.append({"role": "assistant", "content": completion.text})
         check = run.check if number == attempts else _doubting(run)
         attempt = judge(run, completion, number, check)
@@ -76,6 +76,29 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         if number < attempts:
             run.emit(Event(Retry(attempt.problem), number))
     return done
+
+
+def _mended(completion: Completion, done: list[Attempt]) -> Completion:
+    """The reply with imports that already failed in this ask put right (imports.mend): its code runs and stays
+    in the dialogue as mended, so the cell shows what ran and the model sees the import that works."""
+    missing = {
+        (m[1], m[2])
+        for a in done
+        if a.execution is not None
+        and a.execution.error_name == "ImportError"
+        and (m := imports.CANNOT_IMPORT.search(a.execution.error_value or ""))
+    }
+    code = extract_code(completion.text) if missing else None
+    fixed = imports.mend(code, missing) if code is not None else None
+    if code is None or fixed is None:
+        return completion
+    body = code.rstrip("\n")
+    text = (
+        completion.text.replace(body, fixed.rstrip("\n"), 1)
+        if body in completion.text
+        else f"```python\n{fixed}```"
+    )
+    return replace(completion, text=text)
 
 
 def _copied(code: str | None, done: list[Attempt]) -> Attempt | None:
@@ -100,10 +123,13 @@ def _ask_again(
 
 def _doubting(run: AskRun) -> Check:
     check = run.check
+    # Values lost to a conversion go back once: a second run that still loses some may be right to (text with
+    # digits and no number), and another repair of it would only spend an attempt.
+    told = any(a.rejected and a.rejected.startswith(answer.LOST_HEAD) for a in run.attempts)
 
     def both(execution: ExecutionResult) -> str | None:
         return (check(execution) if check is not None else None) or answer.doubt(
-            execution, run.wanted, functools.partial(read_back, run), run.question
+            execution, run.wanted, functools.partial(read_back, run), run.question, losses=not told
         )
 
     return both

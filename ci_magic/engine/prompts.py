@@ -132,6 +132,12 @@ it printed {line!r}: NaN is not an answer. A computation met missing values or a
 missing values in the columns used (e.g. .dropna()) and check that each filter keeps rows. scipy.stats \
 functions give nan when a sample holds NaN: drop them from each sample (or pass nan_policy='omit')."""
 
+DOUBT_LOST = """\
+{line}: the result leaves those values out. Convert them instead of dropping them: remove what surrounds \
+the number first (thousands separators: s.str.replace(',', ''); a percent sign: s.str.rstrip('%'); text around \
+it, as in '12[10-14]' or '3+': s.str.extract(r'(-?\\d+\\.?\\d*)')[0]), then pd.to_numeric; NaN is right only \
+for values that hold no number."""
+
 FORMAT_ONLY = """\
 {question}
 

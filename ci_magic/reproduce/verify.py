@@ -15,6 +15,7 @@ normalisation:
   are compared exactly) → ``<timestamp>``; durations (``1.23 s``, ``15 ms``, ``Wall time: …``) → ``<duration>``;
 - images (``image/png``) by pixel size only, read from the PNG header: renderers differ in anti-aliasing
   between library versions, the size tells the same chart was drawn; other image types by presence;
+- lines the sandbox itself adds (``[ci_magic] …`` notes on stderr) are left out;
 - consecutive stream outputs of one name are merged, and ``execute_result``/``display_data`` are the same kind
   (the sandbox showed its last expression as a display).
 
@@ -46,6 +47,7 @@ from ..core.executor import Executor
 from ..core.settings import Settings
 from ..engine.delivery import HashingSink
 from ..engine.executors import make_executor
+from ..sandbox.losses import MARK
 from ..sandbox.sanitize import mime_bundle
 from .environment import EXPORT_KEY, sha256_file
 
@@ -59,6 +61,8 @@ _NORMALISE = [
     (re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}\.\d+(?:[+-]\d{2}:?\d{2}|Z)?"), "<timestamp>"),
     (re.compile(r"(?:Wall time|CPU times):[^\n]*"), "<duration>"),
     (re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|ms|µs|us|ns|sec|seconds)\b"), "<duration>"),
+    # The sandbox's own notes (sandbox/losses.py): a kernel outside it (--unsandboxed) does not write them.
+    (re.compile(rf"^{re.escape(MARK)}.*\n?", re.M), ""),
 ]
 
 

@@ -58,9 +58,11 @@ def child_environment(home: str, tmp: str, parent: Mapping[str, str] | None = No
 
 
 def startup_code(module_file: str, egress: str | None = None) -> str:
-    """The kernel's first code: the helper module exec'd from its file, the usual imports, and with an
-    ``egress`` socket the local end of the egress proxy (``egress/forward.py``: proxy variables set)."""
+    """The kernel's first code: the helper module exec'd from its file, the usual imports, ``losses.py``'s
+    watch on pd.to_numeric, and with an ``egress`` socket the local end of the egress proxy
+    (``egress/forward.py``: proxy variables set)."""
     forward = str(HERE / "egress" / "forward.py")
+    losses = str(HERE / "losses.py")  # pd.to_numeric says what it coerced away
     start_egress = (
         "_f = {}\n"
         f"exec(compile(open({forward!r}).read(), {forward!r}, 'exec'), _f)\n"
@@ -81,6 +83,8 @@ def startup_code(module_file: str, egress: str | None = None) -> str:
         f"import {CHILD_MODULE}\n"
         "import pandas as pd, numpy as np\n"
         "import matplotlib.pyplot as plt\n"
+        f"_l = {{'__name__': '_ci_losses'}}; exec(compile(open({losses!r}).read(), {losses!r}, 'exec'), _l)\n"
+        "_l['_install'](); del _l\n"
         # Last on sys.path (never first, see launcher.py): the user's own modules import, installed ones win.
         "import os as _o; _s.path.append(_o.getcwd()); del _o, _s\n"
     )

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from ci_magic.context.columns import columns
 from ci_magic.core.results import ExecutionResult
+from ci_magic.engine import imports
 from ci_magic.engine.hints import hints
 from ci_magic.sandbox.fake import error
 
@@ -192,3 +193,21 @@ def test_code_that_ran_and_missed_gets_the_fix_its_code_shows() -> None:
         0
     ].startswith("Remove lines=True")
     assert for_code(None, missed) == [] and for_code("print(1)", missed) == []
+
+
+def test_a_failed_import_is_taken_out_of_its_line_and_imported_from_where_it_is() -> None:
+    missing = {("class_weight", "sklearn.model_selection"), ("ttest_indx", "scipy.stats")}
+    code = (
+        "from sklearn.model_selection import class_weight as cw, train_test_split  # split\n"
+        "if True:\n"
+        "    from scipy.stats import ttest_indx\n"
+        "from scipy.stats import pearsonr\n"
+    )
+    assert imports.mend(code, missing) == (
+        "from sklearn.model_selection import train_test_split  # split\n"
+        "from sklearn.utils import class_weight as cw\n"
+        "if True:\n"
+        "    pass\n"  # found nowhere: taken out, the block kept valid
+        "from scipy.stats import pearsonr\n"
+    )
+    assert imports.mend(code, {("pearsonr", "scipy")}) is None  # another module's name: untouched

@@ -435,3 +435,22 @@ def test_a_fresh_start_that_sends_what_an_earlier_one_sent_draws_another_sample(
     third, fifth = fake.requests[2], fake.requests[4]
     assert third["messages"] == fifth["messages"]
     assert third["seed"] is not None and fifth["seed"] is not None and third["seed"] != fifth["seed"]
+
+
+def test_an_import_that_already_failed_is_put_right_before_the_next_run(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
+    wrong = "from sklearn.model_selection import train_test_split, class_weight\n"
+    fake.add(fenced(wrong + "print(1)"), fenced("import numpy\n" + wrong + "print(2)"))
+    executor.add(
+        error("ImportError", "cannot import name 'class_weight' from 'sklearn.model_selection' (/x.py)")
+    )
+    executor.add("2\n")
+    result = it.ask("Balanced model?", attempts=3)
+    # The repair kept the line (a small model does, attempt after attempt): what ran, and what the cell and the
+    # dialogue hold, imports the name from where the installed sklearn has it.
+    mended = "from sklearn.model_selection import train_test_split\nfrom sklearn.utils import class_weight\n"
+    assert result.ok and len(fake.requests) == 2
+    assert executor.runs[1].code == "import numpy\n" + mended + "print(2)\n"
+    assert result.final is not None and result.final.code == executor.runs[1].code
+    assert mended in result.final.reply

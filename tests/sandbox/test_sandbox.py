@@ -184,3 +184,23 @@ def test_folders_made_for_binds_below_tmp_can_be_entered_and_tmp_keeps_its_mode(
 
     found = _intermediate_dirs(["/tmp/project/.venv", "/root/.pyenv/versions/3.11.7", "/sandbox/work/a"])
     assert found == ["/root", "/root/.pyenv", "/root/.pyenv/versions", "/tmp/project"]
+
+
+def test_numbers_a_coercing_conversion_turns_into_nan_are_said_on_stderr(sandbox: Sandbox) -> None:
+    # sandbox/losses.py: values that hold a number are named; words and blanks are missing values, not losses.
+    result = sandbox.run(
+        "s = pd.Series(['1', '37,410', '3+', 'n/a', '', None], name='cases')\n"
+        "x = pd.to_numeric(s, errors='coerce')\n"
+        "print(int(x.notna().sum()), x.index.equals(s.index))\n"
+        "pd.to_numeric(pd.Series(['2', 'n/a']), errors='coerce'); pd.to_numeric(['4', '5'])\n"
+        "pd.to_numeric('7', errors='coerce')"
+    )
+    streams = {o["name"]: o["text"] for o in result.outputs if o["output_type"] == "stream"}
+    assert streams["stdout"] == "1 True\n"
+    note = "[ci_magic] pd.to_numeric(errors='coerce') turned 2 of 5 values of 'cases' that hold a number"
+    assert streams["stderr"] == f"{note} into NaN, e.g. '37,410', '3+'\n"
+    assert "ci_magic" not in sandbox.run("pd.to_numeric(pd.Series(['1', 'x1']), errors='raise')").text()
+    # Said once per cell, again in the next one.
+    twice = "for _ in range(3): pd.to_numeric(pd.Series(['1', 'x1']), errors='coerce')"
+    assert sandbox.run(twice).text().count("[ci_magic]") == 1
+    assert sandbox.run(twice).text().count("[ci_magic]") == 1

@@ -28,7 +28,7 @@ from typing import Any
 
 from ...core.errors import SandboxError, TransferError
 from ...core.settings import Limits, is_secret_name
-from .. import transfer
+from .. import losses, transfer
 from ..kernel import ChildKernel
 from ..kernel_messages import MAX_MESSAGE_BYTES
 from ..outputs import OutputCollector
@@ -68,7 +68,8 @@ def kernel_environment(limits: Limits, parent: Mapping[str, str] | None = None) 
 
 def startup_code() -> str:
     """Code run at every start: ``transfer.py`` as ``_ci_child`` and ``child.py`` as ``_ci_gw``, from
-    their source (the remote kernel has no ci_magic installed), and the usual imports."""
+    their source (the remote kernel has no ci_magic installed), the usual imports, and ``losses.py``'s watch
+    on pd.to_numeric."""
     sources = {
         CHILD_MODULE: Path(transfer.__file__).read_text(),
         GW_MODULE: Path(child.__file__).read_text(),
@@ -83,6 +84,9 @@ def startup_code() -> str:
         f"import {CHILD_MODULE}, {GW_MODULE}\n"
         "import pandas as pd, numpy as np\n"
         "import matplotlib.pyplot as plt\n"
+        "_l = {'__name__': '_ci_losses'}\n"
+        f"exec(compile({Path(losses.__file__).read_text()!r}, '<ci_magic losses>', 'exec'), _l)\n"
+        "_l['_install'](); del _l\n"
     )
 
 

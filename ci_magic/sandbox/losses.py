@@ -1,0 +1,92 @@
+"""Inside the sandbox: values generated code loses without an error, said on stderr where the run shows them.
+
+``pd.to_numeric(s, errors='coerce')`` is a small model's favourite conversion of a text column, and on values
+such as ``'37,410'``, ``'3+'`` or ``'630308[495000-801000]'`` it returns NaN for every one of them: the mean,
+the correlation or the count that follows is computed over the rest, runs cleanly and is wrong. A pandas user
+would want to know; so does the parent, which reads the note (engine/answer.py) and sends the run back as a
+repair once. Only values that hold a digit count as lost: ``'N/A'``, ``'-'`` or ``''`` are missing values that
+coercion is right to drop.
+
+Exec'd into the kernel at every start (startup.py, gateway/kernel.py) from its source, like ``transfer.py``: it
+imports nothing of ci_magic. The wrapper returns exactly what pandas returns, and any failure of its own
+bookkeeping is swallowed — a note is never worth breaking the user's code.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any
+
+#: Every note starts with this; the parent looks for it, and ``ci-magic verify`` leaves such lines out.
+MARK = "[ci_magic] "
+#: At most this many notes per cell (code that converts column after column says it once per column).
+MAX_NOTES = 5
+#: Examples of lost values quoted in a note, each cut to this many characters.
+EXAMPLES, EXAMPLE_CHARS = 3, 40
+
+_said: set[str] = set()
+
+
+def lost(arg: Any, result: Any) -> str | None:
+    """The note for one coercing conversion (``arg`` in, ``result`` out), or None when no value that holds a
+    digit became NaN. Scalars are not looked at (a conversion per cell would say it once per value)."""
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(arg, pd.Series | pd.Index | np.ndarray | list | tuple):
+        return None
+    # Positions, not labels: a Series with repeated labels cannot be aligned with its result.
+    before = pd.Series(list(arg) if isinstance(arg, list | tuple) else arg).reset_index(drop=True)
+    after = pd.Series(np.asarray(result))
+    present = before.notna()
+    gone = before[present & after.isna()]
+    if gone.empty:
+        return None
+    text = gone.astype(str)
+    with_digit = text[text.str.contains(r"\d", regex=True)]
+    if with_digit.empty:
+        return None
+    label = getattr(arg, "name", None)
+    name = f" of {str(label)!r}" if label is not None else ""
+    examples = ", ".join(repr(v[:EXAMPLE_CHARS]) for v in list(dict.fromkeys(with_digit.tolist()))[:EXAMPLES])
+    return (
+        f"{MARK}pd.to_numeric(errors='coerce') turned {len(with_digit)} of {int(present.sum())} values{name} "
+        f"that hold a number into NaN, e.g. {examples}"
+    )
+
+
+def _say(note: str) -> None:
+    if note in _said or len(_said) >= MAX_NOTES:
+        return
+    _said.add(note)
+    print(note, file=sys.stderr, flush=True)
+
+
+def _install() -> None:
+    import pandas as pd
+
+    original = pd.to_numeric
+    if getattr(original, "_ci_magic_watched", False):
+        return
+
+    @functools.wraps(original)
+    def to_numeric(arg: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(arg, *args, **kwargs)
+        if kwargs.get("errors", args[0] if args else None) == "coerce":
+            try:
+                note = lost(arg, result)
+                if note is not None:
+                    _say(note)
+            except Exception:  # the bookkeeping never breaks the user's code
+                pass
+        return result
+
+    to_numeric._ci_magic_watched = True  # type: ignore[attr-defined]
+    pd.to_numeric = to_numeric
+    try:  # a fresh allowance of notes for each cell
+        from IPython import get_ipython
+
+        get_ipython().events.register("pre_run_cell", lambda *_: _said.clear())
+    except Exception:  # outside IPython every note is said once per process
+        pass
