@@ -51,7 +51,7 @@ _UNDEFINED = re.compile(
 _FENCE = re.compile(r"```.*", re.S)
 # The sandbox's note on values a coercing conversion turned into NaN (sandbox/losses.py); the doubt made of it
 # starts with LOST_HEAD.
-LOST_HEAD = "pd.to_numeric("
+LOST_HEAD = "pd.to_numeric(errors='coerce') turned "
 _LOST = re.compile(rf"^{re.escape(MARK)}({re.escape(LOST_HEAD)}.{{0,400}})$", re.M)
 _WRITE_WORD = re.compile(
     r"\b(?:to|as|into|save[ds]?|saving|writ\w*|export\w*|creat\w*|produc\w*|generat\w*|named|called|e\.g\.)"

@@ -125,12 +125,16 @@ def _doubting(run: AskRun) -> Check:
     check = run.check
     # Values lost to a conversion go back once: a second run that still loses some may be right to (text with
     # digits and no number), and another repair of it would only spend an attempt.
-    told = any(a.rejected and a.rejected.startswith(answer.LOST_HEAD) for a in run.attempts)
+    told = any(a.rejected and answer.LOST_HEAD in a.rejected for a in run.attempts)
 
     def both(execution: ExecutionResult) -> str | None:
-        return (check(execution) if check is not None else None) or answer.doubt(
+        problem = check(execution) if check is not None else None
+        doubt = answer.doubt(
             execution, run.wanted, functools.partial(read_back, run), run.question, losses=not told
         )
+        if problem is not None and doubt is not None and doubt.startswith(answer.LOST_HEAD):
+            return f"{problem}\n{doubt}"  # values lost are the usual cause of a NaN the check rejects
+        return problem or doubt
 
     return both
 

@@ -26,15 +26,23 @@ MAX_NOTES = 5
 EXAMPLES, EXAMPLE_CHARS = 3, 40
 
 _said: set[str] = set()
+#: Conversions of one value at a time (``s.apply(lambda v: pd.to_numeric(v, errors='coerce'))``) in this cell:
+#: how many values were converted, and the ones that hold a number and became NaN. Said once, when it ends.
+_one_by_one: dict[str, Any] = {"seen": 0, "lost": []}
 
 
 def lost(arg: Any, result: Any) -> str | None:
     """The note for one coercing conversion (``arg`` in, ``result`` out), or None when no value that holds a
-    digit became NaN. Scalars are not looked at (a conversion per cell would say it once per value)."""
+    digit became NaN. A single value is counted towards the cell's note instead (:func:`_cell_ended`)."""
     import numpy as np
     import pandas as pd
 
     if not isinstance(arg, pd.Series | pd.Index | np.ndarray | list | tuple):
+        if isinstance(arg, str | bytes | int | float) and not pd.isna(arg):
+            _one_by_one["seen"] += 1
+            text = arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+            if pd.isna(result) and any(c.isdigit() for c in text):
+                _one_by_one["lost"].append(text)
         return None
     # Positions, not labels: a Series with repeated labels cannot be aligned with its result.
     before = pd.Series(list(arg) if isinstance(arg, list | tuple) else arg).reset_index(drop=True)
@@ -54,6 +62,22 @@ def lost(arg: Any, result: Any) -> str | None:
         f"{MARK}pd.to_numeric(errors='coerce') turned {len(with_digit)} of {int(present.sum())} values{name} "
         f"that hold a number into NaN, e.g. {examples}"
     )
+
+
+def _cell_ended(*_: Any) -> None:
+    seen, gone = _one_by_one["seen"], _one_by_one["lost"]
+    _one_by_one.update(seen=0, lost=[])
+    if gone:
+        examples = ", ".join(repr(v[:EXAMPLE_CHARS]) for v in list(dict.fromkeys(gone))[:EXAMPLES])
+        _say(
+            f"{MARK}pd.to_numeric(errors='coerce') turned {len(gone)} of {seen} values that hold a number into "
+            f"NaN, one value at a time, e.g. {examples}"
+        )
+
+
+def _cell_starts(*_: Any) -> None:
+    _said.clear()
+    _one_by_one.update(seen=0, lost=[])
 
 
 def _say(note: str) -> None:
@@ -84,9 +108,10 @@ def _install() -> None:
 
     to_numeric._ci_magic_watched = True  # type: ignore[attr-defined]
     pd.to_numeric = to_numeric
-    try:  # a fresh allowance of notes for each cell
+    try:  # a fresh allowance of notes for each cell; values converted one at a time are said at its end
         from IPython import get_ipython
 
-        get_ipython().events.register("pre_run_cell", lambda *_: _said.clear())
+        get_ipython().events.register("pre_run_cell", _cell_starts)
+        get_ipython().events.register("post_run_cell", _cell_ended)
     except Exception:  # outside IPython every note is said once per process
         pass

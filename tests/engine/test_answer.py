@@ -289,3 +289,19 @@ def test_numbers_a_conversion_lost_go_back_once_and_stay_said(
     # …and the user is told what it lost.
     assert result.ok and result.doubt is not None and "544 of 856" in result.doubt
     assert answer.doubt(printed("[ci_magic] something else\n")) is None
+
+
+def test_values_lost_are_said_beside_a_rejected_answer_they_explain(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
+    note = (
+        "[ci_magic] pd.to_numeric(errors='coerce') turned 524 of 856 values of 'deaths' that hold a number "
+    )
+    note += "into NaN, e.g. '298[110-510]'\n"
+    executor = ScriptedExecutor([note + "@r[nan]\n", "@r[0.97]\n"])
+    fake.add(fenced("r = pearsonr(a, b)[0]"), fenced("r = 0.97"))
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("Correlation?", check=lambda e: "@r printed nan" if "[nan]" in e.stdout() else None)
+    assert result.ok
+    repair = fake.requests[1]["messages"][-1]["content"]
+    assert "@r printed nan\npd.to_numeric(errors='coerce') turned 524 of 856 values of 'deaths'" in repair

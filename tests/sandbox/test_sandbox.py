@@ -204,3 +204,13 @@ def test_numbers_a_coercing_conversion_turns_into_nan_are_said_on_stderr(sandbox
     twice = "for _ in range(3): pd.to_numeric(pd.Series(['1', 'x1']), errors='coerce')"
     assert sandbox.run(twice).text().count("[ci_magic]") == 1
     assert sandbox.run(twice).text().count("[ci_magic]") == 1
+    # One value at a time (a small model's s.apply(lambda v: pd.to_numeric(v, errors='coerce'))): said once, as
+    # the cell ends.
+    each = sandbox.run(
+        "x = s.apply(lambda v: pd.to_numeric(v, errors='coerce'))\nprint(int(x.notna().sum()))"
+    )
+    assert sorted(each.text().splitlines()) == [
+        "1",
+        "[ci_magic] pd.to_numeric(errors='coerce') turned 2 of 5 values that hold a number into NaN, one value "
+        "at a time, e.g. '37,410', '3+'",
+    ]
