@@ -33,16 +33,11 @@ _one_by_one: dict[str, Any] = {"seen": 0, "lost": []}
 
 def lost(arg: Any, result: Any) -> str | None:
     """The note for one coercing conversion (``arg`` in, ``result`` out), or None when no value that holds a
-    digit became NaN. A single value is counted towards the cell's note instead (:func:`_cell_ended`)."""
+    digit became NaN. A single value is counted towards the cell's note instead (:func:`_count_one`)."""
     import numpy as np
     import pandas as pd
 
     if not isinstance(arg, pd.Series | pd.Index | np.ndarray | list | tuple):
-        if isinstance(arg, str | bytes | int | float) and not pd.isna(arg):
-            _one_by_one["seen"] += 1
-            text = arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
-            if pd.isna(result) and any(c.isdigit() for c in text):
-                _one_by_one["lost"].append(text)
         return None
     # Positions, not labels: a Series with repeated labels cannot be aligned with its result.
     before = pd.Series(list(arg) if isinstance(arg, list | tuple) else arg).reset_index(drop=True)
@@ -62,6 +57,17 @@ def lost(arg: Any, result: Any) -> str | None:
         f"{MARK}pd.to_numeric(errors='coerce') turned {len(with_digit)} of {int(present.sum())} values{name} "
         f"that hold a number into NaN, e.g. {examples}"
     )
+
+
+def _count_one(arg: Any, result: Any) -> None:
+    """One value converted on its own: counted, and kept when it held a digit and became NaN."""
+    import pandas as pd
+
+    if isinstance(arg, str | bytes | int | float) and not pd.isna(arg):
+        _one_by_one["seen"] += 1
+        value = arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+        if pd.isna(result) and any(c.isdigit() for c in value):
+            _one_by_one["lost"].append(value)
 
 
 def _cell_ended(*_: Any) -> None:
@@ -102,6 +108,8 @@ def _install() -> None:
                 note = lost(arg, result)
                 if note is not None:
                     _say(note)
+                else:
+                    _count_one(arg, result)
             except Exception:  # the bookkeeping never breaks the user's code
                 pass
         return result
