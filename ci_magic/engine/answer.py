@@ -53,6 +53,7 @@ _FENCE = re.compile(r"```.*", re.S)
 # starts with LOST_HEAD.
 LOST_HEAD = "pd.to_numeric(errors='coerce') turned "
 _LOST = re.compile(rf"^{re.escape(MARK)}({re.escape(LOST_HEAD)}.{{0,400}})$", re.M)
+_OF_COLUMN = re.compile(r" values of ('[^'\n]{1,100}'|\"[^\"\n]{1,100}\") that hold")
 _WRITE_WORD = re.compile(
     r"\b(?:to|as|into|save[ds]?|saving|writ\w*|export\w*|creat\w*|produc\w*|generat\w*|named|called|e\.g\.)"
     r"\W+(?:\w+\W+){0,3}$",
@@ -114,7 +115,13 @@ def doubt(
             return problem
     lost = _LOST.search(execution.stdout()) if losses else None
     if lost is not None:
-        return prompts.DOUBT_LOST.format(line=lost.group(1).strip())
+        column = _OF_COLUMN.search(lost.group(1))
+        example = (
+            f"df[{column[1]}] = " + prompts.NUMBER_IN_TEXT.format(s=f"df[{column[1]}]")
+            if column is not None
+            else "s = " + prompts.NUMBER_IN_TEXT.format(s="s")
+        )
+        return prompts.DOUBT_LOST.format(line=lost.group(1).strip(), example=example)
     text = execution.text()
     empty = _EMPTY.search(text)
     if empty is not None:

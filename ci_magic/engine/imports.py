@@ -7,11 +7,15 @@ functions); packages are searched as files.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
 import importlib.util
 import os
 import re
+from collections.abc import Iterable
+
+from pyflakes import checker, messages
 
 #: The usual short names of modules, as their documentation imports them.
 ALIASES = {
@@ -55,6 +59,30 @@ SUBSTITUTES = {
     ),
     **dict.fromkeys(("plotly", "bokeh", "altair"), ("matplotlib", "import matplotlib.pyplot as plt")),
 }
+
+
+_AMBIGUOUS = frozenset({"datetime"})
+#: Names every sandbox has before generated code runs: its usual imports (sandbox/startup.py) and IPython's own.
+PRELOADED = frozenset({"pd", "np", "plt", "display", "get_ipython", "In", "Out", "exit", "quit"})
+
+
+def lacking(code: str, defined: Iterable[str] = ()) -> list[str]:
+    """Import lines for the modules, usual aliases and scipy.stats functions ``code`` uses and never imports:
+    ``re.sub(...)`` without ``import re``, ``pearsonr(x, y)`` without its import — a NameError on the first run,
+    and a whole repair for the model. ``defined``: names the sandbox holds before the code runs (the frames);
+    pyflakes finds the undefined names, scopes and all. Other undefined names are left for the run to report."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
+    found = checker.Checker(tree, builtins=set(defined) | PRELOADED)
+    undefined = sorted(
+        (m for m in found.messages if isinstance(m, messages.UndefinedName)), key=lambda m: (m.lineno, m.col)
+    )
+    names = dict.fromkeys(str(m.message_args[0]) for m in undefined)  # in the order the code uses them
+    # datetime.now() wants the class, datetime.date.today() the module: the repair sees which.
+    lines = (module_import(n, None) or stats_name(n) for n in names if n not in _AMBIGUOUS)
+    return [line for line in lines if line is not None]
 
 
 def stats_name(name: str) -> str | None:

@@ -52,10 +52,10 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
             break
         # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
         temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
-        completion = _mended(call_model(run, messages, number, temperature), done)
+        completion = _mended(run, call_model(run, messages, number, temperature), done)
         copied = _copied(extract_code(completion.text), done)
         if copied is not None:
-            completion = _mended(_ask_again(run, messages, completion, copied, number), done)
+            completion = _mended(run, _ask_again(run, messages, completion, copied, number), done)
         messages.append({"role": "assistant", "content": completion.text})
         check = run.check if number == attempts else _doubting(run)
         attempt = judge(run, completion, number, check)
@@ -78,9 +78,10 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
     return done
 
 
-def _mended(completion: Completion, done: list[Attempt]) -> Completion:
-    """The reply with imports that already failed in this ask put right (imports.mend): its code runs and stays
-    in the dialogue as mended, so the cell shows what ran and the model sees the import that works."""
+def _mended(run: AskRun, completion: Completion, done: list[Attempt]) -> Completion:
+    """The reply with its imports put right before it runs: an import that already failed in this ask
+    (imports.mend), a module or scipy.stats function used and never imported (imports.lacking). The code runs
+    and stays in the dialogue as mended, so the cell shows what ran and the model sees the imports that work."""
     missing = {
         (m[1], m[2])
         for a in done
@@ -88,9 +89,13 @@ def _mended(completion: Completion, done: list[Attempt]) -> Completion:
         and a.execution.error_name == "ImportError"
         and (m := imports.CANNOT_IMPORT.search(a.execution.error_value or ""))
     }
-    code = extract_code(completion.text) if missing else None
-    fixed = imports.mend(code, missing) if code is not None else None
-    if code is None or fixed is None:
+    code = extract_code(completion.text)
+    if code is None:
+        return completion
+    fixed = imports.mend(code, missing) or code
+    added = imports.lacking(fixed, run.frames)
+    fixed = "".join(f"{line}\n" for line in added) + fixed
+    if fixed == code:
         return completion
     body = code.rstrip("\n")
     text = (
@@ -121,11 +126,16 @@ def _ask_again(
     return replace(second, usage=first.usage + second.usage, seconds=first.seconds + second.seconds)
 
 
+#: How many times values lost to a conversion are sent back in one ask.
+LOST_REPAIRS = 2
+
+
 def _doubting(run: AskRun) -> Check:
     check = run.check
-    # Values lost to a conversion go back once: a second run that still loses some may be right to (text with
-    # digits and no number), and another repair of it would only spend an attempt.
-    told = any(a.rejected and answer.LOST_HEAD in a.rejected for a in run.attempts)
+    # Values lost to a conversion go back twice (once may land on a fresh start, which sees it only as a note):
+    # a run that still loses some after that may be right to (text with digits and no number), and another
+    # repair of it would only spend an attempt.
+    told = sum(bool(a.rejected and answer.LOST_HEAD in a.rejected) for a in run.attempts) >= LOST_REPAIRS
 
     def both(execution: ExecutionResult) -> str | None:
         problem = check(execution) if check is not None else None

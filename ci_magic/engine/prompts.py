@@ -133,10 +133,10 @@ missing values in the columns used (e.g. .dropna()) and check that each filter k
 functions give nan when a sample holds NaN: drop them from each sample (or pass nan_policy='omit')."""
 
 DOUBT_LOST = """\
-{line}: the result leaves those values out. Convert them instead of dropping them: remove what surrounds \
-the number first (thousands separators: s.str.replace(',', ''); a percent sign: s.str.rstrip('%'); text around \
-it, as in '12[10-14]' or '3+': s.str.extract(r'(-?\\d+\\.?\\d*)')[0]), then pd.to_numeric; NaN is right only \
-for values that hold no number."""
+{line}: the result leaves those values out. Convert them instead of dropping them — take the number each \
+value holds, without thousands separators: {example}. NaN is right only for values that hold no number."""
+#: How a column's numbers are taken out of text like '37,410', '15.17%', '3+' or '12[10-14]'.
+NUMBER_IN_TEXT = "pd.to_numeric({s}.astype(str).str.replace(',', '').str.extract(r'(-?\\d+\\.?\\d*)')[0])"
 
 FORMAT_ONLY = """\
 {question}

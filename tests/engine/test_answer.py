@@ -273,19 +273,20 @@ def test_a_best_effort_only_copies_numbers_the_run_printed() -> None:
     assert not copied("@share[25.7]", output)  # a percentage is held to the printed value's rounding too
 
 
-def test_numbers_a_conversion_lost_go_back_once_and_stay_said(
+def test_numbers_a_conversion_lost_go_back_twice_and_stay_said(
     fake: FakeModelServer, settings: Settings, tmp_path: Path
 ) -> None:
     note = "[ci_magic] pd.to_numeric(errors='coerce') turned 544 of 856 values of 'cases' that hold a number "
     note += "into NaN, e.g. '630308[495000-801000]'\n"
-    executor = ScriptedExecutor([note + "@mean_cases[2199.55]\n", note + "@mean_cases[2081990.36]\n"])
-    fake.add(fenced("x = pd.to_numeric(df.cases, errors='coerce')"), fenced("x = df.cases.str.extract(...)"))
+    executor = ScriptedExecutor([note + "@mean_cases[2199.55]\n"] * 2 + [note + "@mean_cases[2081990.36]\n"])
+    fake.add(*[fenced(f"x = pd.to_numeric(df.cases, errors='coerce') # {n}") for n in range(3)])
     with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
-        result = it.ask("Mean number of cases?", attempts=3)
+        result = it.ask("Mean number of cases?", attempts=5)
     repair = fake.requests[1]["messages"][-1]["content"]
-    assert "turned 544 of 856 values of 'cases'" in repair and "str.extract" in repair
-    # Some text holds digits and no number: a second run that still loses values is not sent back again…
-    assert [a.outcome for a in result.attempts] == ["rejected", "ok"] and len(fake.requests) == 2
+    assert "turned 544 of 856 values of 'cases'" in repair
+    assert "df['cases'] = pd.to_numeric(df['cases'].astype(str).str.replace(',', '').str.extract(" in repair
+    # Some text holds digits and no number: after two repairs a run that still loses values is not sent back…
+    assert [a.outcome for a in result.attempts] == ["rejected", "rejected", "ok"] and len(fake.requests) == 3
     # …and the user is told what it lost.
     assert result.ok and result.doubt is not None and "544 of 856" in result.doubt
     assert answer.doubt(printed("[ci_magic] something else\n")) is None

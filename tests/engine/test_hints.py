@@ -211,3 +211,22 @@ def test_a_failed_import_is_taken_out_of_its_line_and_imported_from_where_it_is(
         "from scipy.stats import pearsonr\n"
     )
     assert imports.mend(code, {("pearsonr", "scipy")}) is None  # another module's name: untouched
+
+
+def test_modules_and_stats_functions_used_and_never_imported_are_found_before_the_run() -> None:
+    code = (
+        "cleaned = df.x.map(lambda v: re.sub(',', '', v))\n"
+        "r, p = pearsonr(cleaned, df.y)\n"
+        "fit = sm.OLS(df.y, df.x).fit()\n"
+        "def f(math):\n"
+        "    return math + later + np.pi\n"  # a parameter, a name assigned below, a preloaded module
+        "later = datetime.now()\n"  # the class or the module: left to the run
+        "print(sales, undefined_variable)\n"
+    )
+    assert imports.lacking(code, ["df", "sales"]) == [
+        "import re",
+        "from scipy.stats import pearsonr",
+        "import statsmodels.api as sm",
+    ]
+    assert imports.lacking("import re\nprint(re.sub('a', 'b', 'c'))") == []
+    assert imports.lacking("print(") == []  # not Python: the run reports it

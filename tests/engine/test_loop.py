@@ -454,3 +454,15 @@ def test_an_import_that_already_failed_is_put_right_before_the_next_run(
     assert executor.runs[1].code == "import numpy\n" + mended + "print(2)\n"
     assert result.final is not None and result.final.code == executor.runs[1].code
     assert mended in result.final.reply
+
+
+def test_a_module_used_and_never_imported_is_imported_before_the_first_run(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
+    fake.add(fenced("print(re.sub('a', 'b', sales.city[0]), sales.revenue.sum())"))
+    executor.add("bbb 60.0\n")
+    result = it.ask("Total?", {"sales": sales})
+    # No NameError and no repair: the run had its import, and the cell shows the code that ran.
+    assert result.ok and len(fake.requests) == 1
+    assert executor.runs[0].code == "import re\nprint(re.sub('a', 'b', sales.city[0]), sales.revenue.sum())\n"
+    assert result.final is not None and "```python\nimport re\nprint(re.sub(" in result.final.reply
