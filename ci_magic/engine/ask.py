@@ -31,7 +31,9 @@ BudgetCheck = Callable[[Usage, list[Message] | None], None]
 class AskRun:
     """One ask while it runs (see the module docstring). ``sandbox``: gives the executor when code first needs
     it (a sandbox may still be starting while the model reads the prompt); ``wanted``: files the question asks
-    for by name; ``deadline``: ``time.monotonic()`` after which no attempt starts (None: no limit)."""
+    for by name; ``deadline``: ``time.monotonic()`` after which no attempt starts (None: no limit);
+    ``session_names``: names earlier asks' code bound in the sandbox (an import added to the code must not hide
+    one)."""
 
     id: str
     question: str
@@ -44,6 +46,7 @@ class AskRun:
     budget: BudgetCheck | None = None
     deadline: float | None = None
     wanted: Sequence[str] = ()
+    session_names: frozenset[str] = frozenset()
     attempts: list[Attempt] = field(default_factory=list)
 
     @functools.cached_property

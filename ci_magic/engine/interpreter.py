@@ -263,6 +263,7 @@ class Interpreter:
                 budget=limit,
                 deadline=started + self.settings.time_budget_s,
                 wanted=answer.files_asked_for(question, self._user_dir),
+                session_names=self.ledger.bound_names(),
             )
             dialogue = [dict(m) for m in messages]  # grows with the loop's replies and feedback
             run_attempts(run, dialogue, order.attempts)

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core.results import AskResult, AskSummary
 from ..observe.trace import AskTrace
+from ..sandbox.scan import assigned_names
 from .prompts import Turn
 
 __all__ = ["AskEntry", "Ledger"]
@@ -69,6 +70,16 @@ class Ledger:
         """The last ``limit`` working asks since the last reset: what a follow-up question is told."""
         return (
             [e.turn for e in self._entries[self._forgotten :] if e.turn is not None][-limit:] if limit else []
+        )
+
+    def bound_names(self) -> frozenset[str]:
+        """Names the working asks' code bound in the sandbox since the last reset: an import added to new code
+        (engine/imports.py) must not hide one."""
+        return frozenset(
+            n
+            for e in self._entries[self._forgotten :]
+            if e.turn is not None
+            for n in assigned_names(e.turn.code)
         )
 
     def forget_turns(self) -> None:

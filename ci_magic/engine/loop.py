@@ -93,7 +93,7 @@ def _mended(run: AskRun, completion: Completion, done: list[Attempt]) -> Complet
     if code is None:
         return completion
     fixed = imports.mend(code, missing) or code
-    added = imports.lacking(fixed, run.frames)
+    added = imports.lacking(fixed, [*run.frames, *run.session_names])
     fixed = "".join(f"{line}\n" for line in added) + fixed
     if fixed == code:
         return completion

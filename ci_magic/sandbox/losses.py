@@ -4,7 +4,7 @@
 such as ``'37,410'``, ``'3+'`` or ``'630308[495000-801000]'`` it returns NaN for every one of them: the mean,
 the correlation or the count that follows is computed over the rest, runs cleanly and is wrong. A pandas user
 would want to know; so does the parent, which reads the note (engine/answer.py) and sends the run back as a
-repair once. Only values that hold a digit count as lost: ``'N/A'``, ``'-'`` or ``''`` are missing values that
+repair (at most twice an ask). Only values that hold a digit count as lost: ``'N/A'``, ``'-'`` or ``''`` are missing values that
 coercion is right to drop.
 
 Exec'd into the kernel at every start (startup.py, gateway/kernel.py) from its source, like ``transfer.py``: it

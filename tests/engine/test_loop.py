@@ -466,3 +466,14 @@ def test_a_module_used_and_never_imported_is_imported_before_the_first_run(
     assert result.ok and len(fake.requests) == 1
     assert executor.runs[0].code == "import re\nprint(re.sub('a', 'b', sales.city[0]), sales.revenue.sum())\n"
     assert result.final is not None and "```python\nimport re\nprint(re.sub(" in result.final.reply
+
+
+def test_an_added_import_never_hides_a_name_an_earlier_ask_made(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
+    fake.add(fenced("stats = {'n': 3}\nprint(stats)"), fenced("print(stats['n'], pearsonr)"))
+    executor.add("{'n': 3}\n", "3\n")
+    it.ask("Make stats")
+    it.ask("And n?")
+    # stats is the earlier ask's dict, not scipy's module; pearsonr is still imported.
+    assert executor.runs[1].code == "from scipy.stats import pearsonr\nprint(stats['n'], pearsonr)\n"
