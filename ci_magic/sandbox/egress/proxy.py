@@ -8,7 +8,7 @@ run's :class:`~ci_magic.core.hosts.Policy` (names only; resolved addresses publi
 tunnels the bytes. Everything is bounded: the request head (16 KB, 10 s), connections at once, idle time, each
 connection's life, and the bytes of each run (the budget). Every connection is accounted for — allowed and
 refused hosts with their bytes — and :meth:`Egress.take` hands the record of a run to the sandbox. Request
-heads are parsed by h11 (strict HTTP/1.1), never by hand.
+heads are read and parsed in ``head.py`` (h11: strict HTTP/1.1, never by hand).
 
 One asyncio loop on one daemon thread serves the egress sockets of every sandbox of the process.
 """
@@ -26,18 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
-
-import h11
 
 from ...core.hosts import IPAddress, Policy
 from ...core.results import NetUse
 from .forward import pump
 from .handover import receive
+from .head import MAX_HEAD, parse_head, read_head
 
 __all__ = ["Egress", "EgressLimits", "MappedResolver", "Resolver", "SystemResolver"]
-
-MAX_HEAD = 16 * 1024
 
 
 class Resolver(Protocol):
@@ -231,7 +227,7 @@ class Egress:
             if rest:  # no end of head within MAX_HEAD bytes
                 await _answer(conn, 431, "request head too large")
             return None
-        parsed = _parse_head(raw)
+        parsed = parse_head(raw)
         if parsed is None:
             await _answer(conn, 400, "not an HTTP/1.1 proxy request")
             return None
@@ -283,14 +279,14 @@ class Egress:
     async def _head(
         self, loop: asyncio.AbstractEventLoop, conn: socket.socket, unix: bool
     ) -> tuple[bytes | None, bytes] | None:
-        """:func:`_read_head`, under one deadline with the first bytes of a Unix connection, which may hand a
+        """:func:`~.head.read_head`, under one deadline with the first bytes of a Unix connection, which may hand a
         listener over instead (then None)."""
         start = b""
         if unix:
             start, handed = await receive(loop, conn, self._adopt, MAX_HEAD)
             if handed:
                 return None
-        return await _read_head(loop, conn, start)
+        return await read_head(loop, conn, start)
 
     async def _connect(self, addresses: list[IPAddress], port: int) -> socket.socket | None:
         loop = asyncio.get_running_loop()
@@ -331,64 +327,6 @@ def _shut(*socks: socket.socket) -> None:
     for sock in socks:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-
-
-async def _read_head(
-    loop: asyncio.AbstractEventLoop, conn: socket.socket, start: bytes = b""
-) -> tuple[bytes | None, bytes]:
-    """(the request head, what came after it — ``start``: the bytes already read); (None, b"") when the client
-    went away first, (None, the bytes) when no head ended within MAX_HEAD bytes."""
-    buffer = bytearray(start)
-    while True:
-        end = buffer.find(b"\r\n\r\n")
-        if end >= 0:
-            return bytes(buffer[: end + 4]), bytes(buffer[end + 4 :])
-        if len(buffer) > MAX_HEAD:
-            return None, bytes(buffer[:1])
-        chunk = await loop.sock_recv(conn, MAX_HEAD)
-        if not chunk:
-            return None, b""
-        buffer += chunk
-
-
-def _parse_head(raw: bytes) -> tuple[str, str, int, bytes] | None:
-    """(method, host, port, the head to send upstream) of a proxy request, or None when it is not one: CONNECT
-    host:port, or an absolute http:// URL (sent on in origin form, one request per connection)."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-    conn.receive_data(raw)
-    try:
-        event = conn.next_event()
-    except h11.RemoteProtocolError:
-        return None
-    if not isinstance(event, h11.Request):
-        return None
-    method, target = event.method.decode("ascii"), event.target.decode("ascii", "replace")
-    if method == "CONNECT":
-        host, _, port_text = target.rpartition(":")
-        if not host or not port_text.isdigit():
-            return None
-        return method, host.strip("[]"), int(port_text), b""
-    url = urlsplit(target)
-    if url.scheme != "http" or not url.hostname:
-        return None
-    try:
-        port = url.port or 80
-    except ValueError:
-        return None
-    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-    # The Host header is the URL's: a different one would let a shared front (a CDN) route to a host the list
-    # does not name.
-    dropped = (b"connection", b"keep-alive", b"host")
-    kept = [
-        (name, value)
-        for name, value in event.headers
-        if not name.lower().startswith(b"proxy-") and name.lower() not in dropped
-    ]
-    authority = url.netloc.rpartition("@")[2]  # never credentials in the Host header
-    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + authority.encode("ascii", "replace")]
-    lines += [name + b": " + value for name, value in kept]
-    lines.append(b"Connection: close")
-    return method, url.hostname, port, b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 async def _answer(conn: socket.socket, status: int, text: str) -> None:
