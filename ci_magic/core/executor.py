@@ -11,7 +11,7 @@ raises :class:`~ci_magic.core.errors.SandboxError` only when it cannot run anyth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .results import ExecutionResult
@@ -63,6 +63,11 @@ class Executor(Protocol):
 
     def written_files(self) -> list[str]:
         """Files the code created in its working folder, relative paths."""
+        ...
+
+    def forget(self, names: Sequence[str]) -> None:
+        """Drop these variables from the sandbox (a failed attempt's leftovers: a retry that uses one without
+        making it must fail as it would in a fresh kernel, not print the failed attempt's value)."""
         ...
 
     def copy_file(self, path: str, out: Sink, limit: int) -> int:

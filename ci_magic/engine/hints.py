@@ -164,6 +164,11 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
     undefined = _UNDEFINED.search(value) if name == "NameError" else None
     if undefined and (where := imports.stats_name(undefined[1]) or imports.module_import(undefined[1], line)):
         found.append(f"{undefined[1]} is not imported: {where}")
+    elif undefined:
+        found.append(
+            f"{undefined[1]} is used before this program makes it: define it first. Each reply runs as a "
+            "complete program on its own; variables from earlier attempts are gone."
+        )
     if name == "IndexError" and "invalid index to scalar variable" in value:
         found.append(
             "The value indexed is one number, not an array or a pair: use it without [ ]. A scipy.stats test's "

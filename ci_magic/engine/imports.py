@@ -66,22 +66,29 @@ _AMBIGUOUS = frozenset({"datetime"})
 PRELOADED = frozenset({"pd", "np", "plt", "display", "get_ipython", "In", "Out", "exit", "quit"})
 
 
+def undefined(code: str, defined: Iterable[str] = ()) -> list[str]:
+    """The names ``code`` uses and never binds or imports, in the order it uses them (pyflakes: scopes,
+    comprehensions and all); ``defined``: names the sandbox holds before the code runs. [] for what is not
+    Python (the run reports it)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found = checker.Checker(tree, builtins=set(defined) | PRELOADED)
+    names = sorted(
+        (m for m in found.messages if isinstance(m, messages.UndefinedName)), key=lambda m: (m.lineno, m.col)
+    )
+    return list(dict.fromkeys(str(m.message_args[0]) for m in names))
+
+
 def lacking(code: str, defined: Iterable[str] = ()) -> list[str]:
     """Import lines for the modules, usual aliases and scipy.stats functions ``code`` uses and never imports:
     ``re.sub(...)`` without ``import re``, ``pearsonr(x, y)`` without its import — a NameError on the first run,
-    and a whole repair for the model. ``defined``: names the sandbox holds before the code runs (the frames);
-    pyflakes finds the undefined names, scopes and all. Other undefined names are left for the run to report."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return []
-    found = checker.Checker(tree, builtins=set(defined) | PRELOADED)
-    undefined = sorted(
-        (m for m in found.messages if isinstance(m, messages.UndefinedName)), key=lambda m: (m.lineno, m.col)
-    )
-    names = dict.fromkeys(str(m.message_args[0]) for m in undefined)  # in the order the code uses them
+    and a whole repair for the model. ``defined``: names the sandbox holds before the code runs (the frames).
+    Other undefined names are left for the run to report."""
     # datetime.now() wants the class, datetime.date.today() the module: the repair sees which.
-    lines = (module_import(n, None) or stats_name(n) for n in names if n not in _AMBIGUOUS)
+    names = (n for n in undefined(code, defined) if n not in _AMBIGUOUS)
+    lines = (module_import(n, None) or stats_name(n) for n in names)
     return [line for line in lines if line is not None]
 
 

@@ -21,6 +21,7 @@ from ..core.executor import Frame
 from ..core.results import Attempt, ExecutionResult
 from ..core.settings import Settings
 from ..providers import Completion, Message
+from ..sandbox.scan import assigned_names
 from . import answer, hints, imports, prompts
 from .ask import AskRun, BudgetCheck, Check
 from .extract import extract_code
@@ -57,6 +58,9 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         if copied is not None:
             completion = _mended(run, _ask_again(run, messages, completion, copied, number), done)
         messages.append({"role": "assistant", "content": completion.text})
+        stale = _leftovers(run, extract_code(completion.text), done)
+        if stale:  # the retry runs as the program it is, not on a failed attempt's values
+            run.executor.forget(stale)
         check = run.check if number == attempts else _doubting(run)
         attempt = judge(run, completion, number, check)
         if attempt.ok:
@@ -104,6 +108,19 @@ def _mended(run: AskRun, completion: Completion, done: list[Attempt]) -> Complet
         else f"```python\n{fixed}```"
     )
     return replace(completion, text=text)
+
+
+def _leftovers(run: AskRun, code: str | None, done: list[Attempt]) -> list[str]:
+    """Names the code uses and never makes that only an earlier (failed) attempt of this ask made. A small
+    model's repair often sends only the lines it changed: run in the sandbox that still holds the failed
+    attempt's variables, it would print their values as its answer (dev q55 printed the mean of a conversion it
+    had just been told was wrong) and fail in a fresh kernel or a re-run of the export."""
+    if code is None or not done:
+        return []
+    made = (
+        set().union(*(assigned_names(a.code) for a in done if a.code)) - set(run.frames) - run.session_names
+    )
+    return [n for n in imports.undefined(code, [*run.frames, *run.session_names]) if n in made]
 
 
 def _copied(code: str | None, done: list[Attempt]) -> Attempt | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +90,7 @@ class ScriptedExecutor:
         self.isolated = not self._warnings_of_isolation
         self.runs: list[Run] = []
         self.held: dict[str, Any] = {}  # the frames and variables "in the sandbox"
+        self.forgotten: list[str] = []  # names the engine had dropped (forget)
         self.warnings: list[str] = []
         self.files: dict[str, bytes] = {}  # what the code "wrote": a Step's ``writes``
         self.limits: Limits | None = None
@@ -156,6 +157,11 @@ class ScriptedExecutor:
             else:
                 self.warnings.append(f"the code did not create a variable named {name!r}")
         return got
+
+    def forget(self, names: Sequence[str]) -> None:
+        self.forgotten += list(names)
+        for name in names:
+            self.held.pop(name, None)
 
     def written_files(self) -> list[str]:
         return sorted(self.files)

@@ -266,6 +266,10 @@ class ChildKernel:
 
     # -- running code ---------------------------------------------------------------------------------------
 
+    def forget(self, names: list[str]) -> None:
+        """Delete these globals, quietly (identifiers only: the caller checks)."""
+        self.execute(f"for _n in {names!r}:\n    globals().pop(_n, None)\ndel _n", silent=True)
+
     def execute(
         self,
         code: str,

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -307,6 +307,14 @@ class Sandbox:
             return host_files.list_files(fd, skip=self._user_entries)
         finally:
             os.close(fd)
+
+    def forget(self, names: Sequence[str]) -> None:
+        """Drop these variables from the kernel (see Executor.forget); names are identifiers, checked here."""
+        names = sorted(n for n in names if n.isidentifier())
+        if names:
+            with self._lock:
+                self._check_restarted()
+                self._kernel.forget(names)
 
     def written_files(self) -> list[str]:
         """Files the code created in its working folder (not the user's own files, which are read-only)."""

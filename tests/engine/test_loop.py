@@ -477,3 +477,22 @@ def test_an_added_import_never_hides_a_name_an_earlier_ask_made(
     it.ask("And n?")
     # stats is the earlier ask's dict, not scipy's module; pearsonr is still imported.
     assert executor.runs[1].code == "from scipy.stats import pearsonr\nprint(stats['n'], pearsonr)\n"
+
+
+def test_a_retry_never_runs_on_a_failed_attempts_leftovers(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
+    fake.add(
+        fenced("mean_cases = sales.revenue.mean()\nprint(bad)"),
+        fenced(
+            "sales['x'] = 1\nprint(mean_cases, sales.x.sum())"
+        ),  # only the changed lines: a partial program
+        fenced("mean_cases = sales.revenue.mean()\nprint(mean_cases)"),
+    )
+    executor.add(error("NameError", "name 'bad' is not defined"))
+    executor.add(error("NameError", "name 'mean_cases' is not defined"), "20.0\n")
+    result = it.ask("Mean?", {"sales": sales}, attempts=3)
+    # The partial program ran without the failed attempt's mean_cases (as it would in a fresh kernel), and the
+    # repair says why; the complete program binds it itself and nothing is dropped for it.
+    assert executor.forgotten == ["mean_cases"] and result.ok and len(executor.runs) == 3
+    assert "used before this program makes it" in fake.requests[2]["messages"][-1]["content"]

@@ -214,3 +214,10 @@ def test_numbers_a_coercing_conversion_turns_into_nan_are_said_on_stderr(sandbox
         "[ci_magic] pd.to_numeric(errors='coerce') turned 2 of 5 values that hold a number into NaN, one value "
         "at a time, e.g. '37,410', '3+'",
     ]
+
+
+def test_forgotten_variables_are_gone_and_nothing_else_is(sandbox: Sandbox) -> None:
+    sandbox.run("a, b = 1, len(df) + 1", {"df": pd.DataFrame({"x": [1]})})
+    sandbox.forget(["a", "missing", "not an identifier; import os"])
+    after = sandbox.run("print('a' in globals(), b, len(df), pd.__name__)")
+    assert after.text() == "False 2 1 pandas\n"

@@ -28,7 +28,7 @@ import shutil
 import tempfile
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -253,6 +253,14 @@ class GatewaySandbox:
     def fetch(self, names: list[str]) -> dict[str, Any]:
         """Copy values out of the kernel: frames as Arrow bytes, scalars as JSON, both checked. Never pickle."""
         return transfer.fetch(self._kernel, names, self.limits.max_transfer_mb * 1024 * 1024, self.warnings)
+
+    def forget(self, names: Sequence[str]) -> None:
+        """Drop these variables from the kernel (see Executor.forget)."""
+        names = sorted(n for n in names if n.isidentifier())
+        if names:
+            with self._lock:
+                self._check_restarted()
+                self._kernel.forget(names)
 
     def written_files(self) -> list[str]:
         """Files the code created (or changed) in its working folder on the kernel, relative paths."""
