@@ -99,6 +99,15 @@ def test_errors_are_data(sandbox: GatewaySandbox) -> None:
     assert "missing" in (result.traceback or "") and result.outputs[0]["text"] == "before\n"
 
 
+def test_forgotten_variables_are_gone_and_lost_numbers_are_said(sandbox: GatewaySandbox) -> None:
+    sandbox.run("a, b = 1, 2")
+    sandbox.forget(["a", "not an identifier; import os"])
+    assert sandbox.run("print('a' in globals(), b)").text() == "False 2\n"
+    # sandbox/losses.py runs in a gateway kernel too.
+    lost = sandbox.run("x = pd.to_numeric(pd.Series(['1', '2,5']), errors='coerce')").text()
+    assert lost.startswith("[ci_magic] pd.to_numeric(errors='coerce') turned 1 of 2 values")
+
+
 def test_timeout_interrupts_and_the_kernel_stays_usable(sandbox: GatewaySandbox) -> None:
     sandbox.run("kept = 1")
     started = time.monotonic()
