@@ -23,7 +23,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,9 +266,11 @@ class ChildKernel:
 
     # -- running code ---------------------------------------------------------------------------------------
 
-    def forget(self, names: list[str]) -> None:
-        """Delete these globals, quietly (identifiers only: the caller checks)."""
-        self.execute(f"for _n in {names!r}:\n    globals().pop(_n, None)\ndel _n", silent=True)
+    def forget(self, names: Sequence[str]) -> None:
+        """Delete these globals, quietly; only identifiers are taken (anything else is skipped)."""
+        kept = sorted(n for n in names if n.isidentifier())
+        if kept:
+            self.execute(f"for _n in {kept!r}:\n    globals().pop(_n, None)\ndel _n", silent=True)
 
     def execute(
         self,

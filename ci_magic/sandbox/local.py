@@ -309,12 +309,10 @@ class Sandbox:
             os.close(fd)
 
     def forget(self, names: Sequence[str]) -> None:
-        """Drop these variables from the kernel (see Executor.forget); names are identifiers, checked here."""
-        names = sorted(n for n in names if n.isidentifier())
-        if names:
-            with self._lock:
-                self._check_restarted()
-                self._kernel.forget(names)
+        """Drop these variables from the kernel (see Executor.forget; ChildKernel.forget checks the names)."""
+        with self._lock:
+            self._check_restarted()
+            self._kernel.forget(names)
 
     def written_files(self) -> list[str]:
         """Files the code created in its working folder (not the user's own files, which are read-only)."""

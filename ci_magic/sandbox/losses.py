@@ -52,11 +52,15 @@ def lost(arg: Any, result: Any) -> str | None:
         return None
     label = getattr(arg, "name", None)
     name = f" of {str(label)!r}" if label is not None else ""
-    examples = ", ".join(repr(v[:EXAMPLE_CHARS]) for v in list(dict.fromkeys(with_digit.tolist()))[:EXAMPLES])
+    examples = _examples(with_digit.tolist())
     return (
         f"{MARK}pd.to_numeric(errors='coerce') turned {len(with_digit)} of {int(present.sum())} values{name} "
         f"that hold a number into NaN, e.g. {examples}"
     )
+
+
+def _examples(values: list[str]) -> str:
+    return ", ".join(repr(v[:EXAMPLE_CHARS]) for v in list(dict.fromkeys(values))[:EXAMPLES])
 
 
 def _count_one(arg: Any, result: Any) -> None:
@@ -74,7 +78,7 @@ def _cell_ended(*_: Any) -> None:
     seen, gone = _one_by_one["seen"], _one_by_one["lost"]
     _one_by_one.update(seen=0, lost=[])
     if gone:
-        examples = ", ".join(repr(v[:EXAMPLE_CHARS]) for v in list(dict.fromkeys(gone))[:EXAMPLES])
+        examples = _examples(gone)
         _say(
             f"{MARK}pd.to_numeric(errors='coerce') turned {len(gone)} of {seen} values that hold a number into "
             f"NaN, one value at a time, e.g. {examples}"

@@ -255,12 +255,10 @@ class GatewaySandbox:
         return transfer.fetch(self._kernel, names, self.limits.max_transfer_mb * 1024 * 1024, self.warnings)
 
     def forget(self, names: Sequence[str]) -> None:
-        """Drop these variables from the kernel (see Executor.forget)."""
-        names = sorted(n for n in names if n.isidentifier())
-        if names:
-            with self._lock:
-                self._check_restarted()
-                self._kernel.forget(names)
+        """Drop these variables from the kernel (see Executor.forget; ChildKernel.forget checks the names)."""
+        with self._lock:
+            self._check_restarted()
+            self._kernel.forget(names)
 
     def written_files(self) -> list[str]:
         """Files the code created (or changed) in its working folder on the kernel, relative paths."""
