@@ -271,7 +271,10 @@ def test_the_proxy_accepts_on_the_sandboxs_listener_and_takes_nothing_else_hande
         "print('relay thread ->', any(t.name == 'ci-magic-egress' for t in threading.enumerate()))\n"
         "r, w = os.pipe()\n"
         "print('pipe ->', hand(HAND, [r]))\n"
-        "print('not listening ->', hand(HAND, [socket.socket().fileno()]))\n"
+        # Held in a name: a socket made only for its number is closed before it is sent, and the number is then
+        # whichever descriptor the kernel gives next (the hand's own socket, or nothing: EBADF, no line).
+        "idle = socket.socket()\n"
+        "print('not listening ->', hand(HAND, [idle.fileno()]))\n"
         "u = socket.socket(socket.AF_UNIX); u.bind('\\0ci-magic-test'); u.listen(1)\n"
         "print('unix listener ->', hand(HAND, [u.fileno()]))\n"
         "ls = [socket.create_server(('127.0.0.1', 0)) for _ in range(2)]\n"
