@@ -157,6 +157,10 @@ def _csv(fh: BinaryIO, size: int, ext: str) -> list[Bit]:
         dialect: Any = csv.Sniffer().sniff(_sniff_sample(sample), delimiters=",;\t|")
     except csv.Error:
         dialect = None
+    if dialect is not None:
+        # Names and values as pandas reads them: read_csv keeps the space after a delimiter (' WINDSPEED'), and
+        # a description without it has the model write a name that is not there.
+        dialect.skipinitialspace = False
     rows = list(
         enumerate(csv.reader(io.StringIO(sample), dialect) if dialect else csv.reader(io.StringIO(sample)), 1)
     )

@@ -2,7 +2,9 @@
 
 Each attempt is one :func:`~ci_magic.engine.step.attempt` (ask, extract, run, judge); the loop adds the dialogue:
 what went wrong goes back to the model as the next user message, and a dialogue that goes round in circles is
-restarted from the question with the failures as notes.
+restarted from the question with the failures as notes. A failure whose fix is mechanical (engine/mends.py: a
+column name spelt differently, a test's result unpacked short) is put right and run as the next attempt without
+asking the model.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from ..core import privacy
 from ..core.errors import CIMagicError
 from ..core.events import Event, Retry
 from ..core.executor import Frame
-from ..core.results import Attempt, ExecutionResult
+from ..core.results import Attempt, ExecutionResult, Usage
 from ..core.settings import Settings
 from ..providers import Completion, Message
 from ..sandbox.scan import assigned_names
 from . import answer, hints, imports, prompts
 from .ask import AskRun, BudgetCheck, Check
 from .extract import extract_code
+from .mends import put_right
 from .step import call_model, judge, side_step
 
 __all__ = ["BudgetCheck", "Check", "run_attempts"]
@@ -48,15 +51,20 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
     """
     done = run.attempts
     opening = [dict(m) for m in messages]  # the system prompt and the question, as first sent
+    righted: Completion | None = None  # a failed reply with its mechanical mistake put right: run, not asked
     for number in range(1, attempts + 1):
         if done and run.deadline is not None and time.monotonic() >= run.deadline:
             break
-        # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks that.
-        temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
-        completion = _mended(run, call_model(run, messages, number, temperature), done)
-        copied = _copied(extract_code(completion.text), done)
-        if copied is not None:
-            completion = _mended(run, _ask_again(run, messages, completion, copied, number), done)
+        if righted is not None:
+            completion, righted = righted, None
+        else:
+            # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks
+            # that.
+            temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
+            completion = _mended(run, call_model(run, messages, number, temperature), done)
+            copied = _copied(extract_code(completion.text), done)
+            if copied is not None:
+                completion = _mended(run, _ask_again(run, messages, completion, copied, number), done)
         messages.append({"role": "assistant", "content": completion.text})
         stale = _leftovers(run, extract_code(completion.text), done)
         if stale:  # the retry runs as the program it is, not on a failed attempt's values
@@ -77,6 +85,7 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
         messages.append({"role": "user", "content": attempt.problem})
         if restart:
             messages[:] = _fresh_start(opening, done, run.frames, run.settings.context_detail)
+        righted = _put_right(run, completion, attempt)
         if number < attempts:
             run.emit(Event(Retry(attempt.problem), number))
     return done
@@ -99,15 +108,27 @@ def _mended(run: AskRun, completion: Completion, done: list[Attempt]) -> Complet
     fixed = imports.mend(code, missing) or code
     added = imports.lacking(fixed, [*run.frames, *run.session_names])
     fixed = "".join(f"{line}\n" for line in added) + fixed
-    if fixed == code:
-        return completion
+    return completion if fixed == code else replace(completion, text=_rewritten(completion.text, code, fixed))
+
+
+def _rewritten(reply: str, code: str, fixed: str) -> str:
+    """The reply with its code replaced by ``fixed`` (the prose around it kept)."""
     body = code.rstrip("\n")
-    text = (
-        completion.text.replace(body, fixed.rstrip("\n"), 1)
-        if body in completion.text
-        else f"```python\n{fixed}```"
-    )
-    return replace(completion, text=text)
+    return reply.replace(body, fixed.rstrip("\n"), 1) if body in reply else f"```python\n{fixed}```"
+
+
+def _put_right(run: AskRun, completion: Completion, attempt: Attempt) -> Completion | None:
+    """The failed reply with its mechanical mistake put right (engine/mends.py: a column name spelt differently,
+    a test's result unpacked into too few names), as a reply that costs no model time; None when the failure is
+    not one of them."""
+    execution = attempt.execution
+    if execution is None or attempt.code is None:
+        return None
+    known = [c for cols in columns(run.frames).values() for c in cols]
+    fixed = put_right(attempt.code, execution.error_name, execution.error_value, execution.traceback, known)
+    if fixed is None:
+        return None
+    return Completion(_rewritten(completion.text, attempt.code, fixed), Usage(), 0.0, finish_reason="stop")
 
 
 def _leftovers(run: AskRun, code: str | None, done: list[Attempt]) -> list[str]:

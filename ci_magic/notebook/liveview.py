@@ -59,6 +59,8 @@ class LiveView:
             self.total += data.prompt_tokens + data.completion_tokens
             self.state = "model done"
         elif isinstance(data, Code):
+            # A run without a model request first (a misspelt column put right) is an attempt of its own too.
+            self.attempt = event.attempt
             self.state, self._phase_started = "running in the sandbox", time.monotonic()
             self.outputs = []  # a new run: the last one's output (a failed attempt's) is replaced
             self._sync()

@@ -496,3 +496,20 @@ def test_a_retry_never_runs_on_a_failed_attempts_leftovers(
     # repair says why; the complete program binds it itself and nothing is dropped for it.
     assert executor.forgotten == ["mean_cases"] and result.ok and len(executor.runs) == 3
     assert "used before this program makes it" in fake.requests[2]["messages"][-1]["content"]
+
+
+def test_a_column_spelt_differently_is_put_right_and_run_without_asking_the_model(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
+    fake.add(fenced("print(sales.groupby('Region')['Revenue'].sum())"))
+    executor.add(error("KeyError", "'Region'"), error("KeyError", "'Revenue'"), "a 60.0\n")
+    result = it.ask("Revenue by region?", {"sales": sales}, attempts=3)
+    # One model request; the names were put right one error at a time, each run its own attempt at no model
+    # time, and the cell shows the code that ran.
+    assert result.ok and len(fake.requests) == 1 and len(result.attempts) == 3
+    assert [r.code for r in executor.runs[1:]] == [
+        "print(sales.groupby('region')['Revenue'].sum())\n",
+        "print(sales.groupby('region')['revenue'].sum())\n",
+    ]
+    assert result.final is not None and "groupby('region')['revenue']" in result.final.reply
+    assert result.attempts[1].usage.completion_tokens == 0 and result.attempts[1].model_seconds == 0.0

@@ -1,0 +1,135 @@
+"""Failures whose fix is not a question for the model, put right in the code that failed and run again.
+
+A small model, told the exact fix, often writes the same mistake again, attempt after attempt (dev: five repairs
+of one KeyError). Two such mistakes are mechanical and their fix certain:
+
+- a column name spelt differently from the data — ``'DATE_TIME'`` for ``'DATE TIME'``, ``'windspeed'`` for
+  ``' WINDSPEED'`` (the header had a space after each comma) — when the name the KeyError quotes differs from
+  exactly one column only in case, spaces and punctuation;
+- a scipy.stats result unpacked into fewer names than it holds (``chi2, p = chi2_contingency(t)``: four values;
+  ``slope, intercept = linregress(x, y)``: five), whose values come in a documented order: the first ones are
+  kept (``chi2, p, *_ = …``).
+
+The code runs again as a whole, as a failed import is mended (engine/imports.py), and the cell shows what ran.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import tokenize
+from collections.abc import Iterable
+
+from .hints import failing_line
+from .imports import in_scipy_stats
+
+__all__ = ["put_right", "respell", "unpacked"]
+
+_SQUASH = re.compile(r"[\W_]+")
+#: Code that renames columns (or strips, lowers… them): the names it uses are its own, not the data's.
+_RENAMES = re.compile(r"\.columns\s*=(?!=)|\.rename\s*\(|set_axis\s*\(")
+
+
+_TOO_MANY = re.compile(r"too many values to unpack \(expected (\d+)\)")
+#: ``a, b = f(...)`` at the start of a line: the names, and the call's function.
+_UNPACK = re.compile(r"^(\s*)(\w+(?:\s*,\s*\w+)+)(\s*=(?!=)\s*)(?:[\w.]+\.)?(\w+)\(")
+
+
+def put_right(
+    code: str, name: str | None, value: str | None, traceback: str | None, columns: Iterable[str]
+) -> str | None:
+    """``code`` with the mechanical mistake behind its error (``name``: ``value``) put right, or None when the
+    failure is not one of them."""
+    if name == "KeyError":
+        return respell(code, value or "", columns)
+    if name == "ValueError" and (m := _TOO_MANY.search(value or "")):
+        return unpacked(code, int(m.group(1)), traceback)
+    return None
+
+
+def unpacked(code: str, expected: int, traceback: str | None) -> str | None:
+    """The failing line ``a, b = stats_function(...)`` (``expected`` names) as ``a, b, *_ = …``, or None."""
+    failing = failing_line(traceback)
+    lines = code.splitlines(keepends=True)
+    if failing is None or not 1 <= failing[0] <= len(lines):
+        return None
+    line = lines[failing[0] - 1]
+    m = _UNPACK.match(line)
+    if m is None or len(m.group(2).split(",")) != expected or not in_scipy_stats(m.group(4)):
+        return None
+    lines[failing[0] - 1] = f"{m.group(1)}{m.group(2)}, *_{line[m.end(2) :]}"
+    return "".join(lines)
+
+
+def _squash(name: str) -> str:
+    return _SQUASH.sub("", name).lower()
+
+
+def respell(code: str, error: str, columns: Iterable[str]) -> str | None:
+    """``code`` with each string literal that the ``error`` quotes and that is no column, but one column up to
+    case, spaces and punctuation, replaced by that column's name; None when there is nothing to put right.
+
+    ``columns``: the data's column names. Columns the code itself creates (``df['Month'] = …``) count too, so a
+    later ``'month'`` becomes ``'Month'``. The code runs again as a whole, so a wrong guess costs one run of it
+    and no model time."""
+    if _RENAMES.search(code):
+        return None
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+        made = _created(ast.parse(code))
+    except (tokenize.TokenError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    data = set(columns)
+    by_squash: dict[str, set[str]] = {}
+    for name in data | made:
+        by_squash.setdefault(_squash(name), set()).add(name)
+    edits: list[tuple[tuple[int, int], tuple[int, int], str]] = []
+    for tok in tokens:
+        if tok.type != tokenize.STRING:
+            continue
+        try:
+            value = ast.literal_eval(tok.string)  # an f-string is no literal: left alone
+        except (ValueError, SyntaxError, RecursionError, MemoryError):
+            continue
+        # A name the code makes and the error still quotes was read before it was made (df['A_B'] =
+        # f(df['A_B']) for the column 'A B'): it is put right with the rest.
+        if not isinstance(value, str) or value in data or not _quoted(value, error):
+            continue
+        match = by_squash.get(_squash(value), set()) - {value}
+        if len(match) == 1 and _squash(value):
+            edits.append((tok.start, tok.end, repr(next(iter(match)))))
+    return _apply(code, edits) if edits else None
+
+
+def _quoted(value: str, error: str) -> bool:
+    """Whether the error names ``value`` (KeyError: 'x'; "['x', 'y'] not in index"; "None of [Index(['x'])…")."""
+    return repr(value) in error or f'"{value}"' in error
+
+
+def _created(tree: ast.AST) -> set[str]:
+    """Column names the code assigns by subscript: ``frame['name'] = …`` (and augmented, annotated alike)."""
+    found = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Store)
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
+            found.add(node.slice.value)
+    return found
+
+
+def _apply(code: str, edits: list[tuple[tuple[int, int], tuple[int, int], str]]) -> str:
+    """The edits made on the code: tokenize's (row, column) positions count characters, rows from 1."""
+    lines = code.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    out, at = [], 0
+    for (row, col), (end_row, end_col), text in edits:
+        begin, end = starts[row - 1] + col, starts[end_row - 1] + end_col
+        out += [code[at:begin], text]
+        at = end
+    return "".join(out) + code[at:]
