@@ -31,6 +31,7 @@ _SQUASH = re.compile(r"[\W_]+")
 _RENAMES = re.compile(r"\.columns\s*=(?!=)|\.rename\s*\(|set_axis\s*\(")
 
 
+_NOT_FOUND = re.compile(r"^['\"]?Column not found: (.*?)['\"]?$")
 _TOO_MANY = re.compile(r"too many values to unpack \(expected (\d+)\)")
 #: ``a, b = f(...)`` at the start of a line: the names, and the call's function.
 _UNPACK = re.compile(r"^(\s*)(\w+(?:\s*,\s*\w+)+)(\s*=(?!=)\s*)(?:[\w.]+\.)?(\w+)\(")
@@ -103,8 +104,10 @@ def respell(code: str, error: str, columns: Iterable[str]) -> str | None:
 
 
 def _quoted(value: str, error: str) -> bool:
-    """Whether the error names ``value`` (KeyError: 'x'; "['x', 'y'] not in index"; "None of [Index(['x'])…")."""
-    return repr(value) in error or f'"{value}"' in error
+    """Whether the error names ``value`` (KeyError: 'x'; "['x', 'y'] not in index"; "None of [Index(['x'])…";
+    a groupby's 'Column not found: x', unquoted)."""
+    unquoted = _NOT_FOUND.search(error)
+    return repr(value) in error or f'"{value}"' in error or (unquoted is not None and unquoted[1] == value)
 
 
 def _created(tree: ast.AST) -> set[str]:

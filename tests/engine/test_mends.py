@@ -23,6 +23,9 @@ def test_the_name_the_error_quotes_becomes_the_one_column_it_differs_from_only_i
     )
     # Only what the error names: the next name is put right when it fails in turn.
     assert respell('x = df["windspeed"]\n', "'windspeed'", BARO) == "x = df[' WINDSPEED']\n"
+    # A groupby names the column it lacks without quotes.
+    code = "m = df.groupby('DATE TIME')['WINDSPEED'].mean()\n"
+    assert respell(code, "'Column not found: WINDSPEED'", BARO) == code.replace("'WINDSPEED'", "' WINDSPEED'")
 
 
 def test_columns_the_code_makes_count_and_a_list_of_missing_names_is_read() -> None:
