@@ -8,7 +8,8 @@ of one KeyError). Two such mistakes are mechanical and their fix certain:
   exactly one column only in case, spaces and punctuation;
 - a scipy.stats result unpacked into fewer names than it holds (``chi2, p = chi2_contingency(t)``: four values;
   ``slope, intercept = linregress(x, y)``: five), whose values come in a documented order: the first ones are
-  kept (``chi2, p, *_ = …``).
+  kept (``chi2, p, *_ = …``); and pandas' ``.corr()``, one number, unpacked as a coefficient and its p-value
+  (``r, p = x.corr(y)``): the scipy.stats test of the same method gives both.
 
 The code runs again as a whole, as a failed import is mended (engine/imports.py), and the cell shows what ran.
 """
@@ -24,13 +25,14 @@ from collections.abc import Iterable
 from .hints import failing_line
 from .imports import in_scipy_stats
 
-__all__ = ["put_right", "respell", "unpacked"]
+__all__ = ["paired", "put_right", "respell", "unpacked"]
 
 _SQUASH = re.compile(r"[\W_]+")
 #: Code that renames columns (or strips, lowers… them): the names it uses are its own, not the data's.
 _RENAMES = re.compile(r"\.columns\s*=(?!=)|\.rename\s*\(|set_axis\s*\(")
 
 
+_ONE_NUMBER = re.compile(r"cannot unpack non-iterable (?:numpy\.)?float(?:64)? object")
 _NOT_FOUND = re.compile(r"^['\"]?Column not found: (.*?)['\"]?$")
 _TOO_MANY = re.compile(r"too many values to unpack \(expected (\d+)\)")
 #: ``a, b = f(...)`` at the start of a line: the names, and the call's function.
@@ -46,20 +48,71 @@ def put_right(
         return respell(code, value or "", columns)
     if name == "ValueError" and (m := _TOO_MANY.search(value or "")):
         return unpacked(code, int(m.group(1)), traceback)
+    if name == "TypeError" and _ONE_NUMBER.search(value or ""):
+        return paired(code, traceback)
     return None
 
 
-def unpacked(code: str, expected: int, traceback: str | None) -> str | None:
-    """The failing line ``a, b = stats_function(...)`` (``expected`` names) as ``a, b, *_ = …``, or None."""
+def _failing(code: str, traceback: str | None) -> tuple[list[str], int] | None:
+    """The code's lines and the index of the one its traceback points at."""
     failing = failing_line(traceback)
     lines = code.splitlines(keepends=True)
     if failing is None or not 1 <= failing[0] <= len(lines):
         return None
-    line = lines[failing[0] - 1]
-    m = _UNPACK.match(line)
+    return lines, failing[0] - 1
+
+
+def paired(code: str, traceback: str | None) -> str | None:
+    """The failing line ``r, p = x.corr(y)`` (pandas gives one number, no p-value) as the scipy.stats test of
+    the same method on the pairs .corr() would use (both values present), or None."""
+    found = _failing(code, traceback)
+    if found is None:
+        return None
+    lines, index = found
+    line = lines[index]
+    indent = line[: len(line) - len(line.lstrip())]
+    try:
+        node = ast.parse(line.strip()).body[0]
+    except (SyntaxError, ValueError, RecursionError, MemoryError, IndexError):
+        return None
+    if not (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(target := node.targets[0], ast.Tuple)
+        and len(target.elts) == 2
+        and isinstance(call := node.value, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "corr"
+        and len(call.args) == 1
+    ):
+        return None
+    methods = {"pearson": "pearsonr", "spearman": "spearmanr", "kendall": "kendalltau"}
+    method = "pearson"
+    for keyword in call.keywords:
+        if keyword.arg != "method" or not isinstance(keyword.value, ast.Constant):
+            return None  # min_periods, a callable method: not a test scipy has
+        method = str(keyword.value.value)
+    if method not in methods:
+        return None
+    x, y = ast.unparse(call.func.value), ast.unparse(call.args[0])
+    lines[index] = (
+        f"{indent}_pairs = pandas.concat([{x}, {y}], axis=1).dropna()  # as .corr() pairs them\n"
+        f"{indent}{ast.unparse(target).strip('()')} = scipy.stats.{methods[method]}(_pairs.iloc[:, 0], "
+        "_pairs.iloc[:, 1])\n"
+    )
+    return "import pandas\nimport scipy.stats\n" + "".join(lines)
+
+
+def unpacked(code: str, expected: int, traceback: str | None) -> str | None:
+    """The failing line ``a, b = stats_function(...)`` (``expected`` names) as ``a, b, *_ = …``, or None."""
+    found = _failing(code, traceback)
+    if found is None:
+        return None
+    lines, index = found
+    m = _UNPACK.match(lines[index])
     if m is None or len(m.group(2).split(",")) != expected or not in_scipy_stats(m.group(4)):
         return None
-    lines[failing[0] - 1] = f"{m.group(1)}{m.group(2)}, *_{line[m.end(2) :]}"
+    lines[index] = f"{m.group(1)}{m.group(2)}, *_{lines[index][m.end(2) :]}"
     return "".join(lines)
 
 

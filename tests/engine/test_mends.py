@@ -77,3 +77,26 @@ def test_a_tests_result_unpacked_into_too_few_names_keeps_the_first_ones() -> No
     assert put_right(CHI2, "ValueError", "too many values to unpack (expected 3)", TRACEBACK, []) is None
     assert put_right(CHI2, "ValueError", error, None, []) is None
     assert put_right(CHI2, "TypeError", error, TRACEBACK, []) is None
+
+
+def test_a_correlation_unpacked_as_coefficient_and_p_value_becomes_the_test_of_its_method() -> None:
+    code = "x = 1\nif x:\n    r, p = df['a'].corr(df['b'], method='spearman')\nprint(r, p)\n"
+    shown = "----> 3     r, p = df['a'].corr(df['b'], method='spearman')\n"
+    error = "cannot unpack non-iterable numpy.float64 object"
+    fixed = put_right(code, "TypeError", error, shown, [])
+    assert fixed is not None and fixed.startswith("import pandas\nimport scipy.stats\nx = 1\nif x:\n")
+    assert "    r, p = scipy.stats.spearmanr(_pairs.iloc[:, 0], _pairs.iloc[:, 1])\nprint(r, p)\n" in fixed
+    import numpy as np
+    import pandas as pd
+
+    df = pd.DataFrame({"a": [1.0, 2.0, np.nan, 4.0, 5.0], "b": [2.0, 1.0, 3.0, 5.0, 4.0]})
+    space: dict[str, object] = {"df": df}
+    exec(fixed, space)  # the pairs with both values, as .corr() uses them
+    assert space["r"] == df["a"].corr(df["b"], method="spearman") and 0 < float(space["p"]) < 1  # type: ignore[arg-type]
+    # Another unpacking of one number, or a method scipy has no test of, is the model's to fix.
+    assert (
+        put_right(code.replace(".corr(", ".cov("), "TypeError", error, shown.replace(".corr(", ".cov("), [])
+        is None
+    )
+    callable_method = code.replace("'spearman'", "my_corr")
+    assert put_right(callable_method, "TypeError", error, shown.replace("'spearman'", "my_corr"), []) is None
