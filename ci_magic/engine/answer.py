@@ -113,15 +113,9 @@ def doubt(
         )
         if problem is not None:
             return problem
-    lost = _LOST.search(execution.stdout()) if losses else None
-    if lost is not None:
-        column = _OF_COLUMN.search(lost.group(1))
-        example = (
-            f"df[{column[1]}] = " + prompts.NUMBER_IN_TEXT.format(s=f"df[{column[1]}]")
-            if column is not None
-            else "s = " + prompts.NUMBER_IN_TEXT.format(s="s")
-        )
-        return prompts.DOUBT_LOST.format(line=lost.group(1).strip(), example=example)
+    loss = lost(execution) if losses else None
+    if loss is not None:
+        return loss
     text = execution.text()
     empty = _EMPTY.search(text)
     if empty is not None:
@@ -130,6 +124,21 @@ def doubt(
     if undefined is not None:
         return prompts.DOUBT_NAN.format(line=undefined.group(0).strip())
     return None
+
+
+def lost(execution: ExecutionResult) -> str | None:
+    """What to do about values the run's conversion turned into NaN (the sandbox's note: sandbox/losses.py), with
+    the exact conversion for the column it names; None when it lost none."""
+    found = _LOST.search(execution.stdout())
+    if found is None:
+        return None
+    column = _OF_COLUMN.search(found.group(1))
+    example = (
+        f"df[{column[1]}] = " + prompts.NUMBER_IN_TEXT.format(s=f"df[{column[1]}]")
+        if column is not None
+        else "s = " + prompts.NUMBER_IN_TEXT.format(s="s")
+    )
+    return prompts.DOUBT_LOST.format(line=found.group(1).strip(), example=example)
 
 
 def shown(execution: ExecutionResult) -> str:

@@ -257,6 +257,8 @@ def _noted(attempt: Attempt, frames: Mapping[str, Frame]) -> str:
     """One failed attempt as a note for a fresh start: why it failed, then the hints for that failure."""
     found = hints.hints(attempt.execution, frames) if attempt.execution is not None else []
     found += hints.for_code(attempt.code, attempt.rejected or "")
+    loss = answer.lost(attempt.execution) if attempt.execution is not None and not attempt.rejected else None
+    found += [loss] if loss is not None else []  # a rejected run's failure says it already
     return "\n  ".join([str(attempt.failure), *found])
 
 
@@ -264,6 +266,11 @@ def _run_feedback(execution: ExecutionResult, settings: Settings, frames: Mappin
     error = execution.traceback or f"{execution.error_name}: {execution.error_value}"
     for hint in hints.hints(execution, frames):  # the usual cause of this kind of failure, and its fix
         error += f"\n{hint}"
+    # A run that failed after a conversion lost values mostly failed of it ("x and y must have length at least 2"
+    # once every value was coerced away and dropped): the printed note alone does not say how to keep them.
+    loss = answer.lost(execution)
+    if loss is not None:
+        error += f"\n{loss}"
     if execution.restarted:
         error += "\nThe sandbox was restarted: variables you created are gone; the DataFrames are reloaded."
     refused = [u.line() for u in execution.network if not u.allowed]

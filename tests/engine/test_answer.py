@@ -306,3 +306,26 @@ def test_values_lost_are_said_beside_a_rejected_answer_they_explain(
     assert result.ok
     repair = fake.requests[1]["messages"][-1]["content"]
     assert "@r printed nan\npd.to_numeric(errors='coerce') turned 524 of 856 values of 'deaths'" in repair
+
+
+def test_a_run_that_fails_after_losing_values_is_told_how_to_keep_them(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
+    # All of 'diff' held '37,410'-like text: coerced away and dropped, nothing was left to correlate.
+    note = (
+        "[ci_magic] pd.to_numeric(errors='coerce') turned 3112 of 3112 values of 'diff' that hold a number "
+    )
+    note += "into NaN, e.g. '37,410'\n"
+    failed = ExecutionResult(
+        "error",
+        [{"output_type": "stream", "name": "stderr", "text": note}],
+        error_name="ValueError",
+        error_value="`x` and `y` must have length at least 2.",
+    )
+    executor = ScriptedExecutor([failed, "@r[0.02]\n"])
+    fake.add(fenced("r = pearsonr(df['diff'].dropna(), df['y'])[0]"), fenced("r = 0.02"))
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        assert it.ask("Correlation?").ok
+    repair = fake.requests[1]["messages"][-1]["content"]
+    assert "must have length at least 2" in repair
+    assert "df['diff'] = pd.to_numeric(df['diff'].astype(str).str.replace(',', '')" in repair
