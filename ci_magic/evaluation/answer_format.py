@@ -15,7 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-FIELD = re.compile(r"@(\w+)\[([^\]\n]*)\]")
+#: A field of an answer format: @name[placeholder]. The last one may lack its "]" (some formats are cut off
+#: there, e.g. "@monthly_avg[{'month_1':avg_1, ..., 'month_12':avg_12"): it still names an answer to print.
+FIELD = re.compile(r"@(\w+)\[([^\]\n]*)(?:\]|$)")
 #: A printed answer; the value may hold one level of brackets ("@outliers[[3, 17]]" from printing a list).
 ANSWER_FIELD = re.compile(r"@(\w+)\[((?:[^\[\]\n]|\[[^\[\]\n]*\])*)\]")
 LIST_VALUE = re.compile(r"\s*[\[(]([^\[\]()]*)[\])]\s*")

@@ -31,7 +31,7 @@ from .progress import Progress
 ANSWER = answer_format.ANSWER_FIELD
 #: An @label[value] whose label is not a plain name ("@871[871]", "@2.5[2.5]"), as well as right ones.
 STRAY = re.compile(r"@([^\s\[\]@]+)\[([^\[\]\n]*)\]")
-PLACEHOLDER = re.compile(r"@(\w+)\[([^\]\n]*)\]")
+PLACEHOLDER = answer_format.FIELD
 
 ANSWER_RULES = """\
 This question must be answered in a fixed format. Your code must end by printing each answer on its own line as \

@@ -76,6 +76,20 @@ def test_placeholder_echo_is_rejected(fake: FakeModelServer, tmp_path: Path) -> 
     assert "placeholder" in fake.requests[1]["messages"][-1]["content"]
 
 
+def test_a_format_cut_off_before_its_last_bracket_still_names_the_answer(
+    fake: FakeModelServer, tmp_path: Path
+) -> None:
+    q = Question(8, "Mean x by y?", "", "@by_y[{'y_1':mean_1, ..., 'y_4':mean_4", "t.csv")
+    (tmp_path / "t.csv").write_text("x,y\n1,2\n3,4\n")
+    assert q.answer_lines() == 'print(f"@by_y[{by_y}]")'
+    fake.add(fenced("print(df.groupby('y').x.mean())"), fenced("print('@by_y[' + str({'y_2': 1.0}) + ']')"))
+    settings = Settings(model="fake-model", base_url=fake.base_url, api_key="k", answer_in_words=False)
+    (record,) = run_eval([q], tmp_path, io.StringIO(), settings=settings, attempts=2, progress=io.StringIO())
+    # The table printed as it is is no answer in that form: sent back, not taken.
+    assert "never printed @by_y[...]" in fake.requests[1]["messages"][-1]["content"]
+    assert record["ok"] and record["response_text"] == "@by_y[{'y_2': 1.0}]\n"
+
+
 def test_answers_are_rounded_as_the_format_says_and_words_are_checked(
     fake: FakeModelServer, tmp_path: Path
 ) -> None:
