@@ -273,11 +273,18 @@ def test_a_best_effort_only_copies_numbers_the_run_printed() -> None:
     assert not copied("@share[25.7]", output)  # a percentage is held to the printed value's rounding too
 
 
+def lost_note(counts: str, column: str, example: str) -> str:
+    """The sandbox's note on values a coercing conversion turned into NaN (sandbox/losses.py)."""
+    return (
+        f"[ci_magic] pd.to_numeric(errors='coerce') turned {counts} values of '{column}' that hold a number into "
+        f"NaN, e.g. {example}\n"
+    )
+
+
 def test_numbers_a_conversion_lost_go_back_twice_and_stay_said(
     fake: FakeModelServer, settings: Settings, tmp_path: Path
 ) -> None:
-    note = "[ci_magic] pd.to_numeric(errors='coerce') turned 544 of 856 values of 'cases' that hold a number "
-    note += "into NaN, e.g. '630308[495000-801000]'\n"
+    note = lost_note("544 of 856", "cases", "'630308[495000-801000]'")
     executor = ScriptedExecutor([note + "@mean_cases[2199.55]\n"] * 2 + [note + "@mean_cases[2081990.36]\n"])
     fake.add(*[fenced(f"x = pd.to_numeric(df.cases, errors='coerce') # {n}") for n in range(3)])
     with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
@@ -295,10 +302,7 @@ def test_numbers_a_conversion_lost_go_back_twice_and_stay_said(
 def test_values_lost_are_said_beside_a_rejected_answer_they_explain(
     fake: FakeModelServer, settings: Settings, tmp_path: Path
 ) -> None:
-    note = (
-        "[ci_magic] pd.to_numeric(errors='coerce') turned 524 of 856 values of 'deaths' that hold a number "
-    )
-    note += "into NaN, e.g. '298[110-510]'\n"
+    note = lost_note("524 of 856", "deaths", "'298[110-510]'")
     executor = ScriptedExecutor([note + "@r[nan]\n", "@r[0.97]\n"])
     fake.add(fenced("r = pearsonr(a, b)[0]"), fenced("r = 0.97"))
     with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
@@ -312,10 +316,7 @@ def test_a_run_that_fails_after_losing_values_is_told_how_to_keep_them(
     fake: FakeModelServer, settings: Settings, tmp_path: Path
 ) -> None:
     # All of 'diff' held '37,410'-like text: coerced away and dropped, nothing was left to correlate.
-    note = (
-        "[ci_magic] pd.to_numeric(errors='coerce') turned 3112 of 3112 values of 'diff' that hold a number "
-    )
-    note += "into NaN, e.g. '37,410'\n"
+    note = lost_note("3112 of 3112", "diff", "'37,410'")
     failed = ExecutionResult(
         "error",
         [{"output_type": "stream", "name": "stderr", "text": note}],
