@@ -319,6 +319,10 @@ class ChildKernel:
             if restarted:
                 self.restart()
             return outcome_result("lost", collector, started, restarted=restarted)
+        if outcome == "garbled":
+            if recover:
+                self.restart()
+            return outcome_result("garbled", collector, started, restarted=recover)
         if outcome == "died":
             death = self._exit_description()
             if recover:

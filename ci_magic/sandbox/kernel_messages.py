@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import json
 import queue
 import subprocess
 import time
@@ -26,6 +25,7 @@ from jupyter_client.manager import KernelManager
 
 from ..core.errors import SandboxError
 from ..core.results import ExecutionResult
+from . import untrusted_json
 from .outputs import OutputCollector, trim_traceback
 
 #: No single message from the kernel may be larger (ZMQ drops the connection instead of allocating).
@@ -57,12 +57,35 @@ class _BoundedSockets:
         return sock
 
 
+#: What jupyter_client raises for a message it cannot read (bad JSON, too deep, a wrong signature, missing parts).
+_UNREADABLE = (ValueError, TypeError, KeyError, IndexError)
+
+
 class BoundedClient(_BoundedSockets, BlockingKernelClient):
-    pass
+    """A message the client cannot read comes back as ``{"unreadable": True}`` (a key no real message has at
+    its top) rather than as an exception out of the parent's read loop: it answers no request, and an
+    execution that meets one on iopub ends as 'garbled'."""
+
+    def get_iopub_msg(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return super().get_iopub_msg(*args, **kwargs)
+        except _UNREADABLE:
+            return {"unreadable": True}
+
+    def get_shell_msg(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return super().get_shell_msg(*args, **kwargs)
+        except _UNREADABLE:
+            return {"unreadable": True}
 
 
 class SandboxKernelManager(_BoundedSockets, KernelManager):
-    """Keeps the pre-bound socket files across restarts (the default removes them on every restart)."""
+    """Keeps the pre-bound socket files across restarts (the default removes them on every restart), and reads
+    the kernel's messages with :mod:`.untrusted_json` (its session is the clients' too)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.session.unpack = untrusted_json.loads
 
     def cleanup_ipc_files(self) -> None:
         return
@@ -113,7 +136,8 @@ def drain(
     alive: Callable[[], bool],
 ) -> str:
     """Collect iopub output for ``msg_id`` until idle ('done'), the deadline ('timeout'), an output flood
-    (over ``flood`` bytes: 'flood'), death ('died') or a dropped oversized message ('lost'). Shell replies
+    (over ``flood`` bytes: 'flood'), death ('died'), a dropped oversized message ('lost') or a message that
+    cannot be read ('garbled'). Shell replies
     that come meanwhile go to ``replies``."""
     replied: float | None = None
     while True:
@@ -135,7 +159,11 @@ def drain(
             elif time.monotonic() - replied > LOST_OUTPUT_GRACE_S:
                 return "lost"
             continue
-        if not isinstance(msg, dict) or msg.get("parent_header", {}).get("msg_id") != msg_id:
+        if not isinstance(msg, dict):
+            continue
+        if msg.get("unreadable") is True:
+            return "garbled"  # forged or mangled by the code (or by copies of the kernel): not trusted again
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
             continue
         content = msg.get("content")
         if msg.get("msg_type") == "status" and isinstance(content, dict):
@@ -183,7 +211,7 @@ def decode(value: dict[str, Any]) -> Any:
         text = ast.literal_eval(raw)
         if not isinstance(text, str):
             raise ValueError("not a string")
-        return json.loads(text)
+        return untrusted_json.loads(text)
     except (KeyError, TypeError, ValueError, SyntaxError, MemoryError, RecursionError) as exc:
         raise SandboxError(f"Sandbox bookkeeping returned malformed data ({type(exc).__name__}).") from None
 
@@ -197,7 +225,8 @@ def outcome_result(
     timeout: float = 0.0,
     death: str = "",
 ) -> ExecutionResult:
-    """How an execution ended ('ok', 'error', 'timeout', 'flood', 'lost' or 'died'), as the caller sees it."""
+    """How an execution ended ('ok', 'error', 'timeout', 'flood', 'lost', 'garbled' or 'died'), as the caller
+    sees it."""
     outputs = collector.finish()
     seconds = time.monotonic() - started
     if outcome == "ok":
@@ -230,6 +259,15 @@ def outcome_result(
         )
         return ExecutionResult(
             "error", outputs, "OutputTooLarge", message, message, seconds=seconds, restarted=restarted
+        )
+    if outcome == "garbled":
+        how = "it was restarted and its variables are gone" if restarted else "it is no longer trusted"
+        message = (
+            "The sandbox kernel sent messages that could not be read (forged or mangled, for example by "
+            f"replacing the kernel's own machinery or by forked copies of it); {how}."
+        )
+        return ExecutionResult(
+            "died", outputs, "KernelGarbled", message, message, seconds=seconds, restarted=restarted
         )
     message = f"The sandbox kernel died while running the code ({death}); it was restarted."
     return ExecutionResult(

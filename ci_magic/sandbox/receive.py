@@ -14,7 +14,6 @@ The sandbox can write any bytes into its outbox and answer bookkeeping requests 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
@@ -23,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.errors import TransferError
-from . import ipc_limits, transfer
+from . import ipc_limits, transfer, untrusted_json
 
 #: Bytes per row a column costs once converted, beyond its Arrow buffers (object arrays: a pointer and an
 #: object per value; nested values much more).
@@ -77,6 +76,9 @@ def read_frame(data: bytes, *, name: str, max_bytes: int, max_cells: int) -> Any
             f"{name!r} would take more than {max_bytes // 2**20:,} MB in your kernel; reduce it in the "
             "sandbox first (filter, aggregate or select columns)."
         )
+    if not untrusted_json.nesting_within((schema.metadata or {}).get(transfer.META_KEY, b"")):
+        # Read by json.loads in transfer.py (which runs in the sandbox too): measured here first.
+        raise TransferError(f"{name!r} came back with malformed metadata (nested too deep); it was not read.")
     try:
         table = reader.read_all()
         table.validate(full=True)
@@ -118,8 +120,8 @@ def read_scalar(doc: Any, *, name: str) -> Any:
 def read_listing(text: Any, *, limit: int = 10_000) -> dict[str, tuple[str, int]]:
     """{name: (kind, cells)} from the sandbox's answer; entries that are not well-formed are dropped."""
     try:
-        doc = json.loads(text) if isinstance(text, str) else text
-    except (ValueError, RecursionError):
+        doc = untrusted_json.loads(text) if isinstance(text, str) else text
+    except ValueError:
         raise TransferError("The sandbox answered a listing of its variables with malformed JSON.") from None
     if not isinstance(doc, dict):
         raise TransferError("The sandbox answered a listing of its variables with something else.")

@@ -563,6 +563,27 @@ def test_the_parent_does_not_trust_what_comes_back(
     sandbox.restart()  # the exporter is ours again
 
 
+@pytest.mark.parametrize(
+    ("name", "forgery"),
+    [
+        ("nested past any parser", "k.session.pack = lambda o: b'[' * 100000"),
+        ("not json", "k.session.pack = lambda o: b'{not json'"),
+        ("signed with another key", "k.session.key = b'not the key'"),
+    ],
+)
+def test_messages_the_kernel_forges_end_the_run_and_the_kernel(
+    sandbox: Sandbox, name: str, forgery: str, unchanged: None
+) -> None:
+    # The code owns the kernel process, so it can send anything on its sockets. Nothing of it may raise in the
+    # parent (a RecursionError out of jupyter_client, finalizers failing at the recursion limit), nor make
+    # it wait for the time limit: the run ends at the first unreadable message, and the kernel is replaced.
+    started = time.monotonic()
+    result = sandbox.run(f"k = get_ipython().kernel\n{forgery}\nprint('forged')")
+    assert result.error_name == "KernelGarbled" and result.restarted, (name, result)
+    assert "could not be read" in result.error_value and time.monotonic() - started < 20
+    assert sandbox.run("print(1)").text() == "1\n"
+
+
 def test_every_arrow_type_comes_back_or_is_refused_never_raises(sandbox: Sandbox) -> None:
     # polars keeps strings and bytes as Arrow views: they used to make the size check itself raise a bare
     # ValueError, which lost the whole ask's answer.
@@ -735,8 +756,10 @@ def test_fork_bomb_is_contained(sandbox: Sandbox, unchanged: None) -> None:
         "import os\nfor _ in range(100000):\n    try:\n        os.fork()\n    except OSError:\n        break"
     )
     # Forked copies of the kernel share its sockets, so under load their writes can also garble the reply
-    # stream (OutputTooLarge); whichever way it ends, what follows must hold.
-    assert result.error_name in ("LeftoverProcesses", "KernelDied", "TimeoutError", "OutputTooLarge"), result
+    # stream (OutputTooLarge, KernelGarbled); whichever way it ends, what follows must hold.
+    assert result.error_name in (
+        *("LeftoverProcesses", "KernelDied", "KernelGarbled", "TimeoutError", "OutputTooLarge"),
+    ), result
     assert sandbox.run("print(1)").text() == "1\n"
     assert sandbox._process is not None and len(sandbox._process.processes()) <= 2  # nothing left running
 
@@ -771,7 +794,12 @@ def test_a_fork_bomb_ends_in_a_clean_restart_every_time(sandbox: Sandbox, unchan
             sandbox.set_limits(limits)
             # Mostly the kernel does not answer the interrupt and is restarted; sometimes it does, and the
             # forked copies are stopped from outside. Either way the limit is the one set, and nothing is left.
-            assert result.error_name in ("TimeoutError", "KernelDied", "LeftoverProcesses"), (
+            assert result.error_name in (
+                "TimeoutError",
+                "KernelDied",
+                "KernelGarbled",
+                "LeftoverProcesses",
+            ), (
                 result,
                 sandbox.warnings,
             )

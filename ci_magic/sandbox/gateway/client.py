@@ -32,6 +32,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from ...core.errors import SandboxError
+from .. import untrusted_json
 from .rest import GatewayREST, describe
 
 T = TypeVar("T")
@@ -71,9 +72,11 @@ def decode(raw: str | bytes) -> dict[str, Any]:
         offsets = struct.unpack_from(f"!{count}I", raw, 4)
         if offsets[0] != 4 * (count + 1) or list(offsets) != sorted(offsets) or offsets[-1] > len(raw):
             raise ValueError("bad buffer offsets")
+        if not untrusted_json.nesting_within(raw[offsets[0] : offsets[1] if count > 1 else len(raw)]):
+            raise ValueError("message nested too deep")
         msg = deserialize_binary_message(raw)
     else:
-        msg = json.loads(raw)
+        msg = untrusted_json.loads(raw)
     if not (
         isinstance(msg, dict)
         and isinstance(msg.get("header"), dict)

@@ -10,7 +10,6 @@ kernel's answers are distrusted: paths are checked, sizes capped, and only regul
 from __future__ import annotations
 
 import ast
-import json
 import os
 import stat
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from ...core.errors import TransferError
 from ...core.executor import Sink
-from .. import host_files
+from .. import host_files, untrusted_json
 from ..isolation import SKIPPED_DIRS
 from . import child
 from .kernel import RemoteKernel
@@ -123,8 +122,8 @@ def _lstat_beneath(base: int, rel: str) -> os.stat_result | None:
 def parse_listing(text: Any) -> Listing:
     """{path: (size, mtime_ns)} from the kernel's JSON; entries that are not well-formed are dropped."""
     try:
-        doc = json.loads(text) if isinstance(text, str) else None
-    except (ValueError, RecursionError):
+        doc = untrusted_json.loads(text) if isinstance(text, str) else None
+    except ValueError:
         return {}
     if not isinstance(doc, dict):
         return {}

@@ -9,14 +9,13 @@ within the transfer limit. Nothing is pickled either way.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from ...core.errors import SandboxError, TransferError
-from .. import receive
+from .. import receive, untrusted_json
 from ..frames_in import check_name, write_frame
 from ..values_out import collect
 from . import child
@@ -87,8 +86,8 @@ def fetch(kernel: RemoteKernel, names: list[str], limit: int, warnings: list[str
             elif op == "chunk_error":
                 refused[name] = str(data.get("message"))[:300]
     try:
-        docs = json.loads(docs_text) if isinstance(docs_text, str) else None
-    except (ValueError, RecursionError):
+        docs = untrusted_json.loads(docs_text) if isinstance(docs_text, str) else None
+    except ValueError:
         docs = None
 
     def frame_bytes(name: str) -> bytes:
