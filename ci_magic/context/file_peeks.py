@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import pandas as pd
 
+from ..core import untrusted_json
 from .text import NAME_CHARS, VALUE_CHARS, quote
 
 HEAD_BYTES = 64 * 1024  # the prefix a peek reads from a large text file
@@ -269,7 +270,7 @@ def _keys(value: Any, label: str) -> list[Bit]:
 
 def _json(fh: BinaryIO, size: int, ext: str) -> list[Bit]:
     if size < TINY_BYTES:
-        value = json.loads(fh.read())
+        value = untrusted_json.loads(fh.read())
         if not isinstance(value, list):
             return [Bit("object"), *_keys(value, "keys")] if isinstance(value, dict) else [Bit("one value")]
         first = value[0] if value else None
@@ -284,6 +285,8 @@ def _json(fh: BinaryIO, size: int, ext: str) -> list[Bit]:
     if array is None:
         return [Bit({"[": "array", "{": "object"}.get(head.lstrip()[:1], "JSON"))]
     with contextlib.suppress(ValueError):
+        if not untrusted_json.nesting_within(head.encode(), whole=False):
+            raise ValueError("nested too deep")
         return [
             Bit("array of objects"),
             *_keys(json.JSONDecoder().raw_decode(head, array.end())[0], "keys of the first"),
@@ -295,7 +298,7 @@ def _jsonl(fh: BinaryIO, size: int, ext: str) -> list[Bit]:
     tiny = size < TINY_BYTES
     data = fh.read(TINY_BYTES if tiny else HEAD_BYTES)
     try:
-        first = json.loads(data.lstrip().split(b"\n", 1)[0])
+        first = untrusted_json.loads(data.lstrip().split(b"\n", 1)[0])
     except ValueError:  # a first line longer than the prefix
         first = None
     return [Bit(quantity(_line_count(data), "line"), counted=True)] * tiny + _keys(

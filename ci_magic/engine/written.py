@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
-import json
 import re
 from pathlib import PurePosixPath
 
 from ..context.file_peeks import peek
+from ..core import untrusted_json
 from . import prompts
 
 #: The first bytes of file kinds a text file must not be (a copy of the input is the usual way in).
@@ -121,10 +121,10 @@ def _wrong_kind(suffix: str, data: bytes) -> str | None:
 
 def _not_json(data: bytes) -> str | None:
     try:
-        json.loads(data.decode("utf-8-sig"))
+        untrusted_json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         return "it is not UTF-8 text"
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         lines = [line for line in data.splitlines() if line.strip()]
         if len(lines) > 1 and "Extra data" in str(exc):
             return "it holds one JSON value per line (JSON Lines), not one JSON document"

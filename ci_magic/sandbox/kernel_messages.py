@@ -23,9 +23,9 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.connect import channel_socket_types
 from jupyter_client.manager import KernelManager
 
+from ..core import untrusted_json
 from ..core.errors import SandboxError
 from ..core.results import ExecutionResult
-from . import untrusted_json
 from .outputs import OutputCollector, trim_traceback
 
 #: No single message from the kernel may be larger (ZMQ drops the connection instead of allocating).

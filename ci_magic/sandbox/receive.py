@@ -21,8 +21,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from ..core import untrusted_json
 from ..core.errors import TransferError
-from . import ipc_limits, transfer, untrusted_json
+from . import ipc_limits, transfer
 
 #: Bytes per row a column costs once converted, beyond its Arrow buffers (object arrays: a pointer and an
 #: object per value; nested values much more).

@@ -157,6 +157,17 @@ def test_json_shapes(tmp_path: Path) -> None:
     assert line_of(ctx, "big.json") == "JSON, 2.6 MB, array of objects; keys of the first: 'user', 'text'"
 
 
+def test_json_nested_past_any_parser_is_listed_by_kind_and_size(tmp_path: Path) -> None:
+    # Parsing it would recurse to the interpreter's limit in the user's kernel: the nesting is measured first.
+    (tmp_path / "deep.json").write_text("[" * 100_000)
+    (tmp_path / "deep.jsonl").write_text("[" * 100_000 + "\n")
+    (tmp_path / "huge.json").write_text('[{"a": ' + "[" * 30_000 + " " * 1_000_000)  # its head is looked into
+    ctx = describe(tmp_path)
+    assert line_of(ctx, "deep.json") == "JSON, 100 KB"
+    assert line_of(ctx, "deep.jsonl") == "JSON Lines, 100 KB, 1 line"
+    assert line_of(ctx, "huge.json") == "JSON, 1.0 MB, array of objects"
+
+
 def test_pdf_pages_and_image_size(tmp_path: Path) -> None:
     pypdf = pytest.importorskip("pypdf")
     image = pytest.importorskip("PIL.Image")

@@ -33,6 +33,7 @@ def test_a_json_file_holds_one_document() -> None:
     lines = problem("c.json", b'{"a": 1}\n{"a": 2}\n', "Convert c.csv to c.json")
     assert lines is not None and "JSON Lines" in lines and "Do not pass lines=True" in lines
     assert "does not parse" in (problem("c.json", b"{oops", "to c.json") or "")
+    assert "nested deeper" in (problem("c.json", b"[" * 100_000, "to c.json") or "")  # measured, not parsed
     assert problem("c.json", b'[{"a": 1}, {"a": 2}]', "to c.json") is None
     assert problem("c.jsonl", b'{"a": 1}\n{"a": 2}\n', "to c.jsonl") is None
 

@@ -264,7 +264,11 @@ def test_oversized_replies_are_refused(gateway: LocalGateway, user_dir: Path) ->
 
 
 def test_hostile_binary_frames_are_refused_cheaply() -> None:
-    for raw in (b"\xff\xff\xff\xff" + b"\0" * 12, b"\0\0\0\x02\0\0\0\x0c\0\0\0\x08{}", b"{not json"):
+    deep = b"[" * 100_000  # never handed to json.loads, in either framing
+    for raw in (
+        *(b"\xff\xff\xff\xff" + b"\0" * 12, b"\0\0\0\x02\0\0\0\x0c\0\0\0\x08{}", b"{not json"),
+        *(deep.decode(), b"\0\0\0\x01\0\0\0\x08" + deep),
+    ):
         with pytest.raises(ValueError):
             decode(raw)
 

@@ -31,8 +31,8 @@ from jupyter_server.services.kernels.connection import base as _codec
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
+from ...core import untrusted_json
 from ...core.errors import SandboxError
-from .. import untrusted_json
 from .rest import GatewayREST, describe
 
 T = TypeVar("T")

@@ -15,9 +15,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from ...core import untrusted_json
 from ...core.errors import TransferError
 from ...core.executor import Sink
-from .. import host_files, untrusted_json
+from .. import host_files
 from ..isolation import SKIPPED_DIRS
 from . import child
 from .kernel import RemoteKernel

@@ -14,8 +14,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from ...core import untrusted_json
 from ...core.errors import SandboxError, TransferError
-from .. import receive, untrusted_json
+from .. import receive
 from ..frames_in import check_name, write_frame
 from ..values_out import collect
 from . import child

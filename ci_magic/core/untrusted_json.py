@@ -22,8 +22,9 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\[\s\S][^"\\]*)*"')
 _CHUNK = 1 << 20
 
 
-def nesting_within(data: bytes, limit: int = MAX_DEPTH) -> bool:
-    """Whether the JSON text ``data`` nests at most ``limit`` levels deep (False when its brackets do not balance)."""
+def nesting_within(data: bytes, limit: int = MAX_DEPTH, *, whole: bool = True) -> bool:
+    """Whether the JSON text ``data`` nests at most ``limit`` levels deep (False when its brackets do not
+    balance; a prefix, ``whole=False``, may leave brackets open)."""
     brackets = data.translate(None, _OTHER_BYTES)
     if len(brackets) <= limit:
         return True  # cannot nest deeper than it has brackets: the common case costs one translate
@@ -38,7 +39,7 @@ def nesting_within(data: bytes, limit: int = MAX_DEPTH) -> bool:
         if levels.max() > limit or levels.min() < 0:
             return False
         depth = int(levels[-1])
-    return depth == 0
+    return depth == 0 or not whole
 
 
 def loads(data: str | bytes) -> Any:
