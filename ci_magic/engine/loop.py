@@ -26,6 +26,7 @@ from ..providers import Completion, Message
 from ..sandbox.scan import assigned_names
 from . import answer, hints, imports, prompts
 from .ask import AskRun, BudgetCheck, Check
+from .copy_on_write import unchained
 from .extract import extract_code
 from .mends import put_right
 from .step import call_model, judge, side_step
@@ -92,9 +93,10 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
 
 
 def _mended(run: AskRun, completion: Completion, done: list[Attempt]) -> Completion:
-    """The reply with its imports put right before it runs: an import that already failed in this ask
-    (imports.mend), a module or scipy.stats function used and never imported (imports.lacking). The code runs
-    and stays in the dialogue as mended, so the cell shows what ran and the model sees the imports that work."""
+    """The reply put right before it runs: an import that already failed in this ask (imports.mend), a module
+    or scipy.stats function used and never imported (imports.lacking), a column filled in place through the
+    column, which copy-on-write makes a no-op (copy_on_write.unchained). The code runs and stays in the dialogue
+    as mended, so the cell shows what ran and the model sees the code that works."""
     missing = {
         (m[1], m[2])
         for a in done
@@ -108,6 +110,7 @@ def _mended(run: AskRun, completion: Completion, done: list[Attempt]) -> Complet
     fixed = imports.mend(code, missing) or code
     added = imports.lacking(fixed, [*run.frames, *run.session_names])
     fixed = "".join(f"{line}\n" for line in added) + fixed
+    fixed = unchained(fixed) or fixed
     return completion if fixed == code else replace(completion, text=_rewritten(completion.text, code, fixed))
 
 

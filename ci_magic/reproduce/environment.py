@@ -14,6 +14,8 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
+from ..sandbox.startup import PRELOADS
+
 EXPORT_KEY = "ci_magic_export"
 PACKAGES = (
     "pandas",
@@ -107,9 +109,7 @@ for _name, _sha in RECORDED_DATA_FILES.items():
         print(f"warning: {{_name}} is missing or differs from the file these outputs came from")
 {packages}
 # ci_magic's sandbox preloads these; the generated code below may use them without importing.
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd"""
+{PRELOADS.rstrip()}"""
     cell: NotebookNode = nbformat.v4.new_code_cell(source)
     cell.metadata[EXPORT_KEY] = {"kind": "environment", "environment": env, "data_files": files}
     if pins:

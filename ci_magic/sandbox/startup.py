@@ -24,6 +24,23 @@ from .egress import packages
 
 #: The name the helper module (``transfer.py``) has inside the kernel.
 CHILD_MODULE = "_ci_child"
+#: What every sandbox imports before the code runs (here and on a gateway; an export's environment cell repeats
+#: it). Text is read as ``object`` columns, as before pandas 3: generated code — like most analysis code a model
+#: learnt from — finds text columns by ``dtype == 'object'``, never true of pandas 3's ``str`` columns, so it
+#: silently found none.
+PRELOADS = """\
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import warnings as _w
+with _w.catch_warnings():
+    _w.simplefilter("ignore")  # pandas 3 calls the option deprecated
+    try:
+        pd.set_option("future.infer_string", False)
+    except KeyError:  # pandas 4: the option is gone (OptionError is a KeyError)
+        pass
+del _w
+"""
 #: Environment variables the child may see; everything else (keys above all) is dropped.
 ENV_ALLOW = ("LANG", "LANGUAGE", "TZ", "TERM", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 ENV_ALLOW_PREFIXES = ("LC_",)
@@ -81,9 +98,8 @@ def startup_code(module_file: str, egress: str | None = None) -> str:
         f"_s.modules[{CHILD_MODULE!r}] = _m\n"
         "del _t, _m\n"
         f"import {CHILD_MODULE}\n"
-        "import pandas as pd, numpy as np\n"
-        "import matplotlib.pyplot as plt\n"
-        f"_l = {{'__name__': '_ci_losses'}}; exec(compile(open({losses!r}).read(), {losses!r}, 'exec'), _l)\n"
+        + PRELOADS
+        + f"_l = {{'__name__': '_ci_losses'}}; exec(compile(open({losses!r}).read(), {losses!r}, 'exec'), _l)\n"
         "_l['_install'](); del _l\n"
         # Last on sys.path (never first, see launcher.py): the user's own modules import, installed ones win.
         "import os as _o; _s.path.append(_o.getcwd()); del _o, _s\n"

@@ -513,3 +513,15 @@ def test_a_column_spelt_differently_is_put_right_and_run_without_asking_the_mode
     ]
     assert result.final is not None and "groupby('region')['revenue']" in result.final.reply
     assert result.attempts[1].usage.completion_tokens == 0 and result.attempts[1].model_seconds == 0.0
+
+
+def test_a_column_filled_in_place_through_the_column_runs_as_the_assignment_it_meant(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
+    # Copy-on-write makes the call a no-op that only warns: rewritten before it runs, shown as it ran.
+    fake.add(fenced("sales['revenue'].fillna(0, inplace=True)\nprint(sales.revenue.sum())"))
+    executor.add("60.0\n")
+    result = it.ask("Total revenue, missing as zero?", {"sales": sales}, attempts=2)
+    ran = "sales['revenue'] = sales['revenue'].fillna(0)\nprint(sales.revenue.sum())\n"
+    assert result.ok and [r.code for r in executor.runs] == [ran]
+    assert result.final is not None and "sales['revenue'] = sales['revenue'].fillna(0)" in result.final.reply

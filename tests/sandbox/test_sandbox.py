@@ -23,6 +23,15 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
         yield sb
 
 
+def test_text_columns_are_found_the_way_generated_code_looks_for_them(sandbox: Sandbox) -> None:
+    # Generated code finds text columns by dtype == 'object', never true of pandas 3's str columns.
+    result = sandbox.run(
+        "import io\ndf = pd.read_csv(io.StringIO('a,b\\nx,1\\n,2\\n'))\n"
+        "print([c for c, t in df.dtypes.items() if t == 'object'], df.a.isna().sum())"
+    )
+    assert result.text() == "['a'] 1\n", result
+
+
 def test_child_environment_has_no_secrets(sandbox: Sandbox) -> None:
     result = sandbox.run("import os, json\nprint(json.dumps(dict(os.environ)))")
     env = json.loads(result.outputs[0]["text"])

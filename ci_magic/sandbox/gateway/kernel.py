@@ -32,7 +32,7 @@ from .. import losses, transfer
 from ..kernel import ChildKernel
 from ..kernel_messages import MAX_MESSAGE_BYTES
 from ..outputs import OutputCollector
-from ..startup import CHILD_MODULE
+from ..startup import CHILD_MODULE, PRELOADS
 from . import child
 from .client import KernelChannels, OutputLost
 from .rest import GatewayHTTPError, GatewayREST
@@ -81,10 +81,7 @@ def startup_code() -> str:
         "    _s.modules[_n] = _m\n"
         "    exec(compile(_src, _m.__file__, 'exec'), _m.__dict__)\n"
         "del _s, _t, _m, _n, _src\n"
-        f"import {CHILD_MODULE}, {GW_MODULE}\n"
-        "import pandas as pd, numpy as np\n"
-        "import matplotlib.pyplot as plt\n"
-        "_l = {'__name__': '_ci_losses'}\n"
+        f"import {CHILD_MODULE}, {GW_MODULE}\n" + PRELOADS + "_l = {'__name__': '_ci_losses'}\n"
         f"exec(compile({Path(losses.__file__).read_text()!r}, '<ci_magic losses>', 'exec'), _l)\n"
         "_l['_install'](); del _l\n"
     )
