@@ -27,7 +27,8 @@ CHILD_MODULE = "_ci_child"
 #: What every sandbox imports before the code runs (here and on a gateway; an export's environment cell repeats
 #: it). Text is read as ``object`` columns, as before pandas 3: generated code — like most analysis code a model
 #: learnt from — finds text columns by ``dtype == 'object'``, never true of pandas 3's ``str`` columns, so it
-#: silently found none.
+#: silently found none. Warnings that something works now and will not in pandas 4 (``inplace=True`` on most
+#: methods) are left out: a line of noise in the cell and a hundred prompt tokens in every repair.
 PRELOADS = """\
 import matplotlib.pyplot as plt
 import numpy as np
@@ -39,6 +40,8 @@ with _w.catch_warnings():
         pd.set_option("future.infer_string", False)
     except KeyError:  # pandas 4: the option is gone (OptionError is a KeyError)
         pass
+if hasattr(pd.errors, "Pandas4Warning"):  # "deprecated, removed in pandas 4": not the question's business
+    _w.filterwarnings("ignore", category=pd.errors.Pandas4Warning)
 del _w
 """
 #: Environment variables the child may see; everything else (keys above all) is dropped.
