@@ -8,7 +8,9 @@ capped at :data:`WORDS_TOKENS`. It is model text: every front end shows it as te
 
 :func:`doubt` comes first: an empty table, or NaN printed where a value was labelled, is a result that
 contradicts the question (a filter or join that kept no rows, a computation over missing values); so is a
-number the sandbox saw a conversion turn into NaN (sandbox/losses.py: ``'37,410'`` coerced away). While attempts
+number the sandbox saw a conversion turn into NaN (sandbox/losses.py: ``'37,410'`` coerced away), and a
+scipy.stats result that is NaN because its input held missing values (a decision printed from it — "not
+normal", "no correlation" — looks like an answer). While attempts
 remain the loop treats it like a rejected check — it goes back as a repair; on the last attempt the ask keeps
 its answer and the doubt is shown with it, never hidden.
 """
@@ -53,7 +55,9 @@ _FENCE = re.compile(r"```.*", re.S)
 # starts with LOST_HEAD.
 LOST_HEAD = "pd.to_numeric(errors='coerce') turned "
 _LOST = re.compile(rf"^{re.escape(MARK)}({re.escape(LOST_HEAD)}.{{0,400}})$", re.M)
-_OF_COLUMN = re.compile(r" values of ('[^'\n]{1,100}'|\"[^\"\n]{1,100}\") that hold")
+# Its note on a scipy.stats function that returned NaN over missing values.
+_NAN_FROM_MISSING = re.compile(rf"^{re.escape(MARK)}(scipy\.stats\.\w+ returned NaN: .{{0,300}})$", re.M)
+OF_COLUMN = re.compile(r" values of ('[^'\n]{1,100}'|\"[^\"\n]{1,100}\") that hold")
 _WRITE_WORD = re.compile(
     r"\b(?:to|as|into|save[ds]?|saving|writ\w*|export\w*|creat\w*|produc\w*|generat\w*|named|called|e\.g\.)"
     r"\W+(?:\w+\W+){0,3}$",
@@ -117,6 +121,9 @@ def doubt(
     if loss is not None:
         return loss
     text = execution.text()
+    nan_input = _NAN_FROM_MISSING.search(text)
+    if nan_input is not None:
+        return prompts.DOUBT_NAN_MISSING.format(line=nan_input.group(1).strip())
     empty = _EMPTY.search(text)
     if empty is not None:
         return prompts.DOUBT_EMPTY.format(line=empty.group(0).strip()[:120])
@@ -129,16 +136,21 @@ def doubt(
 def lost(execution: ExecutionResult) -> str | None:
     """What to do about values the run's conversion turned into NaN (the sandbox's note: sandbox/losses.py), with
     the exact conversion for the column it names; None when it lost none."""
-    found = _LOST.search(execution.stdout())
-    if found is None:
+    notes = losses(execution)
+    if not notes:
         return None
-    column = _OF_COLUMN.search(found.group(1))
+    column = OF_COLUMN.search(notes[0])
     example = (
         f"df[{column[1]}] = " + prompts.NUMBER_IN_TEXT.format(s=f"df[{column[1]}]")
         if column is not None
         else "s = " + prompts.NUMBER_IN_TEXT.format(s="s")
     )
-    return prompts.DOUBT_LOST.format(line=found.group(1).strip(), example=example)
+    return prompts.DOUBT_LOST.format(line=notes[0].strip(), example=example)
+
+
+def losses(execution: ExecutionResult) -> list[str]:
+    """The sandbox's notes on values a conversion turned into NaN (sandbox/losses.py), without their mark."""
+    return [m.group(1) for m in _LOST.finditer(execution.stdout())]
 
 
 def shown(execution: ExecutionResult) -> str:

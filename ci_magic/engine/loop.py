@@ -28,7 +28,7 @@ from . import answer, hints, imports, prompts
 from .ask import AskRun, BudgetCheck, Check
 from .copy_on_write import unchained
 from .extract import extract_code
-from .mends import put_right
+from .mends import numbers_kept, put_right
 from .step import call_model, judge, side_step
 
 __all__ = ["BudgetCheck", "Check", "run_attempts"]
@@ -121,14 +121,17 @@ def _rewritten(reply: str, code: str, fixed: str) -> str:
 
 
 def _put_right(run: AskRun, completion: Completion, attempt: Attempt) -> Completion | None:
-    """The failed reply with its mechanical mistake put right (engine/mends.py: a column name spelt differently,
-    a test's result unpacked into too few names), as a reply that costs no model time; None when the failure is
-    not one of them."""
+    """The failed reply with its mechanical mistakes put right (engine/mends.py: a column name spelt differently,
+    a test's result unpacked into too few names, numbers a conversion lost), as a reply that costs no model
+    time; None when the failure is not one of them."""
     execution = attempt.execution
     if execution is None or attempt.code is None:
         return None
     known = [c for cols in columns(run.frames).values() for c in cols]
     fixed = put_right(attempt.code, execution.error_name, execution.error_value, execution.traceback, known)
+    # Values lost to a conversion are the usual cause of the error that follows ("x and y must have length at
+    # least 2") or of the rejection: kept, whatever else was put right.
+    fixed = numbers_kept(fixed or attempt.code, answer.losses(execution)) or fixed
     if fixed is None:
         return None
     return Completion(_rewritten(completion.text, attempt.code, fixed), Usage(), 0.0, finish_reason="stop")

@@ -9,7 +9,10 @@ of one KeyError). Two such mistakes are mechanical and their fix certain:
 - a scipy.stats result unpacked into fewer names than it holds (``chi2, p = chi2_contingency(t)``: four values;
   ``slope, intercept = linregress(x, y)``: five), whose values come in a documented order: the first ones are
   kept (``chi2, p, *_ = …``); and pandas' ``.corr()``, one number, unpacked as a coefficient and its p-value
-  (``r, p = x.corr(y)``): the scipy.stats test of the same method gives both.
+  (``r, p = x.corr(y)``): the scipy.stats test of the same method gives both;
+- ``pd.to_numeric(df['diff'], errors='coerce')`` on text such as ``'37,410'`` or ``'15.17%'``, which the sandbox
+  saw turn values that hold a number into NaN (sandbox/losses.py): the conversion takes the number each value
+  holds instead (:func:`numbers_kept`; told to, the model coerces again, dev q142 four times).
 
 The code runs again as a whole, as a failed import is mended (engine/imports.py), and the cell shows what ran.
 """
@@ -18,14 +21,17 @@ from __future__ import annotations
 
 import ast
 import io
+import itertools
 import re
 import tokenize
 from collections.abc import Iterable
 
+from . import prompts
+from .answer import OF_COLUMN
 from .hints import failing_line
 from .imports import in_scipy_stats
 
-__all__ = ["paired", "put_right", "respell", "unpacked"]
+__all__ = ["numbers_kept", "paired", "put_right", "respell", "unpacked"]
 
 _SQUASH = re.compile(r"[\W_]+")
 #: Code that renames columns (or strips, lowers… them): the names it uses are its own, not the data's.
@@ -37,6 +43,8 @@ _NOT_FOUND = re.compile(r"^['\"]?Column not found: (.*?)['\"]?$")
 _TOO_MANY = re.compile(r"too many values to unpack \(expected (\d+)\)")
 #: ``a, b = f(...)`` at the start of a line: the names, and the call's function.
 _UNPACK = re.compile(r"^(\s*)(\w+(?:\s*,\s*\w+)+)(\s*=(?!=)\s*)(?:[\w.]+\.)?(\w+)\(")
+#: Examples whose number taking would change: a decimal comma ('3,5'; thousands come in threes), an exponent.
+_NOT_LEADING = re.compile(r"\d,(?!\d{3}(?!\d))|\d[eE][-+]?\d")
 
 
 def put_right(
@@ -114,6 +122,70 @@ def unpacked(code: str, expected: int, traceback: str | None) -> str | None:
         return None
     lines[index] = f"{m.group(1)}{m.group(2)}, *_{lines[index][m.end(2) :]}"
     return "".join(lines)
+
+
+def numbers_kept(code: str, notes: Iterable[str]) -> str | None:
+    """``code`` with each ``to_numeric(<column>, errors='coerce')`` whose column a note of the sandbox names
+    (``notes``: "turned 2677 of 3141 values of 'diff' that hold a number into NaN, e.g. '37,410', …") taking
+    the number each value holds, or None when there is nothing to put right. Left alone: a conversion that
+    takes numbers out of text already, notes without a column (values converted one at a time: a single value
+    has no ``.str``), and examples whose number taking would change (a decimal comma, an exponent)."""
+    lost = set()
+    for note in notes:
+        found = OF_COLUMN.search(note)
+        if found is None or _NOT_LEADING.search(note[found.end() :]):
+            continue
+        lost.add(found[1][1:-1])  # the name without its quotes
+    if not lost:
+        return None
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    lines = code.splitlines(keepends=True)
+    edits: list[tuple[tuple[int, int], tuple[int, int], str]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not _coerced(node):
+            continue
+        arg = node.args[0]
+        text = ast.get_source_segment(code, arg)
+        # The column as the code names it: df['diff'] or df.diff.
+        names = {
+            n.value if isinstance(n, ast.Constant) else n.attr
+            for n in ast.walk(arg)
+            if (isinstance(n, ast.Constant) and isinstance(n.value, str)) or isinstance(n, ast.Attribute)
+        }
+        if text is None or ".extract(" in text or not names & lost or arg.end_lineno is None:
+            continue
+        plain = isinstance(arg, ast.Name | ast.Attribute | ast.Subscript | ast.Call)
+        edits.append(
+            (
+                (arg.lineno, _chars(lines, arg.lineno, arg.col_offset)),
+                (arg.end_lineno, _chars(lines, arg.end_lineno, arg.end_col_offset or 0)),
+                (text if plain else f"({text})") + prompts.LEADING_NUMBER,
+            )
+        )
+    edits.sort()
+    if any(a[1] > b[0] for a, b in itertools.pairwise(edits)):
+        return None  # one conversion inside another: not a mechanical case
+    return _apply(code, edits) if edits else None
+
+
+def _coerced(node: ast.Call) -> bool:
+    """``pd.to_numeric(x, errors='coerce')`` (or ``to_numeric`` imported as a name)."""
+    if not node.args:
+        return False
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    return name == "to_numeric" and any(
+        k.arg == "errors" and isinstance(k.value, ast.Constant) and k.value.value == "coerce"
+        for k in node.keywords
+    )
+
+
+def _chars(lines: list[str], row: int, offset: int) -> int:
+    """ast's column (UTF-8 bytes into the line) as characters, as :func:`_apply` counts them."""
+    return len(lines[row - 1].encode()[:offset].decode(errors="ignore"))
 
 
 def _squash(name: str) -> str:

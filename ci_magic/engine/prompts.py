@@ -135,8 +135,13 @@ functions give nan when a sample holds NaN: drop them from each sample (or pass 
 DOUBT_LOST = """\
 {line}: the result leaves those values out. Convert them instead of dropping them — take the number each \
 value holds, without thousands separators: {example}. NaN is right only for values that hold no number."""
+DOUBT_NAN_MISSING = """\
+{line}: its result is NaN, and whatever was decided from it (p < 0.05, normal or not) is wrong. Drop the \
+missing values first: stats.shapiro(s.dropna()); two columns that go together are dropped together, \
+d = df[['a', 'b']].dropna(), then stats.pearsonr(d['a'], d['b'])."""
 #: How a column's numbers are taken out of text like '37,410', '15.17%', '3+' or '12[10-14]'.
-NUMBER_IN_TEXT = "pd.to_numeric({s}.astype(str).str.replace(',', '').str.extract(r'(-?\\d+\\.?\\d*)')[0])"
+LEADING_NUMBER = ".astype(str).str.replace(',', '').str.extract(r'(-?\\d+\\.?\\d*)')[0]"
+NUMBER_IN_TEXT = "pd.to_numeric({s}" + LEADING_NUMBER + ")"
 
 FORMAT_ONLY = """\
 {question}

@@ -7,6 +7,12 @@ would want to know; so does the parent, which reads the note (engine/answer.py) 
 repair (at most twice an ask). Only values that hold a digit count as lost: ``'N/A'``, ``'-'`` or ``''`` are missing values that
 coercion is right to drop.
 
+The same holds for a scipy.stats function given a column with missing values: ``stats.shapiro(df['x'])``
+returns NaN for the statistic and the p-value, and ``'yes' if p > 0.05 else 'no'`` then prints a clean, wrong
+"no". pandas skips missing values and scipy does not; a note says which function returned NaN over how many
+missing values, and the parent sends the run back like a lost conversion. scipy.stats is watched from the moment
+it is imported (:class:`_AfterImport`): generated code imports it in the cell that uses it.
+
 Exec'd into the kernel at every start (startup.py, gateway/kernel.py) from its source, like ``transfer.py``: it
 imports nothing of ci_magic. The wrapper returns exactly what pandas returns, and any failure of its own
 bookkeeping is swallowed — a note is never worth breaking the user's code.
@@ -14,6 +20,7 @@ bookkeeping is swallowed — a note is never worth breaking the user's code.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from typing import Any
@@ -97,7 +104,96 @@ def _say(note: str) -> None:
     print(note, file=sys.stderr, flush=True)
 
 
+def nan_from_missing(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> str | None:
+    """The note for a scipy.stats function that returned NaN over inputs holding missing values, or None."""
+    import numpy as np
+    import pandas as pd
+
+    if "nan_policy" in kwargs:
+        return None  # the code chose what happens to them
+    values = [getattr(result, a) for a in ("statistic", "pvalue") if hasattr(result, a)]
+    values = values or (list(result) if isinstance(result, tuple) else [result])
+    if not any(isinstance(v, float | np.floating) and np.isnan(v) for v in values):
+        return None
+    missing, named = 0, []
+    for arg in [*args, *kwargs.values()]:
+        if isinstance(arg, pd.Series | pd.DataFrame):
+            count = int(arg.isna().to_numpy().sum())
+        elif isinstance(arg, np.ndarray | list) and len(arg) and np.asarray(arg).dtype.kind == "f":
+            count = int(np.isnan(np.asarray(arg, dtype=float)).sum())
+        else:
+            continue
+        missing += count
+        if count and isinstance(arg, pd.Series) and arg.name is not None:
+            named.append(repr(str(arg.name)[:EXAMPLE_CHARS]))
+    if not missing:
+        return None
+    of = f" of {', '.join(dict.fromkeys(named))}" if named else ""
+    return f"{MARK}scipy.stats.{name} returned NaN: its input held {missing} missing values (NaN){of}"
+
+
+def _watch_stats(module: Any) -> None:
+    """Each public function of ``scipy.stats`` replaced by one that says when it returned NaN over missing
+    values (:func:`nan_from_missing`) and returns exactly what the function returns."""
+    import inspect
+
+    for name in getattr(module, "__all__", []):
+        original = getattr(module, name, None)
+        if inspect.isfunction(original) and not getattr(original, "_ci_magic_watched", False):
+            setattr(module, name, _watching(name, original))
+
+
+def _watching(name: str, original: Any) -> Any:
+    @functools.wraps(original)
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        try:
+            note = nan_from_missing(name, args, kwargs, result)
+            if note is not None:
+                _say(note)
+        except Exception:  # the bookkeeping never breaks the user's code
+            pass
+        return result
+
+    watched._ci_magic_watched = True  # type: ignore[attr-defined]
+    return watched
+
+
+class _AfterImport:
+    """A finder on ``sys.meta_path`` that lets the usual finders find ``scipy.stats`` and watches the module as
+    soon as it has run, before an import statement binds its names."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "scipy.stats":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                run = spec.loader.exec_module
+
+                def exec_module(module: Any, _run: Any = run) -> None:
+                    _run(module)
+                    with contextlib.suppress(Exception):  # a module left as it is rather than broken
+                        _watch_stats(module)
+
+                spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+                return spec
+            if spec is not None:
+                return spec
+        return None
+
+
 def _install() -> None:
+    if "scipy.stats" in sys.modules:
+        _watch_stats(sys.modules["scipy.stats"])
+    elif not any(isinstance(f, _AfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport())
+    _watch_to_numeric()
+
+
+def _watch_to_numeric() -> None:
     import pandas as pd
 
     original = pd.to_numeric

@@ -286,7 +286,13 @@ def test_numbers_a_conversion_lost_go_back_twice_and_stay_said(
 ) -> None:
     note = lost_note("544 of 856", "cases", "'630308[495000-801000]'")
     executor = ScriptedExecutor([note + "@mean_cases[2199.55]\n"] * 2 + [note + "@mean_cases[2081990.36]\n"])
-    fake.add(*[fenced(f"x = pd.to_numeric(df.cases, errors='coerce') # {n}") for n in range(3)])
+    # Conversions that take numbers out of text already (engine/mends.py leaves them to the model).
+    fake.add(
+        *[
+            fenced(f"x = pd.to_numeric(df.cases.str.extract(r'(\\d+)')[0], errors='coerce') # {n}")
+            for n in range(3)
+        ]
+    )
     with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
         result = it.ask("Mean number of cases?", attempts=5)
     repair = fake.requests[1]["messages"][-1]["content"]
@@ -330,3 +336,18 @@ def test_a_run_that_fails_after_losing_values_is_told_how_to_keep_them(
     repair = fake.requests[1]["messages"][-1]["content"]
     assert "must have length at least 2" in repair
     assert "df['diff'] = pd.to_numeric(df['diff'].astype(str).str.replace(',', '')" in repair
+
+
+def test_a_scipy_result_that_is_nan_over_missing_values_goes_back(
+    fake: FakeModelServer, settings: Settings, tmp_path: Path
+) -> None:
+    note = "[ci_magic] scipy.stats.shapiro returned NaN: its input held 165 missing values (NaN) of 'x'\n"
+    executor = ScriptedExecutor([note + "@is_normal[no]\n", "@is_normal[no]\n"])
+    fake.add(fenced("p = stats.shapiro(df.x).pvalue"), fenced("p = stats.shapiro(df.x.dropna()).pvalue"))
+    with Interpreter(settings, executor=executor, user_dir=tmp_path) as it:
+        result = it.ask("Is x normal?", attempts=3)
+    # The clean "no" was decided from a NaN p-value: sent back with how to drop the missing values.
+    assert result.ok and [a.outcome for a in result.attempts] == ["rejected", "ok"]
+    repair = fake.requests[1]["messages"][-1]["content"]
+    assert "scipy.stats.shapiro returned NaN: its input held 165 missing values" in repair
+    assert "stats.shapiro(s.dropna())" in repair

@@ -525,3 +525,27 @@ def test_a_column_filled_in_place_through_the_column_runs_as_the_assignment_it_m
     ran = "sales['revenue'] = sales['revenue'].fillna(0)\nprint(sales.revenue.sum())\n"
     assert result.ok and [r.code for r in executor.runs] == [ran]
     assert result.final is not None and "sales['revenue'] = sales['revenue'].fillna(0)" in result.final.reply
+
+
+def test_numbers_a_conversion_lost_are_kept_without_asking_the_model(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
+    votes = pd.DataFrame({"diff": ["37,410", "12,202"], "pct": [0.1, 0.2]})
+    note = (
+        "[ci_magic] pd.to_numeric(errors='coerce') turned 2 of 2 values of 'diff' that hold a number into NaN, "
+        "e.g. '37,410', '12,202'\n"
+    )
+    code = "votes['diff'] = pd.to_numeric(votes['diff'], errors='coerce')\nr, p = votes['diff'].corr(votes['pct'])"
+    fake.add(fenced(code))
+    traceback = f"----> 2 {code.splitlines()[1]}\nTypeError: cannot unpack non-iterable float object"
+    failed = error("TypeError", "cannot unpack non-iterable float object", traceback=traceback)
+    executor.add(
+        replace(failed, outputs=[{"output_type": "stream", "name": "stderr", "text": note}, *failed.outputs])
+    )
+    executor.add("@r[1.0]\n")
+    result = it.ask("Correlation of diff and pct?", {"votes": votes}, attempts=3)
+    # Both mistakes put right in one run at no model time: the pair tested by scipy, the numbers kept.
+    assert result.ok and len(fake.requests) == 1 and len(executor.runs) == 2
+    ran = executor.runs[1].code
+    assert "pd.to_numeric(votes['diff'].astype(str).str.replace(',', '').str.extract(" in ran
+    assert "scipy.stats.pearsonr(_pairs.iloc[:, 0], _pairs.iloc[:, 1])" in ran

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ci_magic.engine.mends import put_right, respell
+from ci_magic.engine.mends import numbers_kept, put_right, respell
 
 BARO = ["DATE TIME", " WINDSPEED", " DIR"]
 
@@ -100,3 +100,49 @@ def test_a_correlation_unpacked_as_coefficient_and_p_value_becomes_the_test_of_i
     )
     callable_method = code.replace("'spearman'", "my_corr")
     assert put_right(callable_method, "TypeError", error, shown.replace("'spearman'", "my_corr"), []) is None
+
+
+def _lost(column: str, examples: str) -> str:
+    return f"pd.to_numeric(errors='coerce') turned 3 of 3 values of '{column}' that hold a number into NaN, e.g. {examples}"
+
+
+def test_a_conversion_that_lost_numbers_takes_the_number_each_value_holds() -> None:
+    import pandas as pd
+
+    code = (
+        "df['é'] = 1\n"  # not ASCII: ast counts bytes, the edit counts characters
+        "df['votes'] = pd.to_numeric(df['votes'], errors='coerce')\n"
+        "share = pd.to_numeric(df.share, errors='coerce').mean()\n"
+        "other = pd.to_numeric(df['other'], errors='coerce')\n"  # no note names it: left as it is
+        "print(f\"@total[{df['votes'].sum()}] @share[{share}]\")\n"
+    )
+    notes = [_lost("votes", "'37,410', '12,202'"), _lost("share", "'15.17%', '49.48%'")]
+    fixed = numbers_kept(code, notes)
+    assert fixed is not None and "pd.to_numeric(df['other'], errors='coerce')" in fixed
+    df = pd.DataFrame({"votes": ["37,410", "12,202", "n/a"], "share": ["15.17%", "49.48%", "5%"], "other": 1})
+    ran: dict[str, object] = {"pd": pd, "df": df}
+    exec(fixed.replace("print(", "str("), ran)
+    assert df["votes"].tolist()[:2] == [37410.0, 12202.0] and pd.isna(df["votes"].iloc[2])
+    assert round(float(ran["share"]), 2) == round((15.17 + 49.48 + 5) / 3, 2)  # type: ignore[arg-type]
+    # An expression is converted as a whole.
+    assert numbers_kept("x = pd.to_numeric(df['votes'] + '', errors='coerce')\n", notes) == (
+        "x = pd.to_numeric((df['votes'] + '').astype(str).str.replace(',', '').str.extract(r'(-?\\d+\\.?\\d*)')[0], "
+        "errors='coerce')\n"
+    )
+
+
+def test_a_lossy_conversion_is_left_alone_where_taking_the_number_would_change_it() -> None:
+    code = "df['x'] = pd.to_numeric(df['x'], errors='coerce')\n"
+    assert numbers_kept(code, [_lost("x", "'3,5', '2,25'")]) is None  # a decimal comma
+    assert numbers_kept(code, [_lost("x", "'1.5e3'")]) is None  # an exponent
+    assert numbers_kept(code, [_lost("y", "'37,410'")]) is None  # another column
+    one_by_one = (
+        "pd.to_numeric(errors='coerce') turned 2 of 5 values that hold a number into NaN, one value at a time"
+    )
+    assert numbers_kept(code, [one_by_one]) is None
+    taken = "df['x'] = pd.to_numeric(df['x'].str.extract(r'(\\d+)')[0], errors='coerce')\n"
+    assert numbers_kept(taken, [_lost("x", "'37,410'")]) is None  # takes numbers out of text already
+    assert (
+        numbers_kept("df['x'] = pd.to_numeric(df['x'])\n", [_lost("x", "'37,410'")]) is None
+    )  # raises: no loss
+    assert numbers_kept("df['x'] = (\n", [_lost("x", "'37,410'")]) is None

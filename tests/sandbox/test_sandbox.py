@@ -227,6 +227,24 @@ def test_numbers_a_coercing_conversion_turns_into_nan_are_said_on_stderr(sandbox
     ]
 
 
+def test_a_scipy_test_that_returns_nan_over_missing_values_is_said_on_stderr(sandbox: Sandbox) -> None:
+    # Imported in the cell that uses it, by either kind of import: watched before the names are bound.
+    result = sandbox.run(
+        "from scipy.stats import shapiro\nfrom scipy import stats\n"
+        "s = pd.Series([2.0, 3.5, None, 4.0, 3.0, 5.5, None], name='nsamplecov')\n"
+        "p = shapiro(s).pvalue\nprint('normal' if p > 0.05 else 'not normal')\n"
+        "r = stats.pearsonr(s.fillna(0), np.arange(7.0))\n"  # no missing values, no NaN: nothing said
+        "stats.ttest_1samp(s, 3, nan_policy='omit')\n"  # the code chose what happens to them
+        "print(round(float(shapiro(s.dropna()).pvalue), 2) > 0, shapiro.__name__)"
+    )
+    streams = {o["name"]: o["text"] for o in result.outputs if o["output_type"] == "stream"}
+    assert streams["stdout"] == "not normal\nTrue shapiro\n"
+    assert streams["stderr"] == (
+        "[ci_magic] scipy.stats.shapiro returned NaN: its input held 2 missing values (NaN) of 'nsamplecov'\n"
+    )
+    assert "ci_magic" not in sandbox.run("print(stats.skew(np.array([1.0, 2.0, 4.0])))").text()
+
+
 def test_forgotten_variables_are_gone_and_nothing_else_is(sandbox: Sandbox) -> None:
     sandbox.run("a, b = 1, len(df) + 1", {"df": pd.DataFrame({"x": [1]})})
     sandbox.forget(["a", "missing", "not an identifier; import os"])
