@@ -20,10 +20,12 @@ from ..core.results import ExecutionResult
 from . import imports
 
 #: A failed number conversion of text: "could not convert string to float: '37,410'", "invalid literal for
-#: int()", pyarrow's "Failed to parse string", pandas' reductions over a string column.
+#: int()", pyarrow's "Failed to parse string", pandas' reductions over a text column ("Cannot perform reduction
+#: 'mean' with string dtype"; over an object column, "Could not convert '298[110-510]' to numeric").
 _CONVERSION = re.compile(
     r"could not convert string to float|invalid literal for int\(\)|Unable to parse string|Failed to parse string"
     r"|with (?:string|object) dtype|unsupported operand type\(s\) for .*'str'|can only concatenate str"
+    r"|Could not convert .{1,200} to numeric"
 )
 _KEY = re.compile(r"^\s*['\"](.+)['\"]\s*$")
 _NUMBER_ATTRIBUTE = re.compile(

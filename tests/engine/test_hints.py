@@ -38,6 +38,7 @@ def test_numbers_held_as_text_and_result_objects_used_as_numbers() -> None:
     for name, value in [
         ("TypeError", "Cannot perform reduction 'mean' with string dtype"),
         ("ValueError", "could not convert string to float: '15.17%'"),
+        ("TypeError", "Could not convert '298[110-510]' to numeric"),  # a reduction over an object column
         ("ArrowInvalid", "Failed to parse string: '1095083[606000-1717000]' as a scalar of type int64"),
     ]:
         assert "pd.to_numeric" in joined(name, value), value
