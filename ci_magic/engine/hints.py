@@ -171,6 +171,12 @@ def hints(execution: ExecutionResult, frames: Mapping[str, Frame]) -> list[str]:
             f"{undefined[1]} is used before this program makes it: define it first. Each reply runs as a "
             "complete program on its own; variables from earlier attempts are gone."
         )
+    if name == "ValueError" and "Encountered all NA values" in value:
+        found.append(
+            "Every value of the Series is NaN, so idxmax()/idxmin() has nothing to choose from: the values it was "
+            "computed from are missing, or each was computed from too few rows (a skewness or a standard "
+            "deviation of a single value is NaN). Print that Series and compute it over the rows it needs."
+        )
     if name == "IndexError" and "invalid index to scalar variable" in value:
         found.append(
             "The value indexed is one number, not an array or a pair: use it without [ ]. A scipy.stats test's "

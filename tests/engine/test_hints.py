@@ -60,6 +60,7 @@ def test_common_pandas_slips_get_their_fix() -> None:
     assert "r'(\\d+)'" in joined("ValueError", "pattern contains no capture groups")
     coerce = "Expected value of kwarg 'errors' to be one of ['raise', 'ignore']. Supplied value is 'coerce'"
     assert "pd.to_numeric(s, errors='coerce')" in joined("ValueError", coerce)
+    assert "single value is NaN" in joined("ValueError", "Encountered all NA values")  # idxmax, pandas 3
     assert "from scipy.stats import pearsonr" in joined("NameError", "name 'pearsonr' is not defined")
     assert "from scipy import stats" in joined("NameError", "name 'stats' is not defined")
     # A variable, not a module: made before use, in this program (an earlier attempt's are gone).
