@@ -10,6 +10,8 @@ of one KeyError). Two such mistakes are mechanical and their fix certain:
   ``slope, intercept = linregress(x, y)``: five), whose values come in a documented order: the first ones are
   kept (``chi2, p, *_ = …``); and pandas' ``.corr()``, one number, unpacked as a coefficient and its p-value
   (``r, p = x.corr(y)``): the scipy.stats test of the same method gives both;
+- rows named by a frame where its index was meant: ``df.drop(outliers)`` (a frame of rows to drop: pandas reads
+  its column names as labels) and ``df.loc[~outliers.index]`` (``~`` on an index of numbers negates them);
 - ``pd.to_numeric(df['diff'], errors='coerce')`` on text such as ``'37,410'`` or ``'15.17%'``, which the sandbox
   saw turn values that hold a number into NaN (sandbox/losses.py): the conversion takes the number each value
   holds instead (:func:`numbers_kept`; told to, the model coerces again, dev q142 four times).
@@ -31,7 +33,7 @@ from .answer import OF_COLUMN
 from .hints import failing_line
 from .imports import in_scipy_stats
 
-__all__ = ["numbers_kept", "paired", "put_right", "respell", "unpacked"]
+__all__ = ["numbers_kept", "paired", "put_right", "respell", "rows_named", "unpacked"]
 
 _SQUASH = re.compile(r"[\W_]+")
 #: Code that renames columns (or strips, lowers… them): the names it uses are its own, not the data's.
@@ -53,7 +55,7 @@ def put_right(
     """``code`` with the mechanical mistake behind its error (``name``: ``value``) put right, or None when the
     failure is not one of them."""
     if name == "KeyError":
-        return respell(code, value or "", columns)
+        return respell(code, value or "", columns) or rows_named(code, value or "", traceback)
     if name == "ValueError" and (m := _TOO_MANY.search(value or "")):
         return unpacked(code, int(m.group(1)), traceback)
     if name == "TypeError" and _ONE_NUMBER.search(value or ""):
@@ -122,6 +124,49 @@ def unpacked(code: str, expected: int, traceback: str | None) -> str | None:
         return None
     lines[index] = f"{m.group(1)}{m.group(2)}, *_{lines[index][m.end(2) :]}"
     return "".join(lines)
+
+
+_DROP_FRAME = re.compile(r"\.drop\(\s*(\w+)\s*(?=[,)])")
+_NOT_INDEX = re.compile(r"\b(\w+)(\.loc)?\[\s*~\s*(\w+)\.index\b(?!\.)")
+
+
+def rows_named(code: str, error: str, traceback: str | None) -> str | None:
+    """The failing line with a frame's index where the frame itself was meant, or None: ``X.drop(rows)`` where
+    ``rows = X[mask]`` was made in the code (pandas looked for its column names among the row labels: "[…] not
+    found in axis") becomes ``X.drop(rows.index)``; ``X.loc[~rows.index`` (the numbers negated: "None of
+    [Index([-3, …])]") becomes ``X.loc[~X.index.isin(rows.index)``."""
+    found = _failing(code, traceback)
+    if found is None:
+        return None
+    lines, index = found
+    line = lines[index]
+    if "not found in axis" in error and (m := _DROP_FRAME.search(line)) and m[1] in _filtered(code):
+        lines[index] = f"{line[: m.start(1)]}{m[1]}.index{line[m.end(1) :]}"
+        return "".join(lines)
+    if error.startswith(("None of [", "'None of [", '"None of [')) and (m := _NOT_INDEX.search(line)):
+        frame, rows = m[1], m[3]
+        lines[index] = (
+            f"{line[: m.start()]}{frame}{m[2] or ''}[~{frame}.index.isin({rows}.index){line[m.end() :]}"
+        )
+        return "".join(lines)
+    return None
+
+
+def _filtered(code: str) -> set[str]:
+    """Names the code binds to rows picked out of a frame by a condition: ``rows = df[df['x'] > 3]``."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    return {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Subscript)
+        and isinstance(node.value.slice, ast.Compare | ast.BinOp | ast.UnaryOp | ast.Call)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
 
 
 def numbers_kept(code: str, notes: Iterable[str]) -> str | None:

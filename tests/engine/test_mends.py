@@ -146,3 +146,28 @@ def test_a_lossy_conversion_is_left_alone_where_taking_the_number_would_change_i
         numbers_kept("df['x'] = pd.to_numeric(df['x'])\n", [_lost("x", "'37,410'")]) is None
     )  # raises: no loss
     assert numbers_kept("df['x'] = (\n", [_lost("x", "'37,410'")]) is None
+
+
+def test_a_frame_of_rows_used_where_its_index_was_meant_gets_its_index() -> None:
+    import pandas as pd
+
+    code = (
+        "outliers = df[(df['x'] < 0) | (df['x'] > 10)]\n"
+        "kept = df.drop(outliers).reset_index(drop=True)\n"
+        "other = df.loc[~outliers.index, 'x']\n"
+    )
+    error = "\"['x', 'y'] not found in axis\""
+    fixed = put_right(
+        code, "KeyError", error, "----> 2 kept = df.drop(outliers).reset_index(drop=True)", ["x", "y"]
+    )
+    assert fixed == code.replace("df.drop(outliers)", "df.drop(outliers.index)")
+    negated = "'None of [Index([-28, -48])] are in the [index]'"
+    fixed = put_right(fixed, "KeyError", negated, "----> 3 other = df.loc[~outliers.index, 'x']", ["x", "y"])
+    assert fixed is not None and "other = df.loc[~df.index.isin(outliers.index), 'x']" in fixed
+    df = pd.DataFrame({"x": [5, 20, -1, 7], "y": 1}, index=[10, 11, 12, 13])
+    ran: dict[str, object] = {"df": df}
+    exec(fixed, ran)
+    assert ran["kept"]["x"].tolist() == [5, 7] and ran["other"].tolist() == [5, 7]  # type: ignore[index]
+    # Column names dropped without axis=1 are not rows of a frame: left to the model.
+    listed = "cols = ['x', 'y']\ndf = df.drop(cols)\n"
+    assert put_right(listed, "KeyError", error, "----> 2 df = df.drop(cols)", ["x", "y"]) is None
