@@ -152,11 +152,18 @@ def rows_named(code: str, error: str, traceback: str | None) -> str | None:
     return None
 
 
+def _parsed(code: str) -> ast.Module | None:
+    """The code's tree, or None when it does not parse (the run said so already)."""
+    try:
+        return ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
 def _filtered(code: str) -> set[str]:
     """Names the code binds to rows picked out of a frame by a condition: ``rows = df[df['x'] > 3]``."""
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _parsed(code)
+    if tree is None:
         return set()
     return {
         target.id
@@ -181,11 +188,8 @@ def numbers_kept(code: str, notes: Iterable[str]) -> str | None:
         if found is None or _NOT_LEADING.search(note[found.end() :]):
             continue
         lost.add(found[1][1:-1])  # the name without its quotes
-    if not lost:
-        return None
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    tree = _parsed(code) if lost else None
+    if tree is None:
         return None
     lines = code.splitlines(keepends=True)
     edits: list[tuple[tuple[int, int], tuple[int, int], str]] = []
