@@ -1,6 +1,7 @@
 """Strict DABench accuracy of the %%ask loop vs one-shot, on ../shared/eval/dabench-dev, with time and tokens.
 
     python benchmarks/dabench.py [--model qwen2.5-coder-1.5b] [--limit N] [--attempts 3] [--samples 5]
+    python benchmarks/dabench.py --interleave 3 [--limit N]   # the defaults against 3 attempts, alternately
 
 Runs ``ci-magic eval`` for each configuration — the full loop (repair attempts + voting among --samples
 independent answers), the repair loop alone (samples=1), and one-shot (attempts=1, samples=1) — scores each with
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import statistics
 import subprocess
@@ -160,7 +162,20 @@ def run(model: str | None, attempts: int, samples: int, limit: int | None, out: 
         cmd += ["--limit", str(limit)]
     started = time.monotonic()
     subprocess.run(cmd, check=True)
-    wall = time.monotonic() - started
+    return summary(model, attempts, samples, limit, out, time.monotonic() - started)
+
+
+def summary(
+    model: str | None,
+    attempts: int,
+    samples: int,
+    limit: int | None,
+    out: Path,
+    wall: float,
+    decode_tok_s: float | None = None,
+) -> dict[str, Any]:
+    """The figures of one configuration's predictions file (accuracy, outcomes, time, tokens); the decode rate
+    is measured now unless given."""
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     return {
         "attempts": attempts,
@@ -176,8 +191,70 @@ def run(model: str | None, attempts: int, samples: int, limit: int | None, out: 
         "mean_samples": statistics.mean(r.get("samples", 1) for r in rows),
         "errors": sum("error" in r for r in rows),
         "wall_seconds": round(wall, 1),
-        "time_breakdown": time_breakdown(rows, decode_rate(model) if not limit or limit > 5 else None),
+        "time_breakdown": time_breakdown(
+            rows, decode_tok_s or (decode_rate(model) if not limit or limit > 5 else None)
+        ),
     }
+
+
+def run_interleaved(
+    model: str | None, attempts: tuple[int, int], limit: int | None, outs: tuple[Path, Path]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The repair loop at two attempt limits, question by question in one process: question n at A, then
+    question n-1 at B, then n+1 at A, n at B, ... so that a machine that slows down or speeds up during the run
+    weighs on both alike (a question's two asks are a minute or two apart), while no ask directly follows the
+    same question's other ask (the server keeps the last prompt's prefix: that one would read its prompt for
+    free). Returns both configurations' figures and the paired time comparison (the median over questions of
+    time at A / time at B, and the medians of each)."""
+    from ci_magic.evaluation.progress import Progress
+    from ci_magic.evaluation.runner import read_questions, run_eval
+
+    questions = read_questions(DEV / "questions.jsonl")[:limit]
+    base = Settings.from_env(frontend="cli").with_overrides({"model": model, "samples": 1})
+    walls = [0.0, 0.0]
+    # Started and warm before the first ask (as for the runs of `ci-magic eval`, whose first question would
+    # otherwise carry the server's start, and here always at A).
+    rate = decode_rate(model)
+    with outs[0].open("w", encoding="utf-8") as out_a, outs[1].open("w", encoding="utf-8") as out_b:
+        files = (out_a, out_b)
+        order = [(0, q) for q in questions[:1]]
+        for earlier, q in itertools.pairwise(questions):
+            order += [(0, q), (1, earlier)]
+        order += [(1, q) for q in questions[-1:]]
+        for which, q in order:
+            started = time.monotonic()
+            settings = base.with_overrides({"attempts": attempts[which]})
+            quiet = Progress(1, sys.stderr, quiet=True)
+            (record,) = run_eval(
+                [q],
+                DEV / "tables",
+                files[which],
+                settings=settings,
+                attempts=attempts[which],
+                fresh=True,
+                progress=quiet,
+            )
+            walls[which] += time.monotonic() - started
+            print(
+                f"q{q.id} attempts={attempts[which]}: {record['seconds']:.1f} s, "
+                f"{record['attempts']} attempts, {'ok' if record['ok'] else 'not ok'}",
+                file=sys.stderr,
+                flush=True,
+            )
+    found = [summary(model, attempts[i], 1, limit, outs[i], walls[i], rate) for i in (0, 1)]
+    seconds = [
+        {r["id"]: r["seconds"] for r in (json.loads(x) for x in o.read_text().splitlines() if x.strip())}
+        for o in outs
+    ]
+    ratios = [seconds[0][q] / seconds[1][q] for q in seconds[0] if seconds[1].get(q)]
+    paired = {
+        "attempts": list(attempts),
+        "median_seconds": [f["median_seconds"] for f in found],
+        "median_ratio_a_over_b": round(statistics.median(ratios), 3),
+        "questions_faster_at_a": sum(r < 1 for r in ratios),
+        "questions_slower_at_a": sum(r > 1 for r in ratios),
+    }
+    return found[0], found[1], paired
 
 
 def time_breakdown(rows: list[dict[str, Any]], decode_tok_s: float | None = None) -> dict[str, float]:
@@ -224,6 +301,17 @@ def decode_rate(model: str | None) -> float | None:
     return (reply.usage.completion_tokens if reply.usage else 0) / wall
 
 
+def report(label: str, name: str, result: dict[str, Any]) -> str:
+    """One configuration's line on stdout."""
+    return (
+        f"{label} {name} (attempts={result['attempts']}, samples={result['samples']}): strict accuracy "
+        f"{result['strict_abq']:.1%} on {result['questions']} questions; {result['mean_seconds']:.1f} s "
+        f"(median {result['median_seconds']:.1f}), {result['mean_prompt_tokens']:.0f} prompt + "
+        f"{result['mean_completion_tokens']:.0f} completion tokens, {result['mean_attempts']:.2f} attempts and "
+        f"{result['mean_samples']:.2f} samples per question"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=None, help="default: the embedded default model")
@@ -235,6 +323,14 @@ def main() -> int:
         choices=["loop", "repair-only", "one-shot"],
         action="append",
         help="run only these configurations (repeatable); the others are kept from the file",
+    )
+    ap.add_argument(
+        "--interleave",
+        type=int,
+        metavar="ATTEMPTS",
+        help="the repair loop at --attempts and at this many attempts, question by question alternately in "
+        "one run (a time comparison that machine drift does not bias); stored as repair_only and "
+        "repair_only_interleaved",
     )
     ap.add_argument("--commit", default="", help="recorded with the figures")
     ap.add_argument("--label", default="", help="suffix of the results file (e.g. a variant being compared)")
@@ -255,6 +351,21 @@ def main() -> int:
         "repair-only": ("repair_only", args.attempts, 1),
         "one-shot": ("one_shot", 1, 1),
     }
+    if args.interleave:
+        outs = (
+            path.with_name(f"{path.stem}-repair-only.pred.jsonl"),
+            path.with_name(f"{path.stem}-interleaved.pred.jsonl"),
+        )
+        found = run_interleaved(args.model, (args.attempts, args.interleave), args.limit, outs)
+        command = " ".join(["python", "benchmarks/dabench.py", *sys.argv[1:]])
+        for key, result in zip(("repair_only", "repair_only_interleaved"), found[:2], strict=True):
+            doc[key] = {**result, "commit": args.commit, "command": command, "interleaved": True}
+            print(report(label, "repair-only", result), flush=True)
+            print(failure_table(result), flush=True)
+        doc["interleaved_time"] = found[2]
+        print(f"interleaved: {json.dumps(found[2])}", flush=True)
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        return 0
     for name, (key, attempts, samples) in configs.items():
         if args.only and name not in args.only:
             continue
@@ -267,13 +378,7 @@ def main() -> int:
         result["commit"] = args.commit
         result["command"] = " ".join(["python", "benchmarks/dabench.py", *sys.argv[1:]])
         doc[key] = result
-        print(
-            f"{label} {name} (attempts={attempts}, samples={samples}): strict accuracy "
-            f"{result['strict_abq']:.1%} on {result['questions']} questions; {result['mean_seconds']:.1f} s (median {result['median_seconds']:.1f}), "
-            f"{result['mean_prompt_tokens']:.0f} prompt + {result['mean_completion_tokens']:.0f} completion "
-            f"tokens, {result['mean_attempts']:.2f} attempts and {result['mean_samples']:.2f} samples per question",
-            flush=True,
-        )
+        print(report(label, name, result), flush=True)
         print(failure_table(result), flush=True)
     if "repair_loop" in doc and "one_shot" in doc:
         doc["loop_over_one_shot"] = round(
