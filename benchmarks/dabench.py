@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import itertools
 import json
 import statistics
 import subprocess
@@ -200,12 +199,13 @@ def summary(
 def run_interleaved(
     model: str | None, attempts: tuple[int, int], limit: int | None, outs: tuple[Path, Path]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """The repair loop at two attempt limits, question by question in one process: question n at A, then
-    question n-1 at B, then n+1 at A, n at B, ... so that a machine that slows down or speeds up during the run
-    weighs on both alike (a question's two asks are a minute or two apart), while no ask directly follows the
-    same question's other ask (the server keeps the last prompt's prefix: that one would read its prompt for
-    free). Returns both configurations' figures and the paired time comparison (the median over questions of
-    time at A / time at B, and the medians of each)."""
+    """The repair loop at two attempt limits, question by question in one process: question 1 at A then B,
+    question 2 at B then A, and so on, so that a machine that slows down or speeds up during the run weighs on
+    both alike. The embedded server keeps the last prompt read (a prefix cache): an ask would read for free what
+    it shares with the one before — all of its first prompt after its own twin, the data description after a
+    question on the same table. So before every ask the cache is made to hold nothing of any question, and every
+    ask of both configurations reads its prompts from the same start. Returns both configurations' figures and
+    the paired time comparison (the median over questions of time at A / time at B, and the medians of each)."""
     from ci_magic.evaluation.progress import Progress
     from ci_magic.evaluation.runner import read_questions, run_eval
 
@@ -217,11 +217,9 @@ def run_interleaved(
     rate = decode_rate(model)
     with outs[0].open("w", encoding="utf-8") as out_a, outs[1].open("w", encoding="utf-8") as out_b:
         files = (out_a, out_b)
-        order = [(0, q) for q in questions[:1]]
-        for earlier, q in itertools.pairwise(questions):
-            order += [(0, q), (1, earlier)]
-        order += [(1, q) for q in questions[-1:]]
+        order = [(which, q) for n, q in enumerate(questions) for which in ((0, 1) if n % 2 == 0 else (1, 0))]
         for which, q in order:
+            forget_prompt(model)
             started = time.monotonic()
             settings = base.with_overrides({"attempts": attempts[which]})
             quiet = Progress(1, sys.stderr, quiet=True)
@@ -255,6 +253,21 @@ def run_interleaved(
         "questions_slower_at_a": sum(r > 1 for r in ratios),
     }
     return found[0], found[1], paired
+
+
+def forget_prompt(model: str | None) -> None:
+    """Make the embedded server's prefix cache hold nothing of any question: a one-token reply to a prompt of
+    its own (no-op for a remote model)."""
+    try:
+        from ci_magic.local import ensure_endpoint
+    except ImportError:
+        return
+    import openai
+
+    ep = ensure_endpoint(model or "qwen2.5-coder-1.5b")
+    with openai.OpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0, timeout=600) as client:
+        create: Any = client.chat.completions.create
+        create(model=ep.model, messages=[{"role": "user", "content": "Say ok."}], max_tokens=1)
 
 
 def time_breakdown(rows: list[dict[str, Any]], decode_tok_s: float | None = None) -> dict[str, float]:
