@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -255,19 +257,29 @@ def run_interleaved(
     return found[0], found[1], paired
 
 
-def forget_prompt(model: str | None) -> None:
-    """Make the embedded server's prefix cache hold nothing of any question: a one-token reply to a prompt of
-    its own (no-op for a remote model)."""
+@contextlib.contextmanager
+def embedded(model: str | None) -> Iterator[tuple[Any, str] | None]:
+    """The embedded server's ``chat.completions.create`` and its model name (the server started if need be);
+    None without the local extra (a remote model)."""
     try:
         from ci_magic.local import ensure_endpoint
     except ImportError:
+        yield None
         return
     import openai
 
     ep = ensure_endpoint(model or "qwen2.5-coder-1.5b")
     with openai.OpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0, timeout=600) as client:
-        create: Any = client.chat.completions.create
-        create(model=ep.model, messages=[{"role": "user", "content": "Say ok."}], max_tokens=1)
+        yield client.chat.completions.create, ep.model
+
+
+def forget_prompt(model: str | None) -> None:
+    """Make the embedded server's prefix cache hold nothing of any question: a one-token reply to a prompt of
+    its own."""
+    with embedded(model) as server:
+        if server is not None:
+            create, name = server
+            create(model=name, messages=[{"role": "user", "content": "Say ok."}], max_tokens=1)
 
 
 def time_breakdown(rows: list[dict[str, Any]], decode_tok_s: float | None = None) -> dict[str, float]:
@@ -297,19 +309,14 @@ def time_breakdown(rows: list[dict[str, Any]], decode_tok_s: float | None = None
 def decode_rate(model: str | None) -> float | None:
     """Tokens per second the embedded server decodes at, measured now (a short prompt, 160 tokens greedy): the
     rate that splits the model's time into reading prompts and decoding. None for a remote model."""
-    try:
-        from ci_magic.local import ensure_endpoint
-    except ImportError:
-        return None
-    import openai
-
-    ep = ensure_endpoint(model or "qwen2.5-coder-1.5b")
     prompt = [{"role": "user", "content": "Count from 1 to 200, one number per line."}]
-    with openai.OpenAI(base_url=ep.base_url, api_key=ep.api_key, max_retries=0, timeout=600) as client:
-        create: Any = client.chat.completions.create
-        create(model=ep.model, messages=prompt, max_tokens=4)  # the prompt is cached from here on
+    with embedded(model) as server:
+        if server is None:
+            return None
+        create, name = server
+        create(model=name, messages=prompt, max_tokens=4)  # the prompt is cached from here on
         started = time.perf_counter()
-        reply = create(model=ep.model, messages=prompt, max_tokens=160, temperature=0)
+        reply = create(model=name, messages=prompt, max_tokens=160, temperature=0)
         wall = time.perf_counter() - started
     return (reply.usage.completion_tokens if reply.usage else 0) / wall
 
