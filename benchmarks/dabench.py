@@ -242,19 +242,33 @@ def run_interleaved(
                 flush=True,
             )
     found = [summary(model, attempts[i], 1, limit, outs[i], walls[i], rate) for i in (0, 1)]
-    seconds = [
-        {r["id"]: r["seconds"] for r in (json.loads(x) for x in o.read_text().splitlines() if x.strip())}
-        for o in outs
+    return found[0], found[1], paired_time(found, outs)
+
+
+def paired_time(found: list[dict[str, Any]], outs: tuple[Path, Path]) -> dict[str, Any]:
+    """The two configurations' times question by question: the median of A / B over the questions asked in
+    both, and over those that took the same path in both (as many attempts, as many tokens), where only the
+    machine can make them differ; the questions that took different paths."""
+    rows = [
+        {r["id"]: r for r in (json.loads(x) for x in o.read_text().splitlines() if x.strip())} for o in outs
     ]
-    ratios = [seconds[0][q] / seconds[1][q] for q in seconds[0] if seconds[1].get(q)]
-    paired = {
-        "attempts": list(attempts),
+    both = [q for q in rows[0] if q in rows[1]]
+    ratios = {q: rows[0][q]["seconds"] / rows[1][q]["seconds"] for q in both if rows[1][q]["seconds"]}
+    path = [{q: (r[q]["attempts"], r[q]["completion_tokens"]) for q in both} for r in rows]
+    same = [ratios[q] for q in ratios if path[0][q] == path[1][q]]
+    return {
+        "attempts": [f["attempts"] for f in found],
+        "questions": len(both),
         "median_seconds": [f["median_seconds"] for f in found],
-        "median_ratio_a_over_b": round(statistics.median(ratios), 3),
-        "questions_faster_at_a": sum(r < 1 for r in ratios),
-        "questions_slower_at_a": sum(r > 1 for r in ratios),
+        "mean_seconds": [round(f["mean_seconds"], 1) for f in found],
+        "median_ratio_a_over_b": round(statistics.median(ratios.values()), 3),
+        "questions_faster_at_a": sum(r < 1 for r in ratios.values()),
+        "questions_slower_at_a": sum(r > 1 for r in ratios.values()),
+        "same_path_questions": len(same),
+        "same_path_median_ratio": round(statistics.median(same), 3) if same else None,
+        "same_path_ratio_range": [round(min(same), 2), round(max(same), 2)] if same else None,
+        "other_paths": [q for q in both if path[0][q] != path[1][q]],
     }
-    return found[0], found[1], paired
 
 
 @contextlib.contextmanager
@@ -376,7 +390,16 @@ def main() -> int:
             path.with_name(f"{path.stem}-repair-only.pred.jsonl"),
             path.with_name(f"{path.stem}-interleaved.pred.jsonl"),
         )
-        found = run_interleaved(args.model, (args.attempts, args.interleave), args.limit, outs)
+        if (
+            args.rescore
+        ):  # the kept predictions of both configurations (a run stopped early: its complete pairs)
+            pairs = [
+                summary(args.model, a, 1, args.limit, o, 0.0)
+                for a, o in zip((args.attempts, args.interleave), outs, strict=True)
+            ]
+            found = (pairs[0], pairs[1], paired_time(pairs, outs))
+        else:
+            found = run_interleaved(args.model, (args.attempts, args.interleave), args.limit, outs)
         command = " ".join(["python", "benchmarks/dabench.py", *sys.argv[1:]])
         for key, result in zip(("repair_only", "repair_only_interleaved"), found[:2], strict=True):
             doc[key] = {**result, "commit": args.commit, "command": command, "interleaved": True}
