@@ -29,6 +29,7 @@ from .ask import AskRun, BudgetCheck, Check
 from .copy_on_write import unchained
 from .extract import extract_code
 from .mends import numbers_kept, put_right
+from .repeats import Repeats
 from .step import call_model, judge, side_step
 
 __all__ = ["BudgetCheck", "Check", "run_attempts"]
@@ -62,8 +63,16 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
             # A repair at temperature 0 tends to repeat the failed code word for word; a little sampling breaks
             # that.
             temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
-            completion = _mended(run, call_model(run, messages, number, temperature), done)
-            copied = _copied(extract_code(completion.text), done)
+            # Failed code written again is seen while it is written (engine/repeats.py), and otherwise once
+            # the reply is in: either way the model is asked again before anything runs.
+            repeats = Repeats(done)
+            completion = call_model(run, messages, number, temperature, repeats or None)
+            copied: Attempt | None = repeats.copied
+            if copied is not None:
+                completion = repeats.whole(completion)
+            else:
+                completion = _mended(run, completion, done)
+                copied = _copied(extract_code(completion.text), done)
             if copied is not None:
                 completion = _mended(run, _ask_again(run, messages, completion, copied, number), done)
         messages.append({"role": "assistant", "content": completion.text})

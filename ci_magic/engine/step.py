@@ -16,17 +16,19 @@ from typing import Any
 from ..core.errors import Cancelled
 from ..core.events import Code, Event, EventSink, ExecDone, ModelDone, ModelStart, NoCode, Output, Token
 from ..core.results import Attempt, ExecutionResult, Usage
-from ..providers import Completion, Message, OnText, Request
+from ..providers import Completion, Enough, Message, OnText, Request
 from .ask import AskRun, BudgetCheck, Check
 from .extract import extract_code
 
 __all__ = ["BudgetCheck", "Check", "call_model", "judge", "request", "side_step"]
 
 
-def call_model(run: AskRun, messages: list[Message], number: int, temperature: float | None) -> Completion:
+def call_model(
+    run: AskRun, messages: list[Message], number: int, temperature: float | None, enough: Enough | None = None
+) -> Completion:
     """One model request for attempt ``number``: streamed as events, checked against the budget before and
-    after, and turned into Cancelled on an interrupt."""
-    sent = Request(messages, 1, temperature, seed_of(messages, temperature, number))
+    after, and turned into Cancelled on an interrupt. ``enough`` may end the reply early (Request.enough)."""
+    sent = Request(messages, 1, temperature, seed_of(messages, temperature, number), enough=enough)
     return request(run, sent, number, [None])[0]
 
 

@@ -19,7 +19,10 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # llama_cpp is the optional [local] extra: imported where the server starts
+    from llama_cpp.server.settings import ModelSettings
 
 from .registry import API_KEY_ENV, HEALTH_PATH, live_leases, read_registry, registry_path
 
@@ -129,6 +132,27 @@ def _daemonize(log: str) -> None:
     os.close(null)
 
 
+def model_settings(gguf: str, alias: str, n_ctx: int, threads: int) -> ModelSettings:
+    """How the embedded server loads its model (benchmarks load it the same way)."""
+    from llama_cpp.server.settings import ModelSettings
+
+    return ModelSettings(
+        model=gguf,
+        model_alias=alias,
+        n_ctx=n_ctx,
+        n_threads=threads,
+        n_threads_batch=threads,
+        # The server's defaults differ from Llama's: logits_all copies a 150k-float row per token
+        # (~0.6x speed on the 0.5B model; only needed for logprobs) and mlock pins the whole file.
+        logits_all=False,
+        use_mlock=False,
+        # Off: on 2 CPU cores flash attention read the dev set's first prompts 1.08x faster but decoded 0.95x
+        # as fast (benchmarks/flash_attention.py), and an ask's time is mostly decoding.
+        flash_attn=False,
+        verbose=False,
+    )
+
+
 def _log(message: str) -> None:
     print(f"[ci-magic supervisor {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -156,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
     from llama_cpp.server.app import create_app
-    from llama_cpp.server.settings import ModelSettings, ServerSettings
+    from llama_cpp.server.settings import ServerSettings
 
     _log(f"loading {args.gguf} as {args.alias!r} (n_ctx={args.n_ctx}, threads={args.threads})")
     started = time.monotonic()
@@ -165,20 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         server_settings=ServerSettings(
             host="127.0.0.1", port=sock.getsockname()[1], api_key=api_key, interrupt_requests=False
         ),
-        model_settings=[
-            ModelSettings(
-                model=args.gguf,
-                model_alias=args.alias,
-                n_ctx=args.n_ctx,
-                n_threads=args.threads,
-                n_threads_batch=args.threads,
-                # The server's defaults differ from Llama's: logits_all copies a 150k-float row per token
-                # (~0.6x speed on the 0.5B model; only needed for logprobs) and mlock pins the whole file.
-                logits_all=False,
-                use_mlock=False,
-                verbose=False,
-            )
-        ],
+        model_settings=[model_settings(args.gguf, args.alias, args.n_ctx, args.threads)],
     )
     from .batch import install as install_batched_samples
 

@@ -48,6 +48,23 @@ class Completion:
 
 #: Streams the fragments of each completion as they arrive: ``on_text(index, fragment)``.
 OnText = Callable[[int, str], None]
+#: Told the reply so far each time one of its lines ends; true: the reply has said enough (:attr:`Request.enough`).
+Enough = Callable[[str], bool]
+#: The finish_reason of a reply that ``enough`` ended.
+ENOUGH = "enough"
+
+
+def enough_at(text: str, start: int, enough: Enough | None) -> int | None:
+    """Where ``text`` has said enough: the end of its first line, ending at or after ``start``, for which
+    ``enough(text up to there)`` is true; None when none is. The same cut whatever pieces the text came in."""
+    if enough is None:
+        return None
+    end = text.find("\n", start)
+    while end != -1:
+        if enough(text[: end + 1]):
+            return end + 1
+        end = text.find("\n", end + 1)
+    return None
 
 
 @dataclass(frozen=True)
@@ -57,13 +74,16 @@ class Request:
     ``seed`` asks for reproducible sampling (servers that ignore it still work); the ``n`` samples of a vote get
     seeds ``seed``, ``seed + 1``…, which also keeps them apart in the reply cache. ``temperature`` and
     ``max_tokens`` (None: the provider's own) override the provider's settings for this call; ``max_tokens``
-    caps a short step such as the answer in words."""
+    caps a short step such as the answer in words. ``enough`` (one completion only) ends the reply early: the
+    provider stops reading it at the end of the first line for which ``enough`` is true, tells the server so
+    (it stops generating), and returns the text up to there with finish_reason ``"enough"``."""
 
     messages: list[Message]
     n: int = 1
     temperature: float | None = None
     seed: int | None = None
     max_tokens: int | None = None
+    enough: Enough | None = None
 
 
 class Provider(Protocol):
@@ -101,13 +121,16 @@ class OneReply:
 
 
 __all__ = [
+    "ENOUGH",
     "LOOPBACK_HOSTS",
     "Completion",
+    "Enough",
     "Message",
     "OnText",
     "OneReply",
     "Provider",
     "Request",
     "endpoint_label",
+    "enough_at",
     "is_loopback",
 ]

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..core.paths import cache_root
 from ..core.results import Usage
-from . import Completion, Message, OneReply, OnText, Provider, Request
+from . import ENOUGH, Completion, Enough, Message, OneReply, OnText, Provider, Request, enough_at
 
 DEFAULT_MAX_MB = 200
 #: Bump when the entry format or key recipe changes: old entries are then simply never hit.
@@ -151,9 +151,14 @@ class CachedProvider(OneReply):
         self.fresh = fresh
 
     @staticmethod
-    def _replay(entry: dict[str, Any], index: int, on_text: OnText | None) -> Completion:
+    def _replay(
+        entry: dict[str, Any], index: int, on_text: OnText | None, enough: Enough | None
+    ) -> Completion:
         started = time.monotonic()
         text: str = entry["text"]
+        finish = entry.get("finish_reason")
+        if (cut := enough_at(text, 0, enough)) is not None:  # as the stream would have been cut
+            text, finish = text[:cut], ENOUGH
         if on_text is not None:
             for i in range(0, len(text), REPLAY_CHUNK):
                 on_text(index, text[i : i + REPLAY_CHUNK])
@@ -161,13 +166,14 @@ class CachedProvider(OneReply):
             text=text,
             usage=Usage(0, 0),
             seconds=time.monotonic() - started,
-            finish_reason=entry.get("finish_reason"),
+            finish_reason=finish,
             cached=True,
         )
 
     def _store(self, key: str, completion: Completion) -> None:
-        # A stream cut off by the network is a transient failure, not the model's answer: never replay it.
-        if completion.finish_reason == "truncated":
+        # A stream cut off by the network is a transient failure, not the model's answer: never replay it. Nor a
+        # reply we ended (Request.enough): the next request may want all of it.
+        if completion.finish_reason in ("truncated", ENOUGH):
             return
         self.cache.put(
             key,
@@ -191,7 +197,9 @@ class CachedProvider(OneReply):
         keys = [cache_key(self.model, self.endpoint, effective, limit, request.messages, s) for s in seeds]
         entries = [None if self.fresh else self.cache.get(k) for k in keys]
         if all(e is not None and isinstance(e.get("text"), str) for e in entries):
-            return [self._replay(e, i, on_text) for i, e in enumerate(entries) if e is not None]
+            return [
+                self._replay(e, i, on_text, request.enough) for i, e in enumerate(entries) if e is not None
+            ]
         completions = self.inner.complete_many(request, on_text)
         for key, completion in zip(keys, completions, strict=False):
             self._store(key, completion)

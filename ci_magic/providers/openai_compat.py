@@ -19,7 +19,7 @@ from ..core.errors import (
 )
 from ..core.results import Usage, estimate_prompt_tokens, estimate_tokens
 from ..core.settings import Frontend, how_to_set
-from . import Completion, Message, OneReply, OnText, Request, endpoint_label, is_loopback
+from . import ENOUGH, Completion, Message, OneReply, OnText, Request, endpoint_label, enough_at, is_loopback
 
 __all__ = ["OpenAIProvider", "discover_model", "endpoint_label", "is_loopback"]
 
@@ -102,12 +102,20 @@ class OpenAIProvider(OneReply):
                             continue  # a server answering more choices than asked: not ours to keep
                         delta = choice.delta.content if choice.delta else None
                         pieces.setdefault(index, [])
+                        if delta and request.enough is not None and request.n == 1:
+                            before = "".join(pieces[index])
+                            cut = enough_at(before + delta, len(before), request.enough)
+                            if cut is not None:
+                                delta = delta[: cut - len(before)]
+                                finish[index] = ENOUGH
                         if delta:
                             pieces[index].append(delta)
                             if on_text is not None:
                                 on_text(index, delta)
-                        if choice.finish_reason:
+                        if choice.finish_reason and finish.get(index) != ENOUGH:
                             finish[index] = choice.finish_reason
+                    if finish.get(0) == ENOUGH:
+                        break  # leaving the stream closes the connection: the server stops generating
         except openai.APIError as exc:
             raise self._translate(exc) from None
         except httpx.TimeoutException:

@@ -201,8 +201,9 @@ def test_a_repeated_failure_restarts_the_dialogue_with_notes(
 def test_a_repair_that_repeats_failed_code_is_asked_again_before_it_runs(
     fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
 ) -> None:
-    where = "KeyError: 'year'\nCell In[1], line 1\n----> 1 print(sales['year'].max())\n"
-    executor.add(error("KeyError", "'year'", traceback=where), "2024\n")
+    # A run out of time says nothing about where a copy would fail (a copy that raised is ended as it streams:
+    # the test below): the whole reply comes in, and only then is the model asked again.
+    executor.add(timeout(), "2024\n")
     broken = fenced("print(sales['year'].max())")
     fake.add(
         broken,
@@ -214,12 +215,31 @@ def test_a_repair_that_repeats_failed_code_is_asked_again_before_it_runs(
     assert result.attempts[1].code == "print(sales['date'].dt.year.max())\n"
     again = fake.requests[2]
     told = again["messages"][-1]["content"]
-    assert "repeats code that already failed" in told and "Line 1 raised the error" in told
+    assert "repeats code that already failed" in told
     assert again["messages"][-2] == {"role": "assistant", "content": broken}
     assert again["temperature"] > fake.requests[1]["temperature"] > 0  # sampled more freely
     # The dialogue goes on with the reply that ran, and the attempt carries both requests' tokens.
     usage = result.attempts[1].usage
     assert (usage.prompt_tokens, usage.completion_tokens) == (250, 16)
+
+
+def test_a_repair_writing_failed_code_again_is_ended_there_and_asked_again(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
+) -> None:
+    code = "total = sales['revenue'].sum()\nyear = sales['year'].max()\nprint(total, year)\n"
+    where = "KeyError: 'year'\nCell In[1], line 2\n----> 2 year = sales['year'].max()\n"
+    executor.add(error("KeyError", "'year'", traceback=where), "2024\n")
+    # The repair writes the two failing lines again; what it would say after them cannot save it.
+    copy = fenced(code.replace("print(total, year)", "print(year)") + "print('done')")
+    fake.add(fenced(code), copy, fenced("print(sales['date'].dt.year.max())"))
+    result = it.ask("Latest year?", {"sales": sales}, attempts=2)
+    assert result.ok and len(executor.runs) == 2  # the copy never ran
+    assert result.attempts[1].code == "print(sales['date'].dt.year.max())\n"
+    again = fake.requests[2]["messages"]
+    assert (
+        "repeats code that already failed" in again[-1]["content"] and "Line 2 raised" in again[-1]["content"]
+    )
+    assert again[-2] == {"role": "assistant", "content": fenced(code)}  # shown as the copy it was becoming
 
 
 def test_privacy_below_samples_keeps_values_out_of_repair_messages(

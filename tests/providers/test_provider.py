@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ci_magic.core.errors import (
@@ -11,6 +13,8 @@ from ci_magic.core.errors import (
     ProviderUnreachable,
 )
 from ci_magic.core.settings import Settings
+from ci_magic.providers import ENOUGH, Request, enough_at
+from ci_magic.providers.cache import CachedProvider, ReplyCache
 from ci_magic.providers.fake import FakeModelServer, Turn
 from ci_magic.providers.openai_compat import OpenAIProvider, discover_model
 from ci_magic.providers.resolve import make_provider
@@ -85,3 +89,41 @@ def test_a_50_kb_reply_is_handled(fake: FakeModelServer) -> None:
     fake.add(reply)
     completion = provider(fake).complete(MESSAGES)
     assert completion.text == reply and extract_code(completion.text) == "print('ok')\n"
+
+
+def test_enough_ends_the_reply_at_the_line_it_names(fake: FakeModelServer) -> None:
+    fake.add(Turn(reply="one\ntwo three\nfour\nfive\n", usage=(11, 9)))
+    pieces: list[str] = []
+    seen: list[str] = []
+
+    def enough(text: str) -> bool:
+        seen.append(text)
+        return text.endswith("two three\n")
+
+    request = Request(MESSAGES, enough=enough)
+    [completion] = provider(fake).complete_many(request, lambda _i, piece: pieces.append(piece))
+    assert completion.text == "".join(pieces) == "one\ntwo three\n"
+    assert completion.finish_reason == ENOUGH and completion.usage.estimated  # the server's usage never came
+    assert seen == ["one\n", "one\ntwo three\n"]  # asked at the end of each line, never past the cut
+
+
+def test_enough_is_asked_at_every_line_of_a_piece_that_holds_several() -> None:
+    text = "a\nb\nc\n"
+    assert enough_at(text, 0, lambda t: t.endswith("b\n")) == 4
+    assert enough_at(text, 2, lambda t: True) == 4  # lines that ended before `start` were asked already
+    assert enough_at(text, 0, lambda t: False) is None and enough_at(text, 0, None) is None
+
+
+def test_a_reply_ended_early_is_not_cached_and_a_cached_one_is_ended_alike(
+    fake: FakeModelServer, tmp_path: Path
+) -> None:
+    cache = ReplyCache(tmp_path / "c")
+    cached = CachedProvider(provider(fake), cache)
+    at_two = Request(MESSAGES, enough=lambda t: t.endswith("two\n"))
+    fake.add(Turn(reply="one\ntwo\nthree\n"), Turn(reply="one\ntwo\nthree\n"))
+    assert cached.complete_many(at_two)[0].text == "one\ntwo\n"
+    assert not list((tmp_path / "c").rglob("*.json"))  # the cut reply was not stored
+    assert cached.complete_many(Request(MESSAGES))[0].text == "one\ntwo\nthree\n"  # asked the model: stored
+    replayed = cached.complete_many(at_two)[0]
+    assert replayed.cached and replayed.text == "one\ntwo\n" and replayed.finish_reason == ENOUGH
+    assert len(fake.requests) == 2
