@@ -65,7 +65,7 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
             temperature = None if number == 1 else max(run.settings.temperature, RETRY_TEMPERATURE)
             # Failed code written again is seen while it is written (engine/repeats.py), and otherwise once
             # the reply is in: either way the model is asked again before anything runs.
-            repeats = Repeats(done)
+            repeats = Repeats(done, functools.partial(_mend, run, done=done))
             completion = call_model(run, messages, number, temperature, repeats or None)
             copied: Attempt | None = repeats.copied
             if copied is not None:
@@ -102,10 +102,19 @@ def run_attempts(run: AskRun, messages: list[Message], attempts: int) -> list[At
 
 
 def _mended(run: AskRun, completion: Completion, done: list[Attempt]) -> Completion:
-    """The reply put right before it runs: an import that already failed in this ask (imports.mend), a module
-    or scipy.stats function used and never imported (imports.lacking), a column filled in place through the
-    column, which copy-on-write makes a no-op (copy_on_write.unchained). The code runs and stays in the dialogue
-    as mended, so the cell shows what ran and the model sees the code that works."""
+    """The reply put right before it runs (:func:`_mend`). The code runs and stays in the dialogue as mended,
+    so the cell shows what ran and the model sees the code that works."""
+    code = extract_code(completion.text)
+    if code is None:
+        return completion
+    fixed = _mend(run, code, done)
+    return completion if fixed == code else replace(completion, text=_rewritten(completion.text, code, fixed))
+
+
+def _mend(run: AskRun, code: str, done: list[Attempt]) -> str:
+    """``code`` put right: an import that already failed in this ask (imports.mend), a module or scipy.stats
+    function used and never imported (imports.lacking), a column filled in place through the column, which
+    copy-on-write makes a no-op (copy_on_write.unchained)."""
     missing = {
         (m[1], m[2])
         for a in done
@@ -113,14 +122,10 @@ def _mended(run: AskRun, completion: Completion, done: list[Attempt]) -> Complet
         and a.execution.error_name == "ImportError"
         and (m := imports.CANNOT_IMPORT.search(a.execution.error_value or ""))
     }
-    code = extract_code(completion.text)
-    if code is None:
-        return completion
     fixed = imports.mend(code, missing) or code
     added = imports.lacking(fixed, [*run.frames, *run.session_names])
     fixed = "".join(f"{line}\n" for line in added) + fixed
-    fixed = unchained(fixed) or fixed
-    return completion if fixed == code else replace(completion, text=_rewritten(completion.text, code, fixed))
+    return unchained(fixed) or fixed
 
 
 def _rewritten(reply: str, code: str, fixed: str) -> str:

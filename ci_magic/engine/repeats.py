@@ -11,13 +11,15 @@ asked again at once, as for a whole copy. The statement is taken whole because a
 an error in a later pass, and an ``except`` clause after the failing line could catch it.
 
 Only errors raised while running count: a syntax error, a timeout or a crash of the kernel says nothing certain
-about a reply that differs after some line.
+about a reply that differs after some line. Nor does a failure the loop mends before the code runs (a failed
+import taken out, a missing one added: loop._mend): the copy runs mended.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
 from ..core.results import Attempt
@@ -73,12 +75,23 @@ def _written(reply: str) -> list[str] | None:
     return rows
 
 
+def _unmended(head: list[str], mend: Callable[[str], str]) -> bool:
+    code = "".join(f"{row}\n" for row in head)
+    return mend(code) == code
+
+
 class Repeats:
     """``Request.enough`` for a repair: true once the reply's code repeats a failed attempt's code through the
     statement that raised. :attr:`copied` is then that attempt."""
 
-    def __init__(self, done: list[Attempt]) -> None:
-        self.heads = [(a, head) for a in reversed(done) if (head := failed_head(a))]
+    def __init__(self, done: list[Attempt], mend: Callable[[str], str] | None = None) -> None:
+        # A head the loop's own mends would change (a failed import taken out, a missing one added) does not
+        # fail again: the copy runs mended, as it always did.
+        self.heads = [
+            (a, head)
+            for a in reversed(done)
+            if (head := failed_head(a)) and (mend is None or _unmended(head, mend))
+        ]
         self.copied: Attempt | None = None
 
     def __bool__(self) -> bool:

@@ -476,6 +476,20 @@ def test_an_import_that_already_failed_is_put_right_before_the_next_run(
     assert mended in result.final.reply
 
 
+def test_a_copy_of_code_whose_failure_is_mended_runs_mended_without_asking_again(
+    fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor
+) -> None:
+    wrong = "from sklearn.model_selection import train_test_split, class_weight\n"
+    where = f"ImportError: cannot import name\nCell In[1], line 1\n----> 1 {wrong}"
+    fake.add(fenced(wrong + "print(1)"), fenced(wrong + "print(1)"))
+    why = "cannot import name 'class_weight' from 'sklearn.model_selection' (/x.py)"
+    executor.add(error("ImportError", why, traceback=where), "1\n")
+    result = it.ask("Balanced model?", attempts=3)
+    # Written again word for word, the failing line is not a certain failure: the loop mends it before it runs.
+    assert result.ok and len(fake.requests) == 2 and len(executor.runs) == 2
+    assert "from sklearn.utils import class_weight" in executor.runs[1].code
+
+
 def test_a_module_used_and_never_imported_is_imported_before_the_first_run(
     fake: FakeModelServer, it: Interpreter, executor: ScriptedExecutor, sales: pd.DataFrame
 ) -> None:

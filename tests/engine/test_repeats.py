@@ -65,3 +65,10 @@ def test_a_reply_that_changes_the_head_is_left_to_run() -> None:
     repeats = Repeats([failed(CODE, 3)])
     assert enough_at(fenced(fixed), 0, repeats) is None and repeats.copied is None
     assert not Repeats([])  # nothing failed yet: nothing to watch
+
+
+def test_a_head_the_loop_would_mend_is_not_watched() -> None:
+    code = "from sklearn.model_selection import class_weight\nprint(1)\n"
+    attempt = failed(code, 1, "ImportError")
+    assert not Repeats([attempt], mend=lambda c: c.replace("model_selection", "utils"))
+    assert Repeats([attempt], mend=lambda c: c)
